@@ -1,0 +1,1 @@
+"""The bottom layer: task states, the transition table, errors, and the store over MongoDB."""

@@ -1,0 +1,139 @@
+"""Pure decisions: given a task document and what just happened, what is the next state?
+
+No I/O here. The store reads a task, asks one of these functions for a ``Plan``, and writes
+the plan with one compare-and-set on the task's ``rev``; a lost race re-reads and decides again.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+from fsm.errors import InvalidTransition
+from fsm.states import FAILED_ATTEMPTS, FINAL, AttemptState, Status, check
+
+A = AttemptState
+MAX_BACKOFF_S = 3600.0
+
+
+@dataclass
+class Plan:
+    """One write: the next status (None: unchanged), fields to set, attempts to change."""
+
+    frm: Status
+    to: Status | None = None
+    reason: str | None = None
+    fields: dict[str, Any] = field(default_factory=dict)
+    attempts: dict[str, dict[str, Any]] = field(default_factory=dict)
+    ended: set[str] = field(default_factory=set)  # attempt ids whose ended_at is set now
+    delay_s: float | None = None  # with to=PENDING: run_after = server now + delay_s
+
+    def __post_init__(self) -> None:
+        if self.to is not None and self.to != self.frm:
+            check(self.frm, self.to)
+
+
+def digest(value: Any) -> str:
+    """A canonical digest of a JSON result: equal data gives equal digests."""
+    text = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def backoff_s(failures: int, base: float, rng: random.Random | None = None) -> float:
+    """Exponential backoff with jitter: uniformly in [0.5, 1] x base x 2^(failures-1), capped."""
+    if base <= 0:
+        return 0.0
+    ceiling = min(MAX_BACKOFF_S, base * 2 ** max(0, failures - 1))
+    return ceiling * (0.5 + 0.5 * (rng or random).random())
+
+
+def _others_running(task: dict, except_id: str) -> list[str]:
+    return [a["id"] for a in task.get("attempts", []) if a["state"] == A.RUNNING and a["id"] != except_id]
+
+
+def decide_attempt_end(task: dict, attempt_id: str, state: AttemptState, *, result: Any = None,
+                       error: str | None = None, traceback: str | None = None, logs: str | None = None,
+                       rng: random.Random | None = None) -> Plan:
+    """An attempt ended (succeeded, failed, timed out, crashed, lost its lease)."""
+    frm = Status(task["status"])
+    if frm != Status.RUNNING:
+        raise InvalidTransition(f"task {task['_id']} is {frm.value}, not running")
+    state = AttemptState(state)
+    update: dict[str, Any] = {"state": state.value}
+    if state == A.SUCCEEDED:
+        update.update(result=result, digest=digest(result))
+    else:
+        update.update(error=error or state.value.replace("_", " "), traceback=traceback)
+    if logs:
+        update["logs"] = logs[-4000:]
+    plan = Plan(frm=frm, attempts={attempt_id: update}, ended={attempt_id})
+
+    others = _others_running(task, attempt_id)
+    agreed = Counter(a["digest"] for a in task.get("attempts", []) if a["state"] == A.SUCCEEDED)
+    open_slots = task.get("open_slots", 0)
+    failures = task.get("failures", 0)
+    quorum = task.get("quorum", 1)
+
+    if state == A.SUCCEEDED:
+        agreed[update["digest"]] += 1
+        if agreed[update["digest"]] >= quorum:
+            return _finish(plan, task, others, Status.SUCCEEDED, result=result, reason=None)
+    elif state in FAILED_ATTEMPTS:
+        failures += 1
+        plan.fields["failures"] = failures
+        plan.fields["error"] = update["error"]
+        if failures > task.get("max_retries", 0):
+            return _finish(plan, task, others, Status.FAILED, reason="retries_exhausted")
+        open_slots += 1
+        plan.fields["open_slots"] = open_slots
+        if not others:
+            delay = backoff_s(failures, task.get("retry_backoff_s", 1.0), rng)
+            plan.to = Status.PENDING if delay > 0 else Status.QUEUED
+            plan.reason = f"retry after {state.value}"
+            plan.delay_s = delay if delay > 0 else None
+            check(frm, plan.to)
+            return plan
+
+    best = max(agreed.values(), default=0)
+    if best + len(others) + open_slots < quorum:
+        plan.fields["open_slots"] = 0
+        return _finish(plan, task, others, Status.FAILED, reason="disputed")
+    return plan
+
+
+def _finish(plan: Plan, task: dict, others: list[str], to: Status, *, reason: str | None,
+            result: Any = None) -> Plan:
+    """Close the task: its other running attempts are cancelled, no slots stay open."""
+    plan.to = to
+    plan.reason = reason
+    check(plan.frm, to)
+    plan.fields.update(open_slots=0, reason=reason)
+    if to == Status.SUCCEEDED:
+        plan.fields.update(result=result, error=None)
+    for other in others:
+        plan.attempts[other] = {"state": A.CANCELLED.value, "error": f"task {to.value}"}
+        plan.ended.add(other)
+    return plan
+
+
+def decide_cancel(task: dict) -> Plan:
+    """Cancel a live task; its running attempts are marked cancelled (their workers kill them)."""
+    frm = Status(task["status"])
+    if frm in FINAL:
+        raise InvalidTransition(f"task {task['_id']} is already {frm.value}; only pending, queued or "
+                                "running tasks can be cancelled")
+    return _finish(Plan(frm=frm), task, _others_running(task, ""), Status.CANCELLED, reason="cancelled")
+
+
+def decide_requeue(task: dict) -> Plan:
+    """Put a failed or cancelled task back in the queue for a fresh round of attempts."""
+    frm = Status(task["status"])
+    plan = Plan(frm=frm, to=Status.QUEUED, reason="requeued")
+    plan.fields.update(
+        open_slots=task.get("redundancy", 1), failures=0, workers=[], attempts=[],
+        previous_attempts=task.get("previous_attempts", []) + task.get("attempts", []),
+        result=None, error=None, reason=None, finished_at=None)
+    return plan

@@ -1,0 +1,39 @@
+"""The data layer: the only package that talks to MongoDB directly.
+
+``Store(db)`` bundles the per-collection verbs so callers hold one object.
+"""
+from __future__ import annotations
+
+from pymongo.database import Database
+
+from fsm.store.db import database, server_now
+from fsm.store.schema import ensure_indexes
+from fsm.store.tasks import Claim, Claimant, TaskStore
+from fsm.store.users import UserStore
+from fsm.store.wakeups import Wakeups
+from fsm.store.workers import WorkerStore
+
+
+class Store:
+    """Every verb Suanwang uses, over one database."""
+
+    def __init__(self, db: Database, *, create_indexes: bool = True):
+        self.db = db
+        if create_indexes:
+            ensure_indexes(db)
+        self.tasks = TaskStore(db)
+        self.workers = WorkerStore(db)
+        self.users = UserStore(db)
+        self.wakeups = Wakeups(db)
+
+    @classmethod
+    def connect(cls, uri: str, name: str | None = None) -> "Store":
+        return cls(database(uri, name))
+
+    def close(self) -> None:
+        self.wakeups.close()
+        self.db.client.close()
+
+
+__all__ = ["Store", "TaskStore", "WorkerStore", "UserStore", "Wakeups", "Claim", "Claimant", "database",
+           "server_now", "ensure_indexes"]

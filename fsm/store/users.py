@@ -1,0 +1,128 @@
+"""The ``users`` collection: people and API clients, their roles, passwords and tokens.
+
+Passwords are hashed with scrypt (standard library); tokens are random and only their
+SHA-256 is stored, so a database dump reveals no credential.
+"""
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+import secrets
+from datetime import datetime, timezone
+
+from pymongo.database import Database
+from pymongo.errors import DuplicateKeyError
+
+from fsm.errors import Conflict, NotFound, Unauthorized, ValidationError
+
+ROLES = ("admin", "super", "business", "general")
+#: What each role may do; a role has its own rights and those of the roles after it.
+RANK = {"admin": 3, "super": 2, "business": 1, "general": 0}
+NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$")
+SCRYPT = {"n": 2 ** 14, "r": 8, "p": 1}
+
+
+def hash_password(password: str) -> str:
+    salt = secrets.token_bytes(16)
+    digest = hashlib.scrypt(password.encode(), salt=salt, dklen=32, **SCRYPT)
+    return f"scrypt${SCRYPT['n']}${SCRYPT['r']}${SCRYPT['p']}${salt.hex()}${digest.hex()}"
+
+
+def check_password(stored: str | None, password: str) -> bool:
+    try:
+        algo, n, r, p, salt, digest = (stored or "").split("$")
+    except ValueError:
+        return False
+    if algo != "scrypt":
+        return False
+    got = hashlib.scrypt(password.encode(), salt=bytes.fromhex(salt), dklen=32, n=int(n), r=int(r), p=int(p))
+    return hmac.compare_digest(got.hex(), digest)
+
+
+def token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def has_role(user: dict, role: str) -> bool:
+    """True when the user's role is ``role`` or above it."""
+    return RANK.get(user.get("role"), -1) >= RANK[role]
+
+
+class UserStore:
+    def __init__(self, db: Database):
+        self.users = db.users
+
+    def add(self, name: str, role: str, password: str | None = None, groups: list[str] | None = None) -> str:
+        """Create a user and return a fresh API token (shown once, stored only as a hash)."""
+        if not isinstance(name, str) or not NAME.match(name):
+            raise ValidationError("user name must be 1-64 characters: letters, digits and . _ @ -", field="name")
+        if role not in ROLES:
+            raise ValidationError(f"role must be one of {', '.join(ROLES)}, got {role!r}", field="role")
+        if password is not None and len(password) < 8:
+            raise ValidationError("password must be at least 8 characters", field="password")
+        token = secrets.token_urlsafe(32)
+        doc = {"_id": name, "role": role, "groups": groups or [],
+               "password_hash": hash_password(password) if password else None,
+               "tokens": [{"hash": token_hash(token), "label": "default", "created_at": _now()}],
+               "created_at": _now()}
+        try:
+            self.users.insert_one(doc)
+        except DuplicateKeyError:
+            raise Conflict(f"a user named {name!r} already exists") from None
+        return token
+
+    def ensure_admin(self, name: str = "admin", token: str | None = None) -> str | None:
+        """Create the admin on first start; with ``token``, make sure that token works for it."""
+        token = token or secrets.token_urlsafe(32)
+        entry = {"hash": token_hash(token), "label": "admin.token", "created_at": _now()}
+        existing = self.users.find_one({"_id": name})
+        if existing is None:
+            try:
+                self.users.insert_one({"_id": name, "role": "admin", "groups": [], "password_hash": None,
+                                       "tokens": [entry], "created_at": _now()})
+            except DuplicateKeyError:
+                pass
+            return token
+        if not any(t["hash"] == entry["hash"] for t in existing.get("tokens", [])):
+            self.users.update_one({"_id": name}, {"$push": {"tokens": entry}})
+        return token
+
+    def new_token(self, name: str, label: str = "token") -> str:
+        token = secrets.token_urlsafe(32)
+        res = self.users.update_one({"_id": name}, {"$push": {"tokens": {
+            "hash": token_hash(token), "label": label, "created_at": _now()}}})
+        if not res.matched_count:
+            raise NotFound(f"no user named {name!r}")
+        return token
+
+    def set_password(self, name: str, password: str) -> None:
+        if len(password) < 8:
+            raise ValidationError("password must be at least 8 characters", field="password")
+        if not self.users.update_one({"_id": name}, {"$set": {"password_hash": hash_password(password)}}).matched_count:
+            raise NotFound(f"no user named {name!r}")
+
+    def by_token(self, token: str) -> dict:
+        user = self.users.find_one({"tokens.hash": token_hash(token)}, {"password_hash": 0, "tokens": 0})
+        if user is None:
+            raise Unauthorized("the token is not valid")
+        return user
+
+    def by_password(self, name: str, password: str) -> dict:
+        user = self.users.find_one({"_id": name})
+        if user is None or not check_password(user.get("password_hash"), password):
+            raise Unauthorized("wrong user name or password")
+        user.pop("password_hash", None)
+        user.pop("tokens", None)
+        return user
+
+    def list(self) -> list[dict]:
+        return list(self.users.find({}, {"password_hash": 0, "tokens": 0}).sort("_id", 1))
+
+    def remove(self, name: str) -> None:
+        if not self.users.delete_one({"_id": name}).deleted_count:
+            raise NotFound(f"no user named {name!r}")
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)

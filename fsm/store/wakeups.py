@@ -1,0 +1,77 @@
+"""Wake-up signals: a publish inserts one small document into a capped collection; idle
+workers tail it, so they wake within milliseconds without waiting for a majority commit."""
+from __future__ import annotations
+
+import time
+
+from pymongo import CursorType
+from pymongo.database import Database
+from pymongo.errors import PyMongoError
+from pymongo.write_concern import WriteConcern
+
+
+class Wakeups:
+    def __init__(self, db: Database):
+        # w=1: a lost wake-up only costs one poll interval, never a task.
+        self.coll = db.get_collection("wakeups", write_concern=WriteConcern(w=1))
+        self._last = None
+        self._cursor = None
+
+    def signal(self, kind: str = "task", n: int = 1) -> None:
+        try:
+            self.coll.insert_one({"kind": kind, "n": n})
+        except PyMongoError:
+            pass  # workers fall back to polling
+
+    def wait(self, timeout: float) -> bool:
+        """Block up to ``timeout`` seconds for a new signal; True when one arrived."""
+        deadline = time.monotonic() + timeout
+        try:
+            if self._cursor is None or not self._cursor.alive:
+                if self._last is None:
+                    newest = self.coll.find_one(sort=[("$natural", -1)])
+                    self._last = newest["_id"] if newest else None
+                query = {"_id": {"$gt": self._last}} if self._last is not None else {}
+                self._cursor = self.coll.find(query, cursor_type=CursorType.TAILABLE_AWAIT,
+                                              max_await_time_ms=max(1, int(timeout * 1000)))
+            while self._cursor.alive and time.monotonic() < deadline:
+                doc = self._cursor.try_next()  # waits up to max_await_time_ms for a new document
+                if doc is not None:
+                    self._last = doc["_id"]
+                    return True
+            return False
+        except PyMongoError:
+            pass  # workers fall back to polling
+
+    def wait(self, timeout: float) -> bool:
+        """Block up to ``timeout`` seconds for a new signal; True when one arrived."""
+        deadline = time.monotonic() + timeout
+        try:
+            if self._cursor is None or not self._cursor.alive:
+                if self._last is None:
+                    newest = self.coll.find_one(sort=[("$natural", -1)])
+                    self._last = newest["_id"] if newest else None
+                query = {"_id": {"$gt": self._last}} if self._last is not None else {}
+                self._cursor = self.coll.find(query, cursor_type=CursorType.TAILABLE_AWAIT,
+                                              max_await_time_ms=max(1, int(timeout * 1000)))
+            got = False
+            while self._cursor.alive and time.monotonic() < deadline:
+                doc = self._cursor.try_next()
+                if doc is None:
+                    if got:
+                        return True
+                    continue
+                self._last = doc["_id"]
+                got = True
+                # drain whatever else arrived in the same batch without waiting
+                if not self._cursor._data:  # noqa: SLF001 - avoid a second await round trip
+                    return True
+            return got
+        except PyMongoError:
+            self._cursor = None
+            time.sleep(min(timeout, 0.5))
+            return False
+
+    def close(self) -> None:
+        if self._cursor is not None:
+            self._cursor.close()
