@@ -64,3 +64,8 @@ def load(spec: RunSpec):
     if not callable(target):
         raise FunctionNotFound(f"{spec.entrypoint} is not callable")
     return target
+
+
+def make_resolver(db=None, cache_dir: str | None = None) -> Resolver:
+    """The resolver a worker uses (the git registry plugs in here)."""
+    return Resolver()
