@@ -84,6 +84,12 @@ def decide_attempt_end(task: dict, attempt_id: str, state: AttemptState, *, resu
     elif state in FAILED_ATTEMPTS:
         failures += 1
         plan.fields["failures"] = failures
+        # Only attempts that stand toward the result keep their worker out of the next claim.
+        worker = next(a["worker"] for a in task["attempts"] if a["id"] == attempt_id)
+        remaining = list(task.get("workers", []))
+        if worker in remaining:
+            remaining.remove(worker)
+        plan.fields["workers"] = remaining
         plan.fields["error"] = update["error"]
         if failures > task.get("max_retries", 0):
             return _finish(plan, task, others, Status.FAILED, reason="retries_exhausted")

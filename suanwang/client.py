@@ -1,0 +1,58 @@
+"""A small HTTP client of the Suanwang API for the command line."""
+from __future__ import annotations
+
+import time
+
+import requests
+
+from fsm.errors import SuanwangError, Unauthorized
+
+FINAL = {"succeeded", "failed", "cancelled"}
+
+
+class Client:
+    def __init__(self, base_url: str, token: str | None, timeout: float = 30):
+        if not token:
+            raise Unauthorized("no API token: pass --token, set SUANWANG_TOKEN, or run `suanwang up` "
+                               "(it writes ~/.suanwang/admin.token)")
+        self.base = base_url.rstrip("/") + "/api/v1"
+        self.session = requests.Session()
+        self.session.headers["Authorization"] = f"Bearer {token}"
+        self.timeout = timeout
+
+    def _call(self, method: str, path: str, body=None):
+        try:
+            resp = self.session.request(method, self.base + path, json=body, timeout=self.timeout)
+        except requests.ConnectionError:
+            raise SuanwangError(f"cannot reach the server at {self.base} (is `suanwang server` or "
+                                "`suanwang up` running? --server-url)") from None
+        if resp.status_code >= 400:
+            try:
+                err = resp.json()["error"]
+                message = f"{err['message']} ({resp.status_code} {err['code']})"
+            except (ValueError, KeyError, TypeError):
+                message = f"HTTP {resp.status_code}: {resp.text[:200]}"
+            raise SuanwangError(message)
+        return resp.json()
+
+    def get(self, path: str):
+        return self._call("GET", path)
+
+    def post(self, path: str, body=None):
+        return self._call("POST", path, body)
+
+    def wait(self, task_id: str, poll_s: float = 0.1):
+        """Poll until the task is final, with a progress line on the terminal."""
+        from rich.console import Console
+
+        console = Console(stderr=True)
+        with console.status(f"task {task_id}: queued") as status:
+            while True:
+                task = self.get(f"/tasks/{task_id}")
+                attempts = task.get("attempts") or []
+                running = sum(1 for a in attempts if a.get("state") == "running")
+                status.update(f"task {task_id}: {task['status']}  attempts {len(attempts)} (running {running})")
+                if task["status"] in FINAL:
+                    return task
+                time.sleep(poll_s)
+                poll_s = min(poll_s * 1.5, 1.0)
