@@ -18,7 +18,7 @@ from pymongo.collection import Collection
 from pymongo.database import Database
 from pymongo.errors import BulkWriteError
 
-from fsm.decide import Plan, decide_attempt_end, decide_cancel, decide_requeue
+from fsm.decide import Plan, decide_attempt_end, decide_cancel, decide_requeue, digest
 from fsm.errors import Conflict, InvalidTransition, LeaseLost, TaskNotFound, ValidationError
 from fsm.states import FINAL, LIVE, AttemptState, Status, check
 from fsm.store.db import server_now
@@ -32,8 +32,9 @@ CLAIM_SORT = [("priority", -1), ("created_at", 1)]
 CLAIM_PROJECTION = {"history": 0, "attempts": 0, "previous_attempts": 0, "result": 0}
 MAX_RACE_RETRIES = 50
 
-# The claim's one status change must be legal; checked once, at import.
+# The status changes written without a Plan must be legal; checked once, at import.
 check(Status.QUEUED, Status.RUNNING)
+check(Status.RUNNING, Status.SUCCEEDED)
 
 
 def lit(value: Any) -> dict:
@@ -246,6 +247,9 @@ class TaskStore:
         Raises ``LeaseLost`` when the attempt is no longer running (lease expired, task
         cancelled or decided): the late result is dropped, nothing changes.
         """
+        if AttemptState(state) == AttemptState.SUCCEEDED and self._succeed_single(task_id, attempt_id, result,
+                                                                                 logs, worker):
+            return Plan(frm=Status.RUNNING, to=Status.SUCCEEDED, fields={"result": result})
         for _ in range(MAX_RACE_RETRIES):
             filt = {"_id": task_id, "attempts": {"$elemMatch": {"id": attempt_id, "state": "running"}}}
             if worker:
@@ -259,6 +263,33 @@ class TaskStore:
             if self._write(task, plan, by=worker or "worker"):
                 return plan
         raise Conflict(f"task {task_id} kept changing; gave up after {MAX_RACE_RETRIES} tries")
+
+    def _succeed_single(self, task_id: str, attempt_id: str, result: Any, logs: str | None,
+                        worker: str | None) -> bool:
+        """The common case in one write: a task run once (quorum 1) succeeds with this result.
+
+        Equivalent to ``decide_attempt_end`` for redundancy 1, where a success always decides
+        the task; anything else (redundant tasks, a lost lease) takes the general path.
+        """
+        match = {"id": attempt_id, "state": AttemptState.RUNNING.value}
+        if worker:
+            match["worker"] = worker
+        done = {"state": AttemptState.SUCCEEDED.value, "result": result, "digest": digest(result)}
+        if logs:
+            done["logs"] = logs[-4000:]
+        entry = {"from": Status.RUNNING.value, "to": Status.SUCCEEDED.value, "at": "$$NOW", "by": lit(worker or "worker")}
+        res = self.tasks.update_one(
+            {"_id": task_id, "status": Status.RUNNING.value, "redundancy": 1, "quorum": 1,
+             "attempts": {"$elemMatch": match}},
+            [{"$set": {
+                "status": Status.SUCCEEDED.value, "result": lit(result), "error": None, "reason": None,
+                "open_slots": 0, "finished_at": "$$NOW", "updated_at": "$$NOW", "rev": {"$add": ["$rev", 1]},
+                "history": {"$concatArrays": ["$history", [entry]]},
+                "attempts": {"$map": {"input": "$attempts", "as": "a", "in": {"$cond": [
+                    {"$eq": ["$$a.id", lit(attempt_id)]},
+                    {"$mergeObjects": ["$$a", {"$literal": done}, {"ended_at": "$$NOW"}]}, "$$a"]}}},
+            }}])
+        return res.modified_count == 1
 
     # ------------------------------------------------------------ user verbs
     def cancel(self, task_id: str, by: str) -> Plan:

@@ -1,0 +1,1 @@
+"""Example Suanwang functions: a LightGBM training task and a PyTorch matrix product."""

@@ -1,0 +1,292 @@
+#!/usr/bin/env python3
+"""Suanwang's throughput and latency, against the raw MongoDB ceiling and Celery on Redis.
+
+Starts its own mongod (the embedded one), then prints one table:
+  1. raw ceiling: bare pymongo find_one_and_update claim + update_one complete, 1 and 2 clients
+  2. Suanwang store: claim_next + finish_attempt cycles, 1 and 2 clients (ratio to the ceiling)
+  3. end to end: N no-op tasks published in bulk over HTTP to all done, one worker with 2 slots
+  4. publish-to-start latency for an idle worker, p50 / p99 (server clock on both ends)
+  5. the same workload on Celery 5 (Redis broker, prefork concurrency 2), when Redis answers
+
+Usage: python scripts/bench.py [--tasks 5000] [--cycles 3000] [--latency-samples 200] [--skip-celery]
+"""
+from __future__ import annotations
+
+import argparse
+import multiprocessing as mp
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import requests
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from fsm.store import Claimant, Store, database  # noqa: E402
+from fsm.store.embedded import EmbeddedMongo, free_port  # noqa: E402
+from fsm.store.spec import validate  # noqa: E402
+
+
+# ---------------------------------------------------------------- 1. raw ceiling
+def _raw_client(uri: str, db_name: str, n: int, out) -> None:
+    from pymongo import MongoClient, ReturnDocument
+
+    coll = MongoClient(uri, w="majority")[db_name].raw
+    done = 0
+    start = time.perf_counter()
+    while done < n:
+        doc = coll.find_one_and_update({"status": "queued"}, {"$set": {"status": "running"}},
+                                       sort=[("priority", -1), ("created", 1)], return_document=ReturnDocument.AFTER)
+        if doc is None:
+            break
+        coll.update_one({"_id": doc["_id"], "status": "running"}, {"$set": {"status": "done", "result": None}})
+        done += 1
+    out.put((done, time.perf_counter() - start))
+
+
+def raw_ceiling(uri: str, clients: int, cycles: int) -> float:
+    from pymongo import ASCENDING, DESCENDING, MongoClient
+
+    db_name = f"raw{clients}"
+    coll = MongoClient(uri)[db_name].raw
+    coll.drop()
+    coll.create_index([("status", ASCENDING), ("priority", DESCENDING), ("created", ASCENDING)])
+    coll.insert_many([{"status": "queued", "priority": 0, "created": i} for i in range(cycles)])
+    return _run_clients(_raw_client, uri, db_name, clients, cycles)
+
+
+def _run_clients(target, uri: str, db_name: str, clients: int, cycles: int) -> float:
+    ctx = mp.get_context("spawn")
+    out = ctx.Queue()
+    procs = [ctx.Process(target=target, args=(uri, db_name, cycles // clients, out)) for _ in range(clients)]
+    start = time.perf_counter()
+    for p in procs:
+        p.start()
+    results = [out.get() for _ in procs]
+    for p in procs:
+        p.join()
+    elapsed = time.perf_counter() - start
+    return sum(done for done, _ in results) / max(max(t for _, t in results), 1e-9) if elapsed else 0.0
+
+
+# -------------------------------------------------------------- 2. store cycles
+def _store_client(uri: str, db_name: str, n: int, out) -> None:
+    store = Store(database(uri, db_name), create_indexes=False)
+    who = Claimant(name=f"bench-{os.getpid()}", distinct_grace_s=-1)
+    done = 0
+    start = time.perf_counter()
+    while done < n:
+        claim = store.tasks.claim_next(who)
+        if claim is None:
+            break
+        store.tasks.finish_attempt(claim.task_id, claim.attempt_id, "succeeded", result=None, worker=who.name)
+        done += 1
+    out.put((done, time.perf_counter() - start))
+
+
+def publish_direct(store: Store, n: int, function: str = "noop") -> None:
+    for start in range(0, n, 1000):
+        store.tasks.insert([store.tasks.document(validate({"function": function}), "bench")
+                            for _ in range(min(1000, n - start))])
+
+
+def store_cycles(uri: str, clients: int, cycles: int) -> float:
+    db_name = f"store{clients}"
+    store = Store(database(uri, db_name))
+    publish_direct(store, cycles)
+    return _run_clients(_store_client, uri, db_name, clients, cycles)
+
+
+# ------------------------------------------------------------- 3, 4. end to end
+class System:
+    """A real server and one worker process on the bench's mongod."""
+
+    def __init__(self, uri: str, slots: int, workdir: Path):
+        self.port = free_port()
+        self.uri = uri
+        self.token = "bench-admin-token-" + os.urandom(8).hex()
+        env = {**os.environ, "SUANWANG_ADMIN_TOKEN": self.token, "PYTHONUNBUFFERED": "1"}
+        cli = [sys.executable, "-m", "suanwang"]
+        self.logs = workdir
+        self.server = subprocess.Popen(cli + ["server", "--mongo", uri, "--port", str(self.port)], env=env,
+                                       stdout=open(workdir / "server.log", "wb"), stderr=subprocess.STDOUT)
+        self.url = f"http://127.0.0.1:{self.port}/api/v1"
+        self._wait(lambda: requests.get(f"{self.url}/healthz", timeout=1).ok, "server")
+        self.worker = subprocess.Popen(cli + ["worker", "--mongo", uri, "--name", "bench-worker", "--concurrency",
+                                              str(slots), "--cache-dir", str(workdir / "cache")], env=env,
+                                       stdout=open(workdir / "worker.log", "wb"), stderr=subprocess.STDOUT)
+        self.http = requests.Session()
+        self.http.headers["Authorization"] = f"Bearer {self.token}"
+        store = Store(database(uri))
+        self._wait(lambda: store.db.workers.count_documents({"_id": "bench-worker", "state": "online"}) == 1,
+                   "worker")
+        self.store = store
+
+    @staticmethod
+    def _wait(predicate, what: str, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                if predicate():
+                    return
+            except requests.RequestException:
+                pass
+            time.sleep(0.1)
+        raise SystemExit(f"the {what} did not start within {timeout}s")
+
+    def stop(self) -> None:
+        for proc in (self.worker, self.server):
+            proc.terminate()
+        for proc in (self.worker, self.server):
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
+def end_to_end(system: System, n: int) -> float:
+    bodies = [{"function": "noop"} for _ in range(n)]
+    start = time.perf_counter()
+    for chunk in range(0, n, 1000):
+        resp = system.http.post(f"{system.url}/tasks", json=bodies[chunk:chunk + 1000], timeout=60)
+        resp.raise_for_status()
+    while system.store.db.tasks.count_documents({"status": "succeeded"}) < n:
+        time.sleep(0.01)
+    return n / (time.perf_counter() - start)
+
+
+def latency(system: System, samples: int) -> tuple[float, float]:
+    """Publish one task at a time to an idle worker; started_at - created_at by the server clock."""
+    ids = []
+    for _ in range(samples):
+        resp = system.http.post(f"{system.url}/tasks", json={"function": "noop"}, timeout=10)
+        resp.raise_for_status()
+        task_id = resp.json()["id"]
+        ids.append(task_id)
+        while system.store.db.tasks.count_documents({"_id": task_id, "status": "succeeded"}) == 0:
+            time.sleep(0.002)
+        time.sleep(0.02)  # let the worker go idle again
+    gaps = []
+    for doc in system.store.db.tasks.find({"_id": {"$in": ids}}, {"created_at": 1, "attempts.started_at": 1}):
+        gaps.append((doc["attempts"][0]["started_at"] - doc["created_at"]).total_seconds() * 1000)
+    return percentile(gaps, 50), percentile(gaps, 99)
+
+
+def percentile(values: list[float], q: float) -> float:
+    values = sorted(values)
+    if not values:
+        return float("nan")
+    k = (len(values) - 1) * q / 100
+    lo, hi = int(k), min(int(k) + 1, len(values) - 1)
+    return values[lo] + (values[hi] - values[lo]) * (k - lo)
+
+
+# ------------------------------------------------------------------- 5. Celery
+def redis_answers() -> bool:
+    try:
+        import redis
+
+        return redis.Redis(host="127.0.0.1", port=6379, socket_timeout=1).ping()
+    except Exception:  # noqa: BLE001 - any failure means: no Redis to compare with
+        return False
+
+
+def celery_bench(n: int, samples: int, workdir: Path) -> tuple[float, float, float]:
+    import redis
+
+    redis.Redis(host="127.0.0.1", port=6379, db=15).flushdb()
+    env = {**os.environ, "PYTHONPATH": f"{ROOT / 'scripts'}:{os.environ.get('PYTHONPATH', '')}"}
+    worker = subprocess.Popen([sys.executable, "-m", "celery", "-A", "bench_celery_app", "worker", "--pool=prefork",
+                               "--concurrency=2", "--loglevel=WARNING", "--without-gossip", "--without-mingle",
+                               "--without-heartbeat"], env=env, cwd=ROOT / "scripts",
+                              stdout=open(workdir / "celery.log", "wb"), stderr=subprocess.STDOUT)
+    sys.path.insert(0, str(ROOT / "scripts"))
+    try:
+        import bench_celery_app as app_module
+
+        app_module.app.control.ping(timeout=1)
+        deadline = time.monotonic() + 60
+        while not app_module.app.control.ping(timeout=0.5):
+            if time.monotonic() > deadline:
+                raise SystemExit("celery worker did not start")
+        app_module.noop.delay().get(timeout=30)  # warm up
+        start = time.perf_counter()
+        results = [app_module.noop.delay() for _ in range(n)]
+        for r in results:
+            r.get(timeout=300)
+        throughput = n / (time.perf_counter() - start)
+        gaps = []
+        for _ in range(samples):
+            sent = time.time()
+            started = app_module.started_at.delay().get(timeout=30)
+            gaps.append((started - sent) * 1000)
+            time.sleep(0.02)
+        return throughput, percentile(gaps, 50), percentile(gaps, 99)
+    finally:
+        worker.terminate()
+        try:
+            worker.wait(30)
+        except subprocess.TimeoutExpired:
+            worker.kill()
+
+
+# --------------------------------------------------------------------- report
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--tasks", type=int, default=5000)
+    parser.add_argument("--cycles", type=int, default=3000)
+    parser.add_argument("--latency-samples", type=int, default=200)
+    parser.add_argument("--skip-celery", action="store_true")
+    args = parser.parse_args()
+
+    workdir = Path(tempfile.mkdtemp(prefix="suanwang-bench-"))
+    mongo = EmbeddedMongo(workdir / "db")
+    uri = mongo.start()
+    rows = []
+    try:
+        raw1 = raw_ceiling(uri, 1, args.cycles)
+        raw2 = raw_ceiling(uri, 2, args.cycles)
+        st1 = store_cycles(uri, 1, args.cycles)
+        st2 = store_cycles(uri, 2, args.cycles)
+        rows += [("raw claim+complete, 1 client", f"{raw1:,.0f} /s", ""),
+                 ("raw claim+complete, 2 clients", f"{raw2:,.0f} /s", ""),
+                 ("Suanwang store claim+finish, 1 client", f"{st1:,.0f} /s", f"{st1 / raw1:.0%} of raw (target >= 80%)"),
+                 ("Suanwang store claim+finish, 2 clients", f"{st2:,.0f} /s", f"{st2 / raw2:.0%} of raw (target >= 80%)")]
+        base, _, query = uri.partition("?")
+        system = System(f"{base.rstrip('/')}/e2e?{query}", 2, workdir)
+        try:
+            e2e = end_to_end(system, args.tasks)
+            p50, p99 = latency(system, args.latency_samples)
+        finally:
+            system.stop()
+        rows += [(f"Suanwang end to end, {args.tasks:,} no-op tasks, 2 slots", f"{e2e:,.0f} tasks/s", ""),
+                 ("Suanwang publish-to-start, idle worker", f"p50 {p50:.1f} ms / p99 {p99:.1f} ms",
+                  "target p50 <= 5 ms")]
+        if not args.skip_celery and redis_answers():
+            c_tp, c_p50, c_p99 = celery_bench(args.tasks, args.latency_samples, workdir)
+            rows += [(f"Celery 5 on Redis, {args.tasks:,} no-op tasks, prefork 2", f"{c_tp:,.0f} tasks/s",
+                      f"Suanwang/Celery = {e2e / c_tp:.2f} (target >= 1)"),
+                     ("Celery publish-to-start", f"p50 {c_p50:.1f} ms / p99 {c_p99:.1f} ms",
+                      f"Suanwang/Celery p50 = {p50 / c_p50:.2f}")]
+        else:
+            rows.append(("Celery 5 on Redis", "skipped", "no Redis on 127.0.0.1:6379 (or --skip-celery)"))
+    finally:
+        mongo.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
+    width = max(len(r[0]) for r in rows)
+    vwidth = max(len(r[1]) for r in rows)
+    print(f"\n{'measure':<{width}}  {'value':<{vwidth}}  ratio / target")
+    print(f"{'-' * width}  {'-' * vwidth}  {'-' * 30}")
+    for name, value, note in rows:
+        print(f"{name:<{width}}  {value:<{vwidth}}  {note}")
+    print(f"\n({os.cpu_count()} cores; one mongod, single-node replica set, majority writes)")
+
+
+if __name__ == "__main__":
+    main()
