@@ -48,11 +48,9 @@ TASK_INDEXES = [
     # The claim: equality on is_enabled, then the sort; only claimable tasks are in it.
     IndexModel([("is_enabled", ASCENDING), ("priority", DESCENDING), ("created_at", ASCENDING)],
                name=CLAIM_INDEX, partialFilterExpression={"open_slots": {"$gt": 0}}),
-    # The reaper's scan for expired leases, and a worker's lease renewal.
+    # The reaper's scan for expired leases; a worker's lease renewal scans the running ones.
     IndexModel([("attempts.state", ASCENDING), ("attempts.lease_until", ASCENDING)],
                name="lease", partialFilterExpression={"status": "running"}),
-    IndexModel([("attempts.worker", ASCENDING), ("attempts.state", ASCENDING)],
-               name="running_by_worker", partialFilterExpression={"status": "running"}),
     IndexModel([("run_after", ASCENDING)], name="due", partialFilterExpression={"status": "pending"}),
     # Listing pages: by status and by function, newest first.
     IndexModel([("status", ASCENDING), ("created_at", DESCENDING)], name="status_created"),
