@@ -121,3 +121,18 @@ def test_cancel_of_running_task_refuses_the_late_result(store):
     assert task["status"] == "cancelled" and task["attempts"][0]["state"] == "cancelled"
     with pytest.raises(InvalidTransition):
         store.tasks.cancel(tid, "admin")
+
+
+def test_prefers_versions_already_checked_out_without_starving(store):
+    # Given two same-priority tasks, the older one of a version this worker lacks
+    cold, warm = publish(store, [{"function": "echo", "version": "2.0"}, {"function": "echo", "version": "1.0"}])
+    urgent, = publish(store, [{"function": "echo", "version": "3.0", "priority": 5}])
+    who = Claimant("w", prefer_versions=("echo@1.0",))
+    # Then a more urgent task still goes first; within a band the ready version is preferred
+    assert [store.tasks.claim_next(who).task_id for _ in range(3)] == [urgent, warm, cold]
+    # And a task waiting longer than the window is never passed over
+    old, fresh = publish(store, [{"function": "echo", "version": "9"}, {"function": "echo", "version": "1.0"}])
+    from fsm.store import tasks as tasks_module
+    store.db.tasks.update_one({"_id": old}, [{"$set": {"created_at": {"$subtract": [
+        "$created_at", (tasks_module.PREFER_WINDOW_S + 5) * 1000]}}}])
+    assert store.tasks.claim_next(who).task_id == old

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from datetime import timedelta, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any, Iterable
 
 from bson import ObjectId
@@ -31,6 +31,8 @@ CLAIM_SORT = [("priority", -1), ("created_at", 1)]
 #: Fields a claimant needs; the rest (history, attempts) stays on the server.
 CLAIM_PROJECTION = {"history": 0, "attempts": 0, "previous_attempts": 0, "result": 0}
 MAX_RACE_RETRIES = 50
+#: How long a task may be passed over for one whose version a worker already has.
+PREFER_WINDOW_S = 60
 
 # The status changes written without a Plan must be legal; checked once, at import.
 check(Status.QUEUED, Status.RUNNING)
@@ -61,6 +63,7 @@ class Claimant:
     lease_s: float = 15.0
     #: After this long with a slot open, a redundant task may go to a worker that already ran it.
     distinct_grace_s: float = 30.0
+    #: "function@version" pairs this worker has checked out; claimed first within a priority band.
     prefer_versions: tuple[str, ...] = field(default=())
 
 
@@ -137,12 +140,30 @@ class TaskStore:
         """
         attempt_id = new_id()
         update = self._claim_update(who, attempt_id)
-        doc = self.tasks.find_one_and_update(self.claim_filter(who), update, sort=CLAIM_SORT,
-                                             projection=CLAIM_PROJECTION, hint=CLAIM_INDEX,
-                                             return_document=ReturnDocument.AFTER)
+        doc = self._claim_preferred(who, update) if who.prefer_versions else None
+        if doc is None:
+            doc = self.tasks.find_one_and_update(self.claim_filter(who), update, sort=CLAIM_SORT,
+                                                 projection=CLAIM_PROJECTION, hint=CLAIM_INDEX,
+                                                 return_document=ReturnDocument.AFTER)
         if doc is None and who.distinct_grace_s >= 0:
             doc = self._claim_repeat(who, attempt_id, update)
         return Claim(doc, attempt_id) if doc else None
+
+    def _claim_preferred(self, who: Claimant, update: list) -> dict | None:
+        """Prefer a task whose version this worker already has checked out, without starving any:
+        only within the most urgent priority band, and never past a task waiting over a minute."""
+        filt = self.claim_filter(who)
+        top = self.tasks.find_one(filt, {"function": 1, "version": 1, "priority": 1, "created_at": 1},
+                                  sort=CLAIM_SORT, hint=CLAIM_INDEX)
+        if top is None or f"{top['function']}@{top.get('version')}" in who.prefer_versions \
+                or top.get("version") == "builtin":
+            return None
+        if _aware(top["created_at"]) < datetime.now(timezone.utc) - timedelta(seconds=PREFER_WINDOW_S):
+            return None
+        pairs = [dict(zip(("function", "version"), fv.rsplit("@", 1))) for fv in who.prefer_versions]
+        filt.update(priority=top["priority"], **{"$or": pairs})
+        return self.tasks.find_one_and_update(filt, update, sort=CLAIM_SORT, projection=CLAIM_PROJECTION,
+                                              hint=CLAIM_INDEX, return_document=ReturnDocument.AFTER)
 
     def _claim_repeat(self, who: Claimant, attempt_id: str, update: list) -> dict | None:
         """A redundant task no other worker took within the grace period may run here again."""

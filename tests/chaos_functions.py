@@ -1,0 +1,32 @@
+"""Task functions for end-to-end and chaos tests (importable as tests.chaos_functions:NAME).
+
+Worker processes started by tests/procs.py carry CHAOS_WORKER=<worker name> in their
+environment, which these functions use to behave differently on one named worker.
+"""
+import os
+import time
+import uuid
+from pathlib import Path
+
+
+def whoami(seconds: float = 0.0):
+    """Sleep, then return the name of the worker that ran this attempt."""
+    time.sleep(seconds)
+    return os.environ.get("CHAOS_WORKER", "?")
+
+
+def answer(x, liar: str = "liar"):
+    """The right answer everywhere except on the worker named ``liar``."""
+    return {"value": -1 if os.environ.get("CHAOS_WORKER") == liar else x}
+
+
+def random_value():
+    """A different value on every run: redundant runs can never agree."""
+    return uuid.uuid4().hex
+
+
+def pid_sleep(path: str, seconds: float = 60.0):
+    """Write this process's pid to ``path``, then sleep (to see that a cancel kills it)."""
+    Path(path).write_text(str(os.getpid()))
+    time.sleep(seconds)
+    return "slept"

@@ -1,0 +1,95 @@
+"""End to end: a real server and real worker processes on a real mongod, driven over HTTP and the CLI."""
+import json
+import signal
+import subprocess
+import sys
+
+import pytest
+
+from fsm.store import Store, database
+from tests.procs import Cluster, wait_for
+
+
+@pytest.fixture
+def cluster(db_uri, tmp_path):
+    c = Cluster(db_uri, tmp_path)
+    yield c
+    c.close()
+
+
+@pytest.fixture
+def tasks(db_uri):
+    store = Store(database(db_uri))
+    yield store.tasks
+    store.close()
+
+
+def publish(cluster, bodies):
+    resp = cluster.http().post(f"{cluster.url}/tasks", json=bodies, timeout=30)
+    assert resp.status_code == 201, resp.text
+    body = resp.json()
+    return [item["id"] for item in body["items"]] if isinstance(bodies, list) else body["id"]
+
+
+def test_300_mixed_priority_tasks_over_http_on_two_workers(cluster, tasks):
+    # Given a server and two real worker processes
+    cluster.start_server()
+    cluster.start_worker("w1")
+    cluster.start_worker("w2")
+    # When 300 tasks of mixed priorities are published in bulk over HTTP
+    ids = publish(cluster, [{"function": "echo", "args": [i], "priority": i % 5} for i in range(300)])
+    # Then all succeed with the right results, shared by both workers
+    wait_for(lambda: tasks.counts_by_status()["succeeded"] == 300, 120, what="300 successes")
+    docs = {d["_id"]: d for d in tasks.tasks.find({"_id": {"$in": ids}})}
+    assert [docs[i]["result"] for i in ids] == list(range(300))
+    assert {d["attempts"][0]["worker"] for d in docs.values()} == {"w1", "w2"}
+    got = cluster.http().get(f"{cluster.url}/tasks/{ids[7]}", timeout=10).json()
+    assert got["status"] == "succeeded" and got["result"] == 7
+    assert [h["to"] for h in got["history"]] == ["queued", "running", "succeeded"]
+    assert got["attempts"][0]["worker"] in ("w1", "w2")
+
+
+def test_sigkill_of_a_worker_mid_task_puts_it_back(cluster, tasks):
+    cluster.start_server()
+    victim = cluster.start_worker("victim", concurrency=1)
+    task_id = publish(cluster, {"function": "tests.chaos_functions:whoami", "args": [2.0], "retry_backoff_s": 0})
+    wait_for(lambda: tasks.get(task_id)["status"] == "running", 30, what="the task to start")
+    victim.kill()
+    cluster.start_worker("rescuer", concurrency=1)
+    wait_for(lambda: tasks.get(task_id)["status"] == "succeeded", 60, what="the rescue")
+    task = tasks.get(task_id)
+    assert task["result"] == "rescuer"
+    assert [(a["worker"], a["state"]) for a in task["attempts"]] == [("victim", "lost"), ("rescuer", "succeeded")]
+
+
+def test_timeout_kills_the_attempt(cluster, tasks):
+    cluster.start_server()
+    cluster.start_worker("w1", concurrency=1)
+    task_id = publish(cluster, {"function": "sleep", "args": [30], "timeout_s": 1, "max_retries": 0})
+    wait_for(lambda: tasks.get(task_id)["status"] == "failed", 30, what="the timeout")
+    task = tasks.get(task_id)
+    assert task["attempts"][0]["state"] == "timed_out"
+    assert task["reason"] == "retries_exhausted"
+    # the slot is free again: the next task runs
+    nxt = publish(cluster, {"function": "echo", "args": ["after"]})
+    wait_for(lambda: tasks.get(nxt)["status"] == "succeeded", 30, what="the next task")
+
+
+def test_cli_submit_wait_and_status(cluster, tasks):
+    cluster.start_server()
+    cluster.start_worker("w1", concurrency=1)
+    env_args = ["--server-url", f"http://127.0.0.1:{cluster.port}", "--token", cluster.token]
+    out = subprocess.run([sys.executable, "-m", "suanwang", "submit", "echo", '{"a": [1, 2]}', "--wait", *env_args],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout) == {"a": [1, 2]}
+    failed = subprocess.run([sys.executable, "-m", "suanwang", "submit", "fail", "oops", "--max-retries", "0",
+                             "--wait", *env_args], capture_output=True, text=True, timeout=60)
+    assert failed.returncode == 1 and "oops" in failed.stdout
+    status = subprocess.run([sys.executable, "-m", "suanwang", "status", *env_args], capture_output=True,
+                            text=True, timeout=60)
+    assert status.returncode == 0, status.stderr
+    assert "w1" in status.stdout and "succeeded" in status.stdout
+    bad = subprocess.run([sys.executable, "-m", "suanwang", "submit", "no_such_fn", *env_args],
+                         capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 2 and "no_such_fn" in bad.stderr
