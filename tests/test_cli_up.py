@@ -1,0 +1,59 @@
+"""`suanwang up`: one command starts MongoDB, the server and a worker; Ctrl-C stops them all."""
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import requests
+
+from fsm.store.embedded import free_port
+from tests.procs import ROOT, wait_for
+
+pytestmark = pytest.mark.slow
+
+
+def test_up_serves_runs_tasks_and_stops_cleanly(tmp_path):
+    port = free_port()
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONPATH": str(ROOT)}
+    env.pop("SUANWANG_MONGO_URI", None)
+    log = tmp_path / "up.log"
+    proc = subprocess.Popen([sys.executable, "-m", "suanwang", "up", "--data-dir", str(tmp_path / "data"),
+                             "--port", str(port), "--concurrency", "2"], env=env, stdout=open(log, "wb"),
+                            stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        wait_for(lambda: "Press Ctrl-C" in log.read_text() or proc.poll() is not None, 120, what="up to start")
+        text = log.read_text()
+        assert proc.poll() is None, text
+        token = (tmp_path / "data" / "admin.token").read_text().strip()
+        assert token in text and f"http://127.0.0.1:{port}/" in text
+        mongo_uri = re.search(r"MongoDB URI\s*:\s*(\S+)", text).group(1)
+        assert mongo_uri.startswith("mongodb://") and "replicaSet=" in mongo_uri
+        # a task published with the printed token runs on the local worker
+        http = requests.Session()
+        http.headers["Authorization"] = f"Bearer {token}"
+        resp = http.post(f"http://127.0.0.1:{port}/api/v1/tasks", json={"function": "echo", "args": ["hi"]})
+        assert resp.status_code == 201, resp.text
+        task_id = resp.json()["id"]
+        wait_for(lambda: http.get(f"http://127.0.0.1:{port}/api/v1/tasks/{task_id}").json()["status"]
+                 == "succeeded", 60, what="the task")
+        assert http.get(f"http://127.0.0.1:{port}/api/v1/tasks/{task_id}").json()["result"] == "hi"
+        out = subprocess.run([sys.executable, "-m", "suanwang", "submit", "echo", "42", "--wait", "--data-dir",
+                              str(tmp_path / "data"), "--server-url", f"http://127.0.0.1:{port}"],
+                             capture_output=True, text=True, env=env, timeout=60)
+        assert out.returncode == 0 and json.loads(out.stdout) == 42, out.stderr
+    finally:
+        # Ctrl-C
+        os.killpg(proc.pid, signal.SIGINT)
+        try:
+            code = proc.wait(60)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            raise
+    assert code == 0, log.read_text()[-3000:]
+    assert "stopped." in log.read_text()
+    with pytest.raises(requests.ConnectionError):
+        requests.get(f"http://127.0.0.1:{port}/api/v1/healthz", timeout=2)

