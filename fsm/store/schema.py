@@ -39,7 +39,9 @@ from __future__ import annotations
 
 from pymongo import ASCENDING, DESCENDING, IndexModel
 from pymongo.database import Database
-from pymongo.errors import CollectionInvalid
+from pymongo.errors import CollectionInvalid, OperationFailure
+
+NAMESPACE_EXISTS = 48
 
 CLAIM_INDEX = "claim"
 WAKEUPS_BYTES = 1 << 20
@@ -75,11 +77,13 @@ def ensure_indexes(db: Database) -> None:
             db.create_collection("worker_samples", timeseries={"timeField": "at", "metaField": "worker",
                                                                "granularity": "seconds"},
                                  expireAfterSeconds=2 * 86400)
-        except CollectionInvalid:
-            pass
+        except (CollectionInvalid, OperationFailure) as exc:  # another process created it first
+            if isinstance(exc, OperationFailure) and exc.code != NAMESPACE_EXISTS:
+                raise
     if "wakeups" not in db.list_collection_names():
         try:
             db.create_collection("wakeups", capped=True, size=WAKEUPS_BYTES, max=1000)
             db.wakeups.insert_one({"kind": "start"})  # a tailable cursor needs one document to hold on to
-        except CollectionInvalid:
-            pass
+        except (CollectionInvalid, OperationFailure) as exc:
+            if isinstance(exc, OperationFailure) and exc.code != NAMESPACE_EXISTS:
+                raise

@@ -7,13 +7,16 @@ import time
 from pymongo import CursorType
 from pymongo.database import Database
 from pymongo.errors import PyMongoError
+from pymongo.read_concern import ReadConcern
 from pymongo.write_concern import WriteConcern
 
 
 class Wakeups:
     def __init__(self, db: Database):
-        # w=1: a lost wake-up only costs one poll interval, never a task.
-        self.coll = db.get_collection("wakeups", write_concern=WriteConcern(w=1))
+        # w=1 and local reads: a signal is seen at once, not after the next journal flush;
+        # a lost one only costs a poll interval, never a task.
+        self.coll = db.get_collection("wakeups", write_concern=WriteConcern(w=1),
+                                      read_concern=ReadConcern("local"))
         self._last = None
         self._cursor = None
 
@@ -32,41 +35,16 @@ class Wakeups:
                     newest = self.coll.find_one(sort=[("$natural", -1)])
                     self._last = newest["_id"] if newest else None
                 query = {"_id": {"$gt": self._last}} if self._last is not None else {}
-                self._cursor = self.coll.find(query, cursor_type=CursorType.TAILABLE_AWAIT,
-                                              max_await_time_ms=max(1, int(timeout * 1000)))
+                self._cursor = self.coll.find(query, cursor_type=CursorType.TAILABLE_AWAIT).max_await_time_ms(
+                    max(1, int(timeout * 1000)))
             while self._cursor.alive and time.monotonic() < deadline:
-                doc = self._cursor.try_next()  # waits up to max_await_time_ms for a new document
-                if doc is not None:
-                    self._last = doc["_id"]
-                    return True
-            return False
-        except PyMongoError:
-            pass  # workers fall back to polling
-
-    def wait(self, timeout: float) -> bool:
-        """Block up to ``timeout`` seconds for a new signal; True when one arrived."""
-        deadline = time.monotonic() + timeout
-        try:
-            if self._cursor is None or not self._cursor.alive:
-                if self._last is None:
-                    newest = self.coll.find_one(sort=[("$natural", -1)])
-                    self._last = newest["_id"] if newest else None
-                query = {"_id": {"$gt": self._last}} if self._last is not None else {}
-                self._cursor = self.coll.find(query, cursor_type=CursorType.TAILABLE_AWAIT,
-                                              max_await_time_ms=max(1, int(timeout * 1000)))
-            got = False
-            while self._cursor.alive and time.monotonic() < deadline:
-                doc = self._cursor.try_next()
-                if doc is None:
-                    if got:
-                        return True
+                try:
+                    doc = self._cursor.next()  # waits up to max_await_time_ms for a new document
+                except StopIteration:
                     continue
                 self._last = doc["_id"]
-                got = True
-                # drain whatever else arrived in the same batch without waiting
-                if not self._cursor._data:  # noqa: SLF001 - avoid a second await round trip
-                    return True
-            return got
+                return True
+            return False
         except PyMongoError:
             self._cursor = None
             time.sleep(min(timeout, 0.5))

@@ -1,0 +1,137 @@
+"""The worker daemon's settings: one frozen, validated object built at the edge (the CLI).
+
+Fields left at ``None`` are filled in ``__post_init__`` from the others or from the machine
+(``lease_s`` from ``heartbeat_s``; ``gpus`` from NVML, ``mem_gb`` from psutil), so a config
+printed in the log says exactly what the daemon runs with.
+"""
+from __future__ import annotations
+
+import os
+import re
+import socket
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+
+from fsm.errors import ConfigError
+
+#: Defaults, in one place.
+HEARTBEAT_S = 2.0
+LEASE_HEARTBEATS = 3.0
+POLL_MAX_S = 1.0
+DRAIN_TIMEOUT_S = 30.0
+DISTINCT_GRACE_S = 30.0
+SAMPLE_EVERY_S = 10.0
+DEFAULT_CACHE_DIR = str(Path.home() / ".suanwang" / "cache")
+MAX_CONCURRENCY = 1024
+
+NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$")
+TAG_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")  # as fsm.store.spec accepts in requires.tags
+
+
+def _hostname() -> str:
+    return socket.gethostname() or "worker"
+
+
+def _cpu_count() -> int:
+    return os.cpu_count() or 1
+
+
+@dataclass(frozen=True)
+class WorkerConfig:
+    """Everything a worker daemon needs; only ``mongo_uri`` is required."""
+
+    mongo_uri: str
+    #: database name; None: the URI's path, else ``suanwang``
+    db_name: str | None = None
+    name: str = field(default_factory=_hostname)
+    tags: tuple[str, ...] = ()
+    #: slots: attempts run at once, one child process each
+    concurrency: int = field(default_factory=_cpu_count)
+    heartbeat_s: float = HEARTBEAT_S
+    #: None: LEASE_HEARTBEATS x heartbeat_s
+    lease_s: float | None = None
+    #: the idle wait's cap when no wake-up signal arrives
+    poll_max_s: float = POLL_MAX_S
+    #: on SIGTERM/SIGINT, how long running attempts may go on before they are killed
+    drain_timeout_s: float = DRAIN_TIMEOUT_S
+    #: exit once nothing is claimable and nothing runs (tests, batch jobs)
+    burst: bool = False
+    #: after this long, a redundant task may run again on a worker that already ran it (< 0: never)
+    distinct_grace_s: float = DISTINCT_GRACE_S
+    #: mirrors and checkouts of registered function versions
+    cache_dir: str | None = None
+    #: None: detected (NVML devices; total physical memory)
+    gpus: int | None = None
+    mem_gb: float | None = None
+    #: how often a resource sample is stored for the charts
+    sample_every_s: float = SAMPLE_EVERY_S
+
+    def __post_init__(self) -> None:
+        def put(name, value):
+            object.__setattr__(self, name, value)
+
+        tags = self.tags.split(",") if isinstance(self.tags, str) else list(self.tags or ())
+        tags = [t.strip() if isinstance(t, str) else t for t in tags]
+        try:
+            put("tags", tuple(sorted({t for t in tags if t != ""})))
+        except TypeError:  # not all strings: validate() names the bad one
+            put("tags", tuple(tags))
+        if self.lease_s is None and isinstance(self.heartbeat_s, (int, float)):
+            put("lease_s", LEASE_HEARTBEATS * float(self.heartbeat_s))
+        if self.cache_dir is None:
+            put("cache_dir", DEFAULT_CACHE_DIR)
+        else:
+            put("cache_dir", str(Path(self.cache_dir).expanduser()))
+        if self.gpus is None:
+            from worker.stats import gpu_count
+
+            put("gpus", gpu_count())
+        if self.mem_gb is None:
+            import psutil
+
+            put("mem_gb", round(psutil.virtual_memory().total / 2**30, 2))
+
+    def validate(self) -> "WorkerConfig":
+        """Raise ``ConfigError`` naming the first bad setting; returns self."""
+        if not isinstance(self.mongo_uri, str) or not self.mongo_uri.startswith(("mongodb://", "mongodb+srv://")):
+            raise ConfigError(f"mongo_uri must be a MongoDB URI (mongodb://host:port/...), got {self.mongo_uri!r}")
+        if self.db_name is not None and (not isinstance(self.db_name, str) or not self.db_name
+                                         or any(c in self.db_name for c in '/\\. "$')):
+            raise ConfigError(f"db_name {self.db_name!r} is not a valid MongoDB database name")
+        if not isinstance(self.name, str) or not NAME_PATTERN.match(self.name):
+            raise ConfigError(f"worker name {self.name!r} must be 1-128 characters: letters, digits and . _ : @ - "
+                              "(starting with a letter or digit)")
+        bad = [t for t in self.tags if not isinstance(t, str) or not TAG_PATTERN.match(t)]
+        if bad:
+            raise ConfigError(f"tag {bad[0]!r} must be letters, digits and . _ - (at most 64 characters)")
+        if isinstance(self.concurrency, bool) or not isinstance(self.concurrency, int) \
+                or not 1 <= self.concurrency <= MAX_CONCURRENCY:
+            raise ConfigError(f"concurrency must be an integer from 1 to {MAX_CONCURRENCY}, got {self.concurrency!r}")
+        for name in ("heartbeat_s", "lease_s", "poll_max_s", "sample_every_s"):
+            value = getattr(self, name)
+            if not _number(value) or value <= 0:
+                raise ConfigError(f"{name} must be a positive number of seconds, got {value!r}")
+        if self.lease_s < 2 * self.heartbeat_s:
+            raise ConfigError(f"lease_s ({self.lease_s:g}) must be at least twice heartbeat_s "
+                              f"({self.heartbeat_s:g}), or one late heartbeat loses every lease")
+        if not _number(self.drain_timeout_s) or self.drain_timeout_s < 0:
+            raise ConfigError(f"drain_timeout_s must be a number >= 0, got {self.drain_timeout_s!r}")
+        if not _number(self.distinct_grace_s):
+            raise ConfigError(f"distinct_grace_s must be a number of seconds, got {self.distinct_grace_s!r}")
+        if isinstance(self.gpus, bool) or not isinstance(self.gpus, int) or self.gpus < 0:
+            raise ConfigError(f"gpus must be an integer >= 0, got {self.gpus!r}")
+        if not _number(self.mem_gb) or self.mem_gb < 0:
+            raise ConfigError(f"mem_gb must be a number >= 0, got {self.mem_gb!r}")
+        if not isinstance(self.burst, bool):
+            raise ConfigError(f"burst must be true or false, got {self.burst!r}")
+        return self
+
+    def describe(self) -> str:
+        """One log line; the URI's password is hidden."""
+        shown = {f.name: getattr(self, f.name) for f in fields(self)}
+        shown["mongo_uri"] = re.sub(r"//([^:/@]+):[^@/]*@", r"//\1:***@", self.mongo_uri)
+        return ", ".join(f"{k}={v!r}" for k, v in shown.items())
+
+
+def _number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and value == value

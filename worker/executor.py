@@ -1,0 +1,404 @@
+"""Runs attempts in a pool of persistent child processes; the daemon never runs user code.
+
+Each slot owns one child, started from a fork server (children inherit no daemon threads
+and no MongoDB client) and kept for many attempts: the parent sends ``(attempt_id,
+entrypoint, path, args, kwargs)`` down a pipe, the child imports the function with
+``registry.loader.load``, runs it and answers with its result (checked to be JSON data) or
+its error and traceback, plus the tail of what it wrote to stdout/stderr. The child never
+touches MongoDB.
+
+The parent enforces the timeout: a child past it is killed (``timed_out``); a child that dies
+gives ``crashed``; ``kill(attempt_id)`` stops a cancelled or lost attempt. Each time the
+child is SIGKILLed with its whole process group and replaced. A child whose daemon dies
+(even by SIGKILL) kills itself: it watches a lifeline pipe that only the daemon holds.
+
+The child's stdout and stderr (file descriptors 1 and 2, so C code and subprocesses too) go
+to a per-slot file that is emptied before every attempt; its last ``LOG_TAIL`` bytes are the
+attempt's logs, readable by the parent even when the child died.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import multiprocessing
+import os
+import shutil
+import signal
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass
+from multiprocessing.connection import wait as wait_ready
+from typing import Any
+
+from fsm.states import AttemptState
+
+log = logging.getLogger("suanwang.worker.executor")
+
+#: Bytes of stdout/stderr kept per attempt.
+LOG_TAIL = 4000
+#: Largest result (as JSON text): a task document must stay well under MongoDB's 16 MiB.
+MAX_RESULT_BYTES = 8 << 20
+#: How long a fresh child may take to say it is ready.
+START_TIMEOUT_S = 60.0
+CONTEXT = "forkserver"
+
+
+@dataclass
+class Outcome:
+    """How one attempt ended in the executor."""
+
+    state: AttemptState
+    result: Any = None
+    error: str | None = None
+    traceback: str | None = None
+    logs: str = ""
+    seconds: float = 0.0
+
+
+class _Spec:
+    """What ``registry.loader.load`` reads (``RunSpec`` lives with the resolver, which the child
+    does not import: it would pull the registry's database code into every child)."""
+
+    __slots__ = ("entrypoint", "path")
+
+    def __init__(self, entrypoint: str, path: str | None):
+        self.entrypoint, self.path = entrypoint, path
+
+
+# ------------------------------------------------------------------ the child
+def _watch_lifeline(lifeline) -> None:
+    """Block until the daemon's end of ``lifeline`` closes (it exited or was killed), then SIGKILL
+    this child's process group: an orphaned attempt must not run on after its lease is gone.
+    (The child's parent is the fork server, which outlives the daemon while children live.)"""
+    try:
+        lifeline.recv()
+    except BaseException:
+        pass
+    os.killpg(0, signal.SIGKILL)
+
+
+def _redirect_output(log_path: str) -> int:
+    fd = os.open(log_path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o600)
+    null = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(null, 0)
+    os.dup2(fd, 1)
+    os.dup2(fd, 2)
+    os.close(fd)
+    os.close(null)
+    sys.stdout = open(1, "w", encoding="utf-8", errors="replace", buffering=1, closefd=False)
+    sys.stderr = open(2, "w", encoding="utf-8", errors="replace", buffering=1, closefd=False)
+    return 1
+
+
+def read_tail(fd: int, limit: int = LOG_TAIL) -> str:
+    size = os.fstat(fd).st_size
+    if size == 0:
+        return ""
+    start = max(0, size - limit)
+    data = os.pread(fd, size - start, start)
+    text = data.decode("utf-8", errors="replace")
+    return ("…" + text) if start else text
+
+
+def _run_one(entrypoint: str, path: str | None, args: list, kwargs: dict) -> tuple:
+    """Load and call the function; ('ok', result) or ('error', message, traceback)."""
+    import traceback
+
+    from registry.loader import load
+
+    try:
+        func = load(_Spec(entrypoint, path))
+    except Exception as exc:  # FunctionNotFound, RegistryError: the message says it all
+        return ("error", getattr(exc, "message", None) or f"{type(exc).__name__}: {exc}", None)
+    try:
+        result = func(*args, **kwargs)
+    except BaseException as exc:  # SystemExit and KeyboardInterrupt from user code fail the attempt too
+        frames = traceback.format_exception(type(exc), exc, exc.__traceback__.tb_next)  # without this frame
+        return ("error", f"{type(exc).__name__}: {exc}".rstrip(": "), "".join(frames))
+    if result is None or isinstance(result, bool) or (type(result) is int and -2**63 <= result < 2**63):
+        return ("ok", result)  # the common cases, without a round trip through JSON
+    try:
+        text = json.dumps(result)
+    except (TypeError, ValueError, RecursionError) as exc:
+        return ("error", f"the result is not JSON data ({type(result).__name__}): {exc}; return lists, dicts, "
+                         "strings, numbers, booleans or None", None)
+    if len(text) > MAX_RESULT_BYTES:
+        return ("error", f"the result is {len(text)} bytes as JSON; the limit is {MAX_RESULT_BYTES} "
+                         "(store large data elsewhere and return a reference)", None)
+    return ("ok", json.loads(text))  # tuples become lists, keys strings: what the store will hold
+
+
+def child_main(conn, lifeline, log_path: str) -> None:
+    """The child's loop: one message in, one answer out, until the pipe closes."""
+    os.setsid()  # its own process group: killing it kills what it started, and Ctrl-C is the daemon's
+    threading.Thread(target=_watch_lifeline, args=(lifeline,), name="lifeline", daemon=True).start()
+    out = _redirect_output(log_path)
+    conn.send(("ready", os.getpid()))
+    while True:
+        try:
+            message = conn.recv()
+        except (EOFError, OSError):
+            return
+        if message is None:
+            return
+        attempt_id, entrypoint, path, args, kwargs = message
+        os.ftruncate(out, 0)
+        reply = _run_one(entrypoint, path, args, kwargs)
+        try:
+            sys.stdout.flush()
+            sys.stderr.flush()
+        except Exception:
+            pass
+        logs = read_tail(out)
+        try:
+            conn.send((attempt_id, reply, logs))
+        except Exception as exc:  # an unpicklable oddity slipped through: report it instead
+            conn.send((attempt_id, ("error", f"cannot send the result back: {type(exc).__name__}: {exc}", None),
+                       logs))
+
+
+# ----------------------------------------------------------------- the parent
+def _context():
+    ctx = multiprocessing.get_context(CONTEXT)
+    if CONTEXT == "forkserver":
+        ctx.set_forkserver_preload(["worker.executor", "registry.loader"])
+    return ctx
+
+
+class Child:
+    """One slot: a persistent child process and the attempt it runs (if any)."""
+
+    def __init__(self, index: int, log_dir: str, ctx=None):
+        self.index = index
+        self.log_path = os.path.join(log_dir, f"slot-{index}.log")
+        self._ctx = ctx or _context()
+        self._lock = threading.Lock()
+        self._proc = None
+        self._conn = None
+        self._lifeline = None
+        self._ready = False
+        self._attempt: str | None = None
+        self._kill_reason: str | None = None
+        self._closed = False
+
+    # -- lifecycle
+    def start(self) -> None:
+        with open(self.log_path, "wb"):
+            pass
+        parent, child = self._ctx.Pipe(duplex=True)
+        life_r, life_w = self._ctx.Pipe(duplex=False)  # the daemon only holds life_w; never writes
+        proc = self._ctx.Process(target=child_main, args=(child, life_r, self.log_path), daemon=True,
+                                 name=f"suanwang-slot-{self.index}")
+        proc.start()
+        child.close()
+        life_r.close()
+        self._proc, self._conn, self._lifeline, self._ready = proc, parent, life_w, False
+
+    def _wait_ready(self) -> str | None:
+        """None when the child is ready, else why it is not."""
+        if self._ready:
+            return None
+        if self._proc is None:
+            self.start()
+        if self._conn.poll(START_TIMEOUT_S):
+            try:
+                kind, _pid = self._conn.recv()
+                self._ready = kind == "ready"
+                return None if self._ready else f"unexpected first message {kind!r}"
+            except (EOFError, OSError):
+                pass
+        return f"the executor process did not start (exit code {self._proc.exitcode})"
+
+    def _replace(self) -> None:
+        self._stop(kill=True)
+        if not self._closed:
+            self.start()
+
+    def _stop(self, kill: bool) -> None:
+        proc, conn = self._proc, self._conn
+        self._proc = self._conn = None
+        if proc is None:
+            return
+        if kill:
+            self._signal(proc, signal.SIGKILL)
+        else:
+            try:
+                conn.send(None)
+            except OSError:
+                pass
+        proc.join(1 if kill else 2)
+        if proc.is_alive():
+            self._signal(proc, signal.SIGKILL)
+            proc.join(5)
+        conn.close()
+        if self._lifeline is not None:
+            self._lifeline.close()
+            self._lifeline = None
+
+    @staticmethod
+    def _signal(proc, sig) -> None:
+        if proc.pid is None:
+            return
+        try:
+            os.killpg(proc.pid, sig)  # the child leads its own group (setsid)
+        except OSError:
+            try:
+                os.kill(proc.pid, sig)
+            except OSError:
+                pass
+
+    def close(self) -> None:
+        self._closed = True
+        with self._lock:
+            self._stop(kill=self._attempt is not None)
+
+    # -- attempts
+    @property
+    def attempt(self) -> str | None:
+        return self._attempt
+
+    def run(self, attempt_id: str, entrypoint: str, path: str | None, args: list, kwargs: dict,
+            timeout_s: float) -> Outcome:
+        """Run one attempt to its end (blocking); the child is replaced if it had to die."""
+        problem = self._wait_ready()  # a fresh child's start does not count against the timeout
+        if problem:
+            self._replace()
+            return Outcome(AttemptState.CRASHED, error=problem, logs=self._read_logs())
+        began = time.monotonic()
+        with self._lock:
+            self._attempt, self._kill_reason = attempt_id, None
+        try:
+            outcome = self._exchange(attempt_id, (attempt_id, entrypoint, path, list(args or []),
+                                                  dict(kwargs or {})), timeout_s, began)
+        finally:
+            with self._lock:
+                self._attempt = None
+        outcome.seconds = time.monotonic() - began
+        return outcome
+
+    def _exchange(self, attempt_id: str, message: tuple, timeout_s: float, began: float) -> Outcome:
+        conn, proc = self._conn, self._proc
+        try:
+            conn.send(message)
+        except (OSError, ValueError) as exc:
+            return self._ended(AttemptState.CRASHED, f"cannot send the attempt to the executor process: {exc}")
+        deadline = began + timeout_s
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                with self._lock:
+                    self._kill_reason = self._kill_reason or "timeout"
+                    self._signal(proc, signal.SIGKILL)
+                return self._ended(AttemptState.TIMED_OUT, f"timed out after {timeout_s:g} s (timeout_s)")
+            ready = wait_ready([conn, proc.sentinel], remaining)
+            if conn in ready:
+                try:
+                    got_id, reply, logs = conn.recv()
+                except (EOFError, OSError):
+                    return self._died()
+                if got_id != attempt_id:  # cannot happen with one attempt per child; be loud if it does
+                    return self._ended(AttemptState.CRASHED, f"the executor answered for {got_id}, not {attempt_id}")
+                if self._kill_reason:
+                    return self._ended(AttemptState.CANCELLED, f"stopped: {self._kill_reason}")
+                if reply[0] == "ok":
+                    return Outcome(AttemptState.SUCCEEDED, result=reply[1], logs=logs)
+                return Outcome(AttemptState.FAILED, error=reply[1], traceback=reply[2], logs=logs)
+            if proc.sentinel in ready:
+                return self._died()
+
+    def _died(self) -> Outcome:
+        if self._kill_reason == "timeout":
+            return self._ended(AttemptState.TIMED_OUT, "timed out (timeout_s)")
+        if self._kill_reason:
+            return self._ended(AttemptState.CANCELLED, f"stopped: {self._kill_reason}")
+        proc = self._proc
+        proc.join(1)
+        code = proc.exitcode
+        if code is not None and code < 0:
+            try:
+                how = f"killed by {signal.Signals(-code).name}"
+            except ValueError:
+                how = f"killed by signal {-code}"
+        else:
+            how = f"exit code {code}"
+        return self._ended(AttemptState.CRASHED, f"the executor process died while running the attempt ({how})")
+
+    def _ended(self, state: AttemptState, error: str) -> Outcome:
+        """The child had to die (or died): collect its logs, replace it."""
+        if self._proc is not None:
+            self._signal(self._proc, signal.SIGKILL)
+            self._proc.join(5)
+        logs = self._read_logs()
+        if state != AttemptState.CANCELLED:
+            log.warning("slot %d: %s", self.index, error)
+        self._replace()
+        return Outcome(state, error=error, logs=logs)
+
+    def _read_logs(self) -> str:
+        try:
+            fd = os.open(self.log_path, os.O_RDONLY)
+        except OSError:
+            return ""
+        try:
+            return read_tail(fd)
+        finally:
+            os.close(fd)
+
+    def kill(self, attempt_id: str, reason: str) -> bool:
+        """SIGKILL the child if it is running ``attempt_id``; the running ``run()`` returns cancelled."""
+        with self._lock:
+            if self._attempt != attempt_id or self._proc is None or self._kill_reason:
+                return False
+            self._kill_reason = reason
+            self._signal(self._proc, signal.SIGKILL)
+            return True
+
+
+class Executor:
+    """``slots`` persistent child processes; ``run(slot, ...)`` is called by that slot's thread."""
+
+    def __init__(self, slots: int):
+        self._dir = tempfile.mkdtemp(prefix="suanwang-worker-")
+        ctx = _context()
+        self.children = [Child(i, self._dir, ctx) for i in range(slots)]
+        self._started = False
+
+    def start(self) -> "Executor":
+        if not self._started:
+            for child in self.children:  # started together; each is awaited on its first attempt
+                child.start()
+            self._started = True
+        return self
+
+    def run(self, slot: int, attempt_id: str, entrypoint: str, path: str | None, args: list, kwargs: dict,
+            timeout_s: float) -> Outcome:
+        self.start()
+        return self.children[slot].run(attempt_id, entrypoint, path, args, kwargs, timeout_s)
+
+    def kill(self, attempt_id: str, reason: str = "cancelled") -> bool:
+        """Stop an attempt wherever it runs; False when no slot runs it (already ended)."""
+        return any(child.kill(attempt_id, reason) for child in self.children if child.attempt == attempt_id)
+
+    def kill_all(self, reason: str) -> list[str]:
+        stopped = []
+        for child in self.children:
+            attempt = child.attempt
+            if attempt and child.kill(attempt, reason):
+                stopped.append(attempt)
+        return stopped
+
+    def running(self) -> list[str]:
+        return [c.attempt for c in self.children if c.attempt]
+
+    def close(self) -> None:
+        for child in self.children:
+            child.close()
+        shutil.rmtree(self._dir, ignore_errors=True)
+
+    def __enter__(self) -> "Executor":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.close()
