@@ -28,7 +28,7 @@ ERROR = {"type": "object", "properties": {"error": {"type": "object", "propertie
 #: (method, path) -> summary; paths use OpenAPI's {param} syntax.
 SUMMARIES = {
     ("post", "/tasks"): "Publish a task, or a list of tasks (bulk)",
-    ("get", "/tasks"): "List tasks (filters: status, function, worker, submitted_by; limit, skip, sort, order)",
+    ("get", "/tasks"): "List tasks (filters: status, reason, function, worker, submitted_by; limit, skip, sort, order)",
     ("get", "/tasks/{task_id}"): "A task with its history and attempts",
     ("patch", "/tasks/{task_id}"): "Re-prioritise or enable/disable a live task (super)",
     ("post", "/tasks/{task_id}/cancel"): "Cancel a live task",

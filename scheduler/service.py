@@ -20,7 +20,7 @@ MAX_PAGE = 500
 LIST_FIELDS = {"function": 1, "version": 1, "status": 1, "priority": 1, "is_enabled": 1, "submitted_by": 1,
                "created_at": 1, "started_at": 1, "finished_at": 1, "reason": 1, "error": 1, "redundancy": 1,
                "workers": 1, "failures": 1}
-FILTERS = {"status", "function", "worker", "submitted_by", "version"}
+FILTERS = {"status", "function", "worker", "submitted_by", "version", "reason"}
 
 
 def sees_all(user: dict) -> bool:
