@@ -1,0 +1,59 @@
+"""JSON endpoints behind the pages: the tasks table (server-side) and the worker charts."""
+from __future__ import annotations
+
+from datetime import timedelta
+
+from flask import abort, jsonify, request
+
+from fsm.store import server_now
+from web import bp
+from web.session import can, login_required, store, user
+from web.tables import BadRequest, parse_tasks
+
+ROW_FIELDS = {"function": 1, "version": 1, "status": 1, "priority": 1, "is_enabled": 1, "submitted_by": 1,
+              "created_at": 1, "finished_at": 1, "workers": 1, "reason": 1}
+
+
+@bp.get("/data/tasks")
+@login_required()
+def tasks_table():
+    try:
+        table = parse_tasks(request.args, None if can("super") else user()["_id"])
+    except BadRequest as exc:
+        abort(400, description=str(exc))
+    tasks = store().tasks
+    docs, filtered = tasks.page(table.query, sort=table.sort, skip=table.skip, limit=table.limit,
+                                projection=ROW_FIELDS)
+    total = tasks.tasks.estimated_document_count() if can("super") else filtered
+    rows = [{"id": d["_id"], "function": d["function"], "version": d.get("version"), "status": d["status"],
+             "priority": d["priority"], "is_enabled": d.get("is_enabled", True), "user": d.get("submitted_by"),
+             "created_at": d["created_at"].isoformat() if d.get("created_at") else None,
+             "workers": ", ".join(d.get("workers") or []), "reason": d.get("reason")} for d in docs]
+    return jsonify({"draw": table.draw, "recordsTotal": total, "recordsFiltered": filtered, "data": rows})
+
+
+@bp.get("/data/workers/<name>/samples")
+@login_required()
+def worker_samples(name):
+    """CPU, memory and GPU of one worker over the last hours, averaged into at most ~120 points."""
+    try:
+        hours = max(0.1, min(48.0, float(request.args.get("hours", 6))))
+    except ValueError:
+        abort(400, description="hours must be a number")
+    db = store().db
+    since = server_now(db) - timedelta(hours=hours)
+    bin_minutes = max(1, int(hours * 60 / 120))
+    rows = db.worker_samples.aggregate([
+        {"$match": {"worker": name, "at": {"$gte": since}}},
+        {"$group": {"_id": {"$dateTrunc": {"date": "$at", "unit": "minute", "binSize": bin_minutes}},
+                    "cpu": {"$avg": "$cpu"}, "mem": {"$avg": "$mem"}, "load": {"$avg": "$load"},
+                    "gpu": {"$avg": {"$avg": "$gpus.util"}}, "gpu_temp": {"$avg": {"$max": "$gpus.temp"}}}},
+        {"$sort": {"_id": 1}},
+    ])
+    points = [{"at": r["_id"].isoformat(), "cpu": _round(r["cpu"]), "mem": _round(r["mem"]),
+               "load": _round(r["load"]), "gpu": _round(r["gpu"]), "gpu_temp": _round(r["gpu_temp"])} for r in rows]
+    return jsonify({"worker": name, "bin_minutes": bin_minutes, "points": points})
+
+
+def _round(value):
+    return None if value is None else round(value, 1)
