@@ -1,36 +1,65 @@
-"""The HTTP API under /api/v1: parse, authorise, call ``scheduler.service``, answer JSON."""
+"""The HTTP API under /api/v1: parse, authorise, call ``scheduler.service``, answer JSON.
+
+Errors are raised as ``fsm.errors`` and answered by the app as
+``{"error": {"code", "message"}}`` (see ``scheduler.app``). ``/healthz``, ``/metrics`` and
+``/openapi.json`` need no token (``/metrics`` does when ``ServerConfig.metrics_token`` is set).
+"""
 from __future__ import annotations
 
-from flask import Blueprint, Response, jsonify, request
+import hmac
+
+import pymongo
+from flask import Blueprint, Response, current_app, jsonify, request
 from pymongo.errors import PyMongoError
 
-from fsm.errors import ValidationError
+from fsm.errors import Unauthorized, ValidationError
 from scheduler import service
-from scheduler.auth import current_user, require, store
+from scheduler.auth import bearer_token, current_user, require, store
 
 bp = Blueprint("api", __name__)
+#: How long /healthz waits for MongoDB's answer.
+HEALTH_TIMEOUT_S = 2.0
+
+
+class UnsupportedMediaType(ValidationError):
+    """The body is not sent as JSON."""
+
+    code, http_status = "unsupported_media_type", 415
 
 
 def body():
-    """The JSON body; malformed JSON is a 400 (raised by Flask's ``get_json``)."""
+    """The JSON body. Not JSON: 415; malformed JSON: 400 (Flask); too large: 413 (before reading)."""
     if not request.is_json:
-        raise ValidationError("send a JSON body with 'Content-Type: application/json'")
+        raise UnsupportedMediaType("send a JSON body with 'Content-Type: application/json'")
     return request.get_json()
 
 
 def task_view(task: dict) -> dict:
-    """A task as the API shows it: ``id`` instead of ``_id``; its attempts included."""
+    """A task as the API shows it: ``id`` instead of ``_id``, without internal fences."""
     view = {"id": task["_id"], **{k: v for k, v in task.items() if k not in ("_id", "rev")}}
-    view.setdefault("attempts", [])
+    if "history" in task:
+        view.setdefault("attempts", [])
     return view
 
 
+def worker_view(worker: dict) -> dict:
+    return {"name": worker["_id"], **{k: v for k, v in worker.items() if k != "_id"}}
+
+
+def user_view(user: dict) -> dict:
+    return {"name": user["_id"], **{k: v for k, v in user.items() if k not in ("_id", "password_hash", "tokens")}}
+
+
+# --------------------------------------------------------------------- tasks
 @bp.post("/tasks")
 def publish_tasks():
-    docs = service.publish(store(), body(), current_user())
-    if isinstance(request.get_json(), list):
-        return jsonify({"items": [{"id": d["_id"], "status": d["status"], "version": d["version"]} for d in docs],
-                        "total": len(docs)}), 201
+    user = current_user()
+    payload = body()
+    docs = service.publish(store(), payload, user)
+    if isinstance(payload, list):
+        items = [{"id": d["_id"], "status": d["status"], "function": d["function"], "version": d["version"]}
+                 for d in docs]
+        return jsonify({"items": items, "total": len(items)}), 201
     return jsonify(task_view(docs[0])), 201
 
 
@@ -48,7 +77,8 @@ def get_task(task_id):
 
 @bp.patch("/tasks/<task_id>")
 def patch_task(task_id):
-    return jsonify(task_view(service.patch_task(store(), task_id, body(), current_user())))
+    user = current_user()
+    return jsonify(task_view(service.patch_task(store(), task_id, body(), user)))
 
 
 @bp.post("/tasks/<task_id>/cancel")
@@ -61,21 +91,16 @@ def requeue_task(task_id):
     return jsonify(task_view(service.requeue_task(store(), task_id, current_user())))
 
 
-def worker_view(worker: dict) -> dict:
-    return {"name": worker["_id"], **{k: v for k, v in worker.items() if k != "_id"}}
-
-
+# ------------------------------------------------------------------- workers
 @bp.get("/workers")
-@require("general")
 def list_workers():
-    items = [worker_view(w) for w in service.list_workers(store())]
+    items = [worker_view(w) for w in service.list_workers(store(), current_user(), request.args.to_dict())]
     return jsonify({"items": items, "total": len(items)})
 
 
 @bp.get("/workers/<name>")
-@require("general")
 def get_worker(name):
-    return jsonify(worker_view(store().workers.get(name)))
+    return jsonify(worker_view(service.get_worker(store(), name, current_user())))
 
 
 @bp.post("/workers/<name>/drain")
@@ -88,29 +113,32 @@ def resume_worker(name):
     return jsonify(worker_view(service.drain_worker(store(), name, current_user(), draining=False)))
 
 
+# --------------------------------------------------------------- stats, users
 @bp.get("/stats")
-@require("general")
 def stats():
-    return jsonify(service.stats(store()))
+    return jsonify(service.stats(store(), current_user()))
 
 
 @bp.get("/users")
 @require("admin")
 def list_users():
-    users = [{"name": u["_id"], **{k: v for k, v in u.items() if k != "_id"}} for u in store().users.list()]
+    users = [user_view(u) for u in service.list_users(store(), current_user())]
     return jsonify({"items": users, "total": len(users)})
 
 
 @bp.post("/users")
 def add_user():
-    return jsonify(service.add_user(store(), body(), current_user())), 201
+    user = current_user()
+    return jsonify(service.add_user(store(), body(), user)), 201
 
 
+# ----------------------------------------------------------- no token needed
 @bp.get("/healthz")
 def healthz():
-    """No auth: load balancers and `suanwang up` ask it. 503 while MongoDB is away."""
+    """No auth: load balancers and ``suanwang up`` ask it. 503 while MongoDB is unreachable."""
     try:
-        store().db.command("ping")
+        with pymongo.timeout(HEALTH_TIMEOUT_S):
+            store().db.command("ping")
     except PyMongoError as exc:
         return jsonify({"status": "unavailable", "mongodb": str(exc).split(",")[0][:200]}), 503
     return jsonify({"status": "ok", "mongodb": "ok"})
@@ -118,11 +146,22 @@ def healthz():
 
 @bp.get("/metrics")
 def metrics():
-    """Prometheus text format, read from MongoDB at scrape time (no token needed, like most exporters)."""
+    """Prometheus text format, read from MongoDB at scrape time.
+
+    Open by default (like most exporters); with ``ServerConfig.metrics_token`` set it needs
+    that token, or any user's token, as ``Authorization: Bearer``.
+    """
     from prometheus_client import CONTENT_TYPE_LATEST
 
     from scheduler.metrics import render
 
+    wanted = current_app.config["SUANWANG"].metrics_token
+    if wanted:
+        token = bearer_token()
+        if token is None:
+            raise Unauthorized("/metrics needs 'Authorization: Bearer <metrics token>'")
+        if not hmac.compare_digest(token.encode(), wanted.encode()):
+            current_user()  # any valid user token will do; raises Unauthorized otherwise
     return Response(render(store()), content_type=CONTENT_TYPE_LATEST)
 
 

@@ -1,6 +1,17 @@
-"""The Flask app factory: the API under /api/v1 and the web pages at /, over one Store."""
+"""The Flask app factory: the API under /api/v1 and the web pages at /, over one Store.
+
+``create_app(config, store=None)`` reads no environment variable: everything comes from
+the ``ServerConfig``. Errors under /api (and for clients that ask for JSON) are answered as
+``{"error": {"code": ..., "message": ...}}`` with the status the error names:
+
+    400 malformed JSON            401 no or bad credentials       403 role too low
+    404 unknown route / task      405 method not allowed          409 illegal transition, duplicate
+    413 body over max_body_bytes  415 body not JSON                422 wrong types, unknown fields
+    503 MongoDB unreachable (try again)                           500 anything else (logged)
+"""
 from __future__ import annotations
 
+import importlib
 import logging
 import secrets
 from datetime import date, datetime
@@ -8,19 +19,25 @@ from datetime import date, datetime
 from bson import ObjectId
 from flask import Flask, jsonify, request
 from flask.json.provider import DefaultJSONProvider
-from pymongo.errors import PyMongoError
+from pymongo.errors import ConnectionFailure, PyMongoError
 from werkzeug.exceptions import HTTPException
 
-from fsm.errors import SuanwangError
+from fsm.errors import SuanwangError, Unauthorized
 from fsm.store import Store, database
-from scheduler.auth import STORE_KEY
+from web import STORE_KEY
 from scheduler.config import ServerConfig
 
 log = logging.getLogger("suanwang.server")
+#: Blueprints other engineers add in their own modules, registered under /api/v1 when present.
+OPTIONAL_BLUEPRINTS = ("scheduler.api_schedules", "scheduler.api_notify")
+#: ``settings`` document that holds the shared session key.
+SECRET_KEY_ID = "secret_key"
 
 
 class JSONProvider(DefaultJSONProvider):
-    """ISO 8601 datetimes and string ids, instead of Flask's RFC 822 dates."""
+    """ISO 8601 datetimes and string ids, instead of Flask's RFC 822 dates; keys in their order."""
+
+    sort_keys = False
 
     @staticmethod
     def default(o):
@@ -31,84 +48,116 @@ class JSONProvider(DefaultJSONProvider):
         return DefaultJSONProvider.default(o)
 
 
-def _secret_key(store: Store) -> str:
-    """One key for every server process and restart, kept in MongoDB."""
-    store.db.settings.update_one({"_id": "secret_key"}, {"$setOnInsert": {"value": secrets.token_hex(32)}},
+def open_store(config: ServerConfig) -> Store:
+    """The server's Store: a request waits at most ``mongo_timeout_s`` for MongoDB, then 503."""
+    timeout_ms = int(config.mongo_timeout_s * 1000)
+    return Store(database(config.mongo_uri, config.db_name, serverSelectionTimeoutMS=timeout_ms,
+                          connectTimeoutMS=timeout_ms))
+
+
+def shared_secret_key(store: Store) -> str:
+    """One session key for every server process and restart, created once and kept in MongoDB."""
+    store.db.settings.update_one({"_id": SECRET_KEY_ID}, {"$setOnInsert": {"value": secrets.token_hex(32)}},
                                  upsert=True)
-    return store.db.settings.find_one({"_id": "secret_key"})["value"]
+    return store.db.settings.find_one({"_id": SECRET_KEY_ID})["value"]
 
 
-def error_response(code: str, message: str, status: int):
-    return jsonify({"error": {"code": code, "message": message}}), status
+def error_response(code: str, message: str, status: int, headers: dict | None = None):
+    response = jsonify({"error": {"code": code, "message": message}})
+    response.status_code = status
+    for key, value in (headers or {}).items():
+        response.headers[key] = value
+    return response
 
 
 def create_app(config: ServerConfig, store: Store | None = None) -> Flask:
+    """The WSGI app of one server process; ``store`` defaults to a new one over ``config``."""
     config.validate()
     app = Flask("suanwang")
     app.json = JSONProvider(app)
-    store = store or Store(database(config.mongo_uri, config.db_name))
+    store = store or open_store(config)
     app.extensions[STORE_KEY] = store
-    app.config.update(MAX_CONTENT_LENGTH=config.max_body_bytes, SUANWANG=config,
-                      SECRET_KEY=config.secret_key or _secret_key(store),
-                      SESSION_COOKIE_HTTPONLY=True, SESSION_COOKIE_SAMESITE="Lax",
-                      REGISTRY_CACHE_DIR=config.registry_cache_dir, REPO_ROOTS=list(config.repo_roots))
+    app.config.update(
+        SUANWANG=config, MAX_CONTENT_LENGTH=config.max_body_bytes,
+        SECRET_KEY=config.secret_key or shared_secret_key(store),
+        SESSION_COOKIE_NAME="suanwang_session", SESSION_COOKIE_HTTPONLY=True, SESSION_COOKIE_SAMESITE="Lax",
+        REGISTRY_CACHE_DIR=config.registry_cache_dir, REPO_ROOTS=list(config.repo_roots))
     if config.admin_token:
         store.users.ensure_admin("admin", config.admin_token)
 
     from scheduler.api import bp as api_bp
     from scheduler.api_functions import bp as functions_bp, init_registry
+    from web import bp as web_bp
 
     app.register_blueprint(api_bp, url_prefix="/api/v1")
     app.register_blueprint(functions_bp, url_prefix="/api/v1")
     init_registry(app, store.db)
-    _register_optional(app)
-    from web import bp as web_bp
-
+    for module in OPTIONAL_BLUEPRINTS:
+        _register_optional(app, module)
     app.register_blueprint(web_bp)
     _error_handlers(app)
     return app
 
 
-def _register_optional(app: Flask) -> None:
-    """Blueprints of features that live in their own modules (schedules, notifications)."""
-    import importlib
-
-    for module in ("scheduler.api_schedules", "scheduler.api_notify"):
-        try:
-            mod = importlib.import_module(module)
-        except ImportError as exc:
-            if exc.name != module:
-                raise
-            continue
-        app.register_blueprint(mod.bp, url_prefix="/api/v1")
+def _register_optional(app: Flask, module: str) -> None:
+    try:
+        mod = importlib.import_module(module)
+    except ImportError as exc:
+        if exc.name != module:
+            raise
+        return
+    app.register_blueprint(mod.bp, url_prefix="/api/v1")
 
 
 def _wants_json() -> bool:
     return request.path.startswith("/api/") or request.accept_mimetypes.best == "application/json"
 
 
+#: Codes and messages of the HTTP errors Werkzeug raises before a view runs.
+HTTP_CODES = {400: "bad_request", 404: "not_found", 405: "method_not_allowed", 413: "too_large",
+              415: "unsupported_media_type"}
+
+
+def _http_message(exc: HTTPException) -> str:
+    if exc.code == 400 and request.is_json:
+        return f"malformed request body: {exc.description}"
+    if exc.code == 404:
+        return f"no such resource: {request.path}"
+    if exc.code == 405:
+        allowed = ", ".join(sorted(m for m in (exc.valid_methods or []) if m not in ("HEAD", "OPTIONS")))
+        return f"{request.method} is not allowed on {request.path}" + (f" (allowed: {allowed})" if allowed else "")
+    if exc.code == 413:
+        return f"the request body is too large (limit {request.max_content_length} bytes)"
+    return exc.description or exc.name
+
+
 def _error_handlers(app: Flask) -> None:
     @app.errorhandler(SuanwangError)
     def suanwang_error(exc: SuanwangError):
-        return error_response(exc.code, exc.message, exc.http_status)
+        headers = {"WWW-Authenticate": 'Bearer realm="suanwang"'} if isinstance(exc, Unauthorized) else None
+        return error_response(exc.code, exc.message, exc.http_status, headers)
 
     @app.errorhandler(PyMongoError)
     def mongo_error(exc: PyMongoError):
-        log.warning("MongoDB error: %s", exc)
-        return error_response("database_unavailable",
-                              f"the database is unavailable right now ({type(exc).__name__}); try again", 503)
+        if isinstance(exc, ConnectionFailure) or exc.timeout:
+            log.warning("MongoDB unavailable: %s", str(exc).split(",")[0][:200])
+            return error_response("database_unavailable", "the database is unavailable right now "
+                                  f"({type(exc).__name__}); try again shortly", 503, {"Retry-After": "1"})
+        log.exception("MongoDB error on %s %s", request.method, request.path)
+        return error_response("database_error", f"the database refused the operation ({type(exc).__name__})", 500)
 
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException):
-        if not _wants_json():
+        if not _wants_json() or exc.code is None or exc.code < 400:
             return exc
-        messages = {
-            400: "malformed request body: it is not valid JSON" if request.is_json else (exc.description or ""),
-            404: f"no such resource: {request.path}",
-            405: f"{request.method} is not allowed on {request.path}",
-            413: f"the request body is too large (limit {app.config['MAX_CONTENT_LENGTH']} bytes)",
-        }
-        codes = {400: "malformed_json" if request.is_json else "bad_request", 404: "not_found",
-                 405: "method_not_allowed", 413: "too_large"}
-        return error_response(codes.get(exc.code, exc.name.lower().replace(" ", "_")),
-                              messages.get(exc.code, exc.description or exc.name), exc.code)
+        code = "malformed_json" if exc.code == 400 and request.is_json else HTTP_CODES.get(
+            exc.code, exc.name.lower().replace(" ", "_"))
+        headers = {"Allow": ", ".join(sorted(exc.valid_methods))} if getattr(exc, "valid_methods", None) else None
+        return error_response(code, _http_message(exc), exc.code, headers)
+
+    @app.errorhandler(Exception)
+    def unexpected(exc: Exception):
+        log.exception("unexpected error on %s %s", request.method, request.path)
+        if not _wants_json():
+            raise exc
+        return error_response("internal", f"internal error ({type(exc).__name__}); see the server log", 500)

@@ -1,4 +1,11 @@
-"""Who is calling: a bearer token (API clients) or a logged-in web session (browsers)."""
+"""Who is calling: a bearer token (API clients) or a logged-in web session (browsers).
+
+``current_user()`` answers the caller's users document (without secrets) or raises
+``Unauthorized``; ``require(role)`` guards a view. Roles rank admin > super > business >
+general (``fsm.store.users.has_role``). The web login calls ``log_in(user)`` after checking a
+password (``store().users.by_password``) and ``log_out()``; both only touch the signed
+Flask session cookie, which holds the user's name and nothing else.
+"""
 from __future__ import annotations
 
 from functools import wraps
@@ -6,48 +13,93 @@ from functools import wraps
 from flask import current_app, g, request, session
 
 from fsm.errors import Forbidden, Unauthorized
-from fsm.store.users import has_role
+from fsm.store import Store
+from fsm.store.users import RANK, has_role
 
+#: ``app.extensions`` key of the app's ``fsm.store.Store``.
 STORE_KEY = "suanwang_store"
+#: The session key the web login sets to the user's name.
+SESSION_USER = "user"
+#: Fields of a users document never shown or kept per request.
+SECRETS = {"password_hash": 0, "tokens": 0}
 
 
-def store():
+def store() -> Store:
     """The ``fsm.store.Store`` of this app (``app.extensions['suanwang_store']``)."""
     return current_app.extensions[STORE_KEY]
 
 
-def current_user(required: bool = True) -> dict | None:
-    """The caller's user document (without secrets), cached per request."""
-    if "user" in g:
-        return g.user
-    user = None
+def bearer_token() -> str | None:
+    """The token of an ``Authorization: Bearer <token>`` header; None when there is no header."""
     header = request.headers.get("Authorization", "")
-    if header:
-        scheme, _, token = header.partition(" ")
-        if scheme.lower() != "bearer" or not token.strip():
-            raise Unauthorized("the Authorization header must be 'Bearer <token>'")
-        user = store().users.by_token(token.strip())
-    elif session.get("user"):
-        user = store().users.users.find_one({"_id": session["user"]}, {"password_hash": 0, "tokens": 0})
-        if user is None:
-            session.clear()
+    if not header:
+        return None
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise Unauthorized("the Authorization header must be 'Bearer <token>'")
+    return token.strip()
+
+
+def current_user(required: bool = True) -> dict | None:
+    """The caller's user document (no password hash, no tokens), looked up once per request.
+
+    A bearer token wins over a session cookie. With ``required`` (the default) a caller
+    without valid credentials gets ``Unauthorized`` (401); otherwise None.
+    """
+    if "suanwang_user" in g:
+        user = g.suanwang_user
+    else:
+        user = _lookup()
+        g.suanwang_user = user
     if user is None and required:
         raise Unauthorized("log in or send 'Authorization: Bearer <token>'")
-    g.user = user
+    return user
+
+
+def _lookup() -> dict | None:
+    token = bearer_token()
+    if token is not None:
+        return store().users.by_token(token)  # raises Unauthorized for an unknown token
+    name = session.get(SESSION_USER)
+    if not name:
+        return None
+    user = store().db.users.find_one({"_id": name}, SECRETS)
+    if user is None:  # the user was removed since logging in
+        session.pop(SESSION_USER, None)
     return user
 
 
 def require(role: str):
-    """Decorator: the caller must be logged in with ``role`` or a higher one."""
+    """Decorator: the caller must be logged in with ``role`` or a higher one (401, else 403)."""
+    if role not in RANK:
+        raise ValueError(f"unknown role {role!r}")
 
     def decorate(view):
         @wraps(view)
         def wrapper(*args, **kwargs):
-            user = current_user()
-            if not has_role(user, role):
-                raise Forbidden(f"this needs the {role} role or above; {user['_id']} is {user.get('role')}")
+            check_role(current_user(), role)
             return view(*args, **kwargs)
 
         return wrapper
 
     return decorate
+
+
+def check_role(user: dict, role: str, action: str | None = None) -> None:
+    """Raise ``Forbidden`` unless ``user`` has ``role`` or above."""
+    if not has_role(user, role):
+        what = action or "this"
+        raise Forbidden(f"{what} needs the {role} role or above; {user['_id']} is {user.get('role')}")
+
+
+def log_in(user: dict) -> None:
+    """Start a web session for ``user`` (a users document, e.g. from ``users.by_password``)."""
+    session.clear()
+    session[SESSION_USER] = user["_id"]
+    session.permanent = True
+    g.suanwang_user = {k: v for k, v in user.items() if k not in SECRETS}
+
+
+def log_out() -> None:
+    session.clear()
+    g.pop("suanwang_user", None)

@@ -1,40 +1,77 @@
-"""The server's settings: a frozen, validated object (the CLI builds it from flags and env)."""
+"""The server's settings: a frozen, validated object (the CLI builds it from flags and env).
+
+Nothing here reads the environment; ``suanwang server`` fills the fields from its flags,
+``SUANWANG_*`` variables and the config file, then calls ``scheduler.server.serve(config)``.
+"""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
 from fsm.errors import ConfigError
 
+#: Largest request body the server reads; larger ones get 413 before they are read.
+DEFAULT_MAX_BODY_BYTES = 16 << 20
+
 
 @dataclass(frozen=True)
 class ServerConfig:
+    """Everything one ``suanwang server`` process needs."""
+
     mongo_uri: str
+    #: The database; default: the URI's path, else ``suanwang``.
     db_name: str | None = None
     host: str = "127.0.0.1"
+    #: 0 picks a free port (tests).
     port: int = 8080
+    #: waitress worker threads (requests served at once).
     threads: int = 8
-    #: Larger request bodies get 413 before they are read.
-    max_body_bytes: int = 16 << 20
-    #: Signs web sessions; generated once and kept in MongoDB when not given.
+    #: Larger request bodies get 413 JSON before they are read.
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    #: Signs web sessions; when not given, generated once and kept in MongoDB (``settings``),
+    #: so every server process and restart shares it.
     secret_key: str | None = None
     #: When given, this token works for the user ``admin`` (created on first start).
     admin_token: str | None = None
-    #: A worker not seen for this long is offline.
+    #: A worker not seen for this long is marked offline.
     offline_after_s: float = 10.0
+    #: Period of the housekeeping job (offline workers, expired leases, due tasks).
     housekeeping_s: float = 1.0
     #: Whether this process may run the periodic jobs (it still needs the leader lease).
     run_scheduler: bool = True
+    #: Lifetime of the leader lease in ``locks``; renewed every third of it.
     leader_lease_s: float = 10.0
+    #: How long a request waits for MongoDB before it answers 503 (server selection timeout).
+    mongo_timeout_s: float = 5.0
+    #: When given, ``/metrics`` needs ``Authorization: Bearer <metrics_token>`` (or any user's
+    #: token); when not, it is open, like most Prometheus exporters.
+    metrics_token: str | None = None
+    #: The registry's checkout cache and the local repository roots it may read (see ``registry``).
     registry_cache_dir: str | None = None
     repo_roots: tuple[str, ...] = field(default=())
 
     def validate(self) -> "ServerConfig":
-        if not self.mongo_uri or not self.mongo_uri.startswith(("mongodb://", "mongodb+srv://")):
+        """Raise ``ConfigError`` naming the first bad setting; return self."""
+        if not isinstance(self.mongo_uri, str) or not self.mongo_uri.startswith(("mongodb://", "mongodb+srv://")):
             raise ConfigError(f"--mongo must be a MongoDB URI (mongodb://host:port/...), got {self.mongo_uri!r}")
-        if not 0 <= self.port <= 65535:
-            raise ConfigError(f"port must be 0-65535, got {self.port}")
-        if self.threads < 1:
-            raise ConfigError("threads must be at least 1")
-        if self.housekeeping_s <= 0 or self.offline_after_s <= 0 or self.leader_lease_s <= 0:
-            raise ConfigError("housekeeping_s, offline_after_s and leader_lease_s must be positive")
+        if not isinstance(self.host, str) or not self.host:
+            raise ConfigError(f"host must be a host name or address, got {self.host!r}")
+        _int(self, "port", 0, 65535)
+        _int(self, "threads", 1, 1024)
+        _int(self, "max_body_bytes", 1024, 1 << 40)
+        for name in ("offline_after_s", "housekeeping_s", "leader_lease_s", "mongo_timeout_s"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+                raise ConfigError(f"{name} must be a positive number of seconds, got {value!r}")
+        for name in ("secret_key", "admin_token", "metrics_token"):
+            value = getattr(self, name)
+            if value not in (None, "") and (not isinstance(value, str) or len(value) < 8):
+                raise ConfigError(f"{name} must be a string of at least 8 characters when given")
+        if not isinstance(self.run_scheduler, bool):
+            raise ConfigError("run_scheduler must be true or false")
         return self
+
+
+def _int(config: ServerConfig, name: str, lo: int, hi: int) -> None:
+    value = getattr(config, name)
+    if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
+        raise ConfigError(f"{name} must be an integer from {lo} to {hi}, got {value!r}")

@@ -1,7 +1,22 @@
 """/metrics: a prometheus-client collector that reads MongoDB at scrape time.
 
 Counters are derived from the stored tasks, so every server process reports the same
-figures and a restart resets nothing.
+figures and a restart resets nothing. Families (all prefixed ``suanwang_``):
+
+    tasks{status,function}                      gauge: tasks now in each status
+    queue_oldest_age_seconds                    gauge: age of the oldest queued, enabled task
+    task_duration_seconds{function}             histogram: started_at -> finished_at of the
+                                                most recent finished tasks (HISTOGRAM_WINDOW)
+    attempts_started_total{function}            counter: attempts ever claimed
+    attempts_finished_total{function,state}     counter: attempts ended, by outcome
+    workers_online                              gauge: workers online or draining
+    worker_online / worker_cpu_percent / worker_memory_percent {worker}
+    worker_temperature_celsius{worker,sensor}
+    gpu_utilization_percent / gpu_memory_used_bytes / gpu_memory_total_bytes /
+    gpu_temperature_celsius {worker,gpu}
+
+Each scrape runs a few aggregations over ``tasks``: fine for the few-machine networks
+Suanwang is for; put a longer scrape interval on very large task collections.
 """
 from __future__ import annotations
 
@@ -17,6 +32,8 @@ HISTOGRAM_WINDOW = 50_000
 
 
 class StoreCollector:
+    """A prometheus-client custom collector over one Store."""
+
     def __init__(self, store: Store):
         self.store = store
 
@@ -29,29 +46,37 @@ class StoreCollector:
 
         now = server_now(db)
         age = GaugeMetricFamily("suanwang_queue_oldest_age_seconds", "Age of the oldest queued task", labels=[])
-        oldest = db.tasks.find_one({"status": "queued"}, {"created_at": 1}, sort=[("created_at", 1)])
-        age.add_metric([], (now - oldest["created_at"]).total_seconds() if oldest else 0.0)
+        oldest = db.tasks.find_one({"status": "queued", "is_enabled": True}, {"created_at": 1},
+                                   sort=[("created_at", 1)])
+        age.add_metric([], max(0.0, (now - oldest["created_at"]).total_seconds()) if oldest else 0.0)
         yield age
 
-        claims = CounterMetricFamily("suanwang_attempts_started", "Attempts claimed by workers", labels=["function"])
-        ends = CounterMetricFamily("suanwang_attempts_finished", "Attempts ended, by outcome",
-                                   labels=["function", "state"])
-        for row in db.tasks.aggregate([{"$unwind": "$attempts"}, {"$group": {
-                "_id": {"f": "$function", "s": "$attempts.state"}, "n": {"$sum": 1}}}]):
-            fn, state = row["_id"]["f"], row["_id"]["s"]
-            if state != "running":
-                ends.add_metric([fn, state], row["n"])
-        started = {}
-        for row in db.tasks.aggregate([{"$project": {"function": 1, "n": {"$size": "$attempts"}}},
-                                       {"$group": {"_id": "$function", "n": {"$sum": "$n"}}}]):
-            started[row["_id"]] = row["n"]
-        for fn, n in started.items():
-            claims.add_metric([fn], n)
-        yield claims
-        yield ends
-
+        yield from self._attempts(db)
         yield self._durations(db)
         yield from self._workers(db)
+
+    def _attempts(self, db):
+        """Counters from the stored attempts (earlier rounds included, so they never go down)."""
+        started = CounterMetricFamily("suanwang_attempts_started", "Attempts claimed by workers",
+                                      labels=["function"])
+        ended = CounterMetricFamily("suanwang_attempts_finished", "Attempts ended, by outcome",
+                                    labels=["function", "state"])
+        per_fn: dict[str, int] = {}
+        rows = db.tasks.aggregate([
+            {"$project": {"function": 1, "a": {"$concatArrays": [{"$ifNull": ["$attempts", []]},
+                                                                 {"$ifNull": ["$previous_attempts", []]}]}}},
+            {"$unwind": "$a"},
+            {"$group": {"_id": {"f": "$function", "s": "$a.state"}, "n": {"$sum": 1}}},
+        ])
+        for row in sorted(rows, key=lambda r: (r["_id"]["f"], r["_id"]["s"])):
+            fn, state = row["_id"]["f"], row["_id"]["s"]
+            per_fn[fn] = per_fn.get(fn, 0) + row["n"]
+            if state != "running":
+                ended.add_metric([fn, state], row["n"])
+        for fn, n in per_fn.items():
+            started.add_metric([fn], n)
+        yield started
+        yield ended
 
     def _durations(self, db):
         hist = HistogramMetricFamily("suanwang_task_duration_seconds", "Run time of finished tasks (start to end)",
@@ -89,9 +114,13 @@ class StoreCollector:
         gpu_mem = GaugeMetricFamily("suanwang_gpu_memory_used_bytes", "GPU memory used", labels=["worker", "gpu"])
         gpu_total = GaugeMetricFamily("suanwang_gpu_memory_total_bytes", "GPU memory", labels=["worker", "gpu"])
         gpu_temp = GaugeMetricFamily("suanwang_gpu_temperature_celsius", "GPU temperature", labels=["worker", "gpu"])
-        for w in db.workers.find({}):
+        count = GaugeMetricFamily("suanwang_workers_online", "Workers online or draining", labels=[])
+        live = 0
+        for w in db.workers.find({}, {"state": 1, "cpu": 1, "mem": 1, "temps": 1, "gpus": 1}):
             name = w["_id"]
-            online.add_metric([name], 1.0 if w.get("state") in ("online", "draining") else 0.0)
+            is_live = w.get("state") in ("online", "draining")
+            live += is_live
+            online.add_metric([name], 1.0 if is_live else 0.0)
             if (w.get("cpu") or {}).get("percent") is not None:
                 cpu.add_metric([name], float(w["cpu"]["percent"]))
             if (w.get("mem") or {}).get("percent") is not None:
@@ -105,10 +134,12 @@ class StoreCollector:
                                     (gpu_temp, "temp")):
                     if isinstance(gpu.get(key), (int, float)):
                         family.add_metric(label, float(gpu[key]))
-        yield from (online, cpu, mem, temps, gpu_util, gpu_mem, gpu_total, gpu_temp)
+        count.add_metric([], live)
+        yield from (count, online, cpu, mem, temps, gpu_util, gpu_mem, gpu_total, gpu_temp)
 
 
 def render(store: Store) -> bytes:
+    """The Prometheus text exposition of the current state."""
     registry = CollectorRegistry(auto_describe=False)
     registry.register(StoreCollector(store))
     return generate_latest(registry)

@@ -22,9 +22,20 @@ TASK_BODY = {
         "run_after": {"type": "string", "format": "date-time"}, "delay_s": {"type": "number"},
     },
 }
+PATCH_BODY = {"type": "object", "additionalProperties": False, "minProperties": 1, "properties": {
+    "priority": {"type": "integer"}, "is_enabled": {"type": "boolean"}}}
+USER_BODY = {"type": "object", "additionalProperties": False, "required": ["name", "role"], "properties": {
+    "name": {"type": "string"}, "role": {"enum": ["admin", "super", "business", "general"]},
+    "password": {"type": "string", "minLength": 8}, "groups": {"type": "array", "items": {"type": "string"}}}}
 ERROR = {"type": "object", "properties": {"error": {"type": "object", "properties": {
     "code": {"type": "string"}, "message": {"type": "string"}}}}}
 
+#: Routes that need no token.
+PUBLIC = {("get", "/healthz"), ("get", "/metrics"), ("get", "/openapi.json")}
+#: (method, path) -> (request body schema, success status).
+BODIES = {("post", "/tasks"): ({"oneOf": [TASK_BODY, {"type": "array", "items": TASK_BODY}]}, "201"),
+          ("patch", "/tasks/{task_id}"): (PATCH_BODY, "200"),
+          ("post", "/users"): (USER_BODY, "201")}
 #: (method, path) -> summary; paths use OpenAPI's {param} syntax.
 SUMMARIES = {
     ("post", "/tasks"): "Publish a task, or a list of tasks (bulk)",
@@ -33,7 +44,7 @@ SUMMARIES = {
     ("patch", "/tasks/{task_id}"): "Re-prioritise or enable/disable a live task (super)",
     ("post", "/tasks/{task_id}/cancel"): "Cancel a live task",
     ("post", "/tasks/{task_id}/requeue"): "Re-queue a failed or cancelled task (super)",
-    ("get", "/workers"): "Workers and their latest whoami",
+    ("get", "/workers"): "Workers and their latest whoami (filter: state)",
     ("get", "/workers/{name}"): "One worker",
     ("post", "/workers/{name}/drain"): "Stop a worker claiming new tasks (admin)",
     ("post", "/workers/{name}/resume"): "Let a drained worker claim again (admin)",
@@ -41,7 +52,7 @@ SUMMARIES = {
     ("get", "/users"): "Users (admin)",
     ("post", "/users"): "Create a user; answers its token once (admin)",
     ("get", "/healthz"): "Liveness and MongoDB reachability (no auth)",
-    ("get", "/metrics"): "Prometheus metrics (no auth)",
+    ("get", "/metrics"): "Prometheus metrics (no auth unless the server sets a metrics token)",
     ("get", "/openapi.json"): "This document",
 }
 
@@ -54,7 +65,6 @@ def _paths() -> dict:
             continue
         path = rule.rule[len("/api/v1"):].replace("<", "{").replace(">", "}")
         path = "/".join(part.split(":")[-1] if part.startswith("{") else part for part in path.split("/"))
-        path = path.replace("{path}", "{path}")
         for method in sorted((rule.methods or set()) - {"HEAD", "OPTIONS"}):
             m = method.lower()
             op = {"summary": SUMMARIES.get((m, path), rule.endpoint.replace("_", " ")),
@@ -65,10 +75,13 @@ def _paths() -> dict:
             if params:
                 op["parameters"] = [{"name": p, "in": "path", "required": True, "schema": {"type": "string"}}
                                     for p in params]
-            if (m, path) == ("post", "/tasks"):
-                op["requestBody"] = {"required": True, "content": {"application/json": {"schema": {
-                    "oneOf": [TASK_BODY, {"type": "array", "items": TASK_BODY}]}}}}
-                op["responses"]["201"] = {"description": "published"}
+            if (m, path) in BODIES:
+                schema, ok = BODIES[(m, path)]
+                op["requestBody"] = {"required": True, "content": {"application/json": {"schema": schema}}}
+                if ok != "200":
+                    op["responses"] = {ok: {"description": "created"}, "default": op["responses"]["default"]}
+            if (m, path) in PUBLIC:
+                op["security"] = []
             paths.setdefault(path, {})[m] = op
     return dict(sorted(paths.items()))
 

@@ -1,72 +1,206 @@
-"""`suanwang server`: the app under waitress (a production WSGI server) plus the leader loop."""
+"""``suanwang server``: the app under waitress (a production WSGI server) plus the leader loop.
+
+``serve(config)`` runs one server process until SIGTERM or SIGINT: it ensures the indexes
+and the admin user, serves HTTP with ``config.threads`` threads and, unless
+``run_scheduler`` is off, competes for the scheduler lease (``scheduler.housekeeping.Leader``).
+It prints nothing: ``ready(server)`` is called once it listens, for the CLI to print the URL
+and, on a first start, the new admin token (``Server.new_admin_token``).
+
+``Server`` is the same thing as an object, for tests and embedding: ``start()`` serves in a
+background thread, ``stop()`` ends it. Bodies over ``max_body_bytes`` are refused by
+waitress from their Content-Length header, before the body is read, with the same JSON error
+the API gives; the app checks the limit again for bodies without a Content-Length.
+
+While MongoDB is unreachable, requests answer 503 after ``mongo_timeout_s`` and /healthz
+after two seconds; the leader stops its jobs before its lease can expire. Everything works
+again once MongoDB is back; nothing needs restarting.
+"""
 from __future__ import annotations
 
+import json
 import logging
 import signal
 import threading
+import time
+from typing import Callable
 
-from waitress.server import create_server
+from waitress import wasyncore
+from waitress.channel import HTTPChannel
+from waitress.server import BaseWSGIServer, create_server
+from waitress.task import ErrorTask
 
-from fsm.store import Store, database
-from scheduler.app import create_app
+from fsm.store import Store
+from scheduler.app import create_app, open_store
 from scheduler.config import ServerConfig
 from scheduler.housekeeping import Leader
 
 log = logging.getLogger("suanwang.server")
+#: How long ``stop()`` lets requests in flight finish before closing connections.
+STOP_GRACE_S = 3.0
 
 
-def build(config: ServerConfig):
-    """The store, app, WSGI server and (not yet started) leader of one server process."""
-    config.validate()
-    store = Store(database(config.mongo_uri, config.db_name))
-    app = create_app(config, store)
-    http = create_server(app, host=config.host, port=config.port, threads=config.threads,
-                         ident="suanwang", clear_untrusted_proxy_headers=True)
-    leader = Leader(store, config.mongo_uri, lease_s=config.leader_lease_s, housekeeping_s=config.housekeeping_s,
-                    offline_after_s=config.offline_after_s) if config.run_scheduler else None
-    if leader is not None:
-        _plug_features(leader, store, app)
-    return store, app, http, leader
+class JSONErrorTask(ErrorTask):
+    """waitress's own errors (413 body too large, 400 unparsable request, 431, 501) as API JSON."""
+
+    CODES = {400: "bad_request", 413: "too_large", 431: "headers_too_large", 501: "not_implemented"}
+
+    def execute(self):
+        error = self.request.error
+        message = error.reason.lower()
+        if error.code == 413:
+            limit = self.channel.adj.max_request_body_size - 1
+            message = f"the request body is too large (limit {limit} bytes)"
+        elif error.body:
+            message = f"{message}: {error.body}"
+        body = json.dumps({"error": {"code": self.CODES.get(error.code, "bad_request"), "message": message}})
+        body = body.encode()
+        self.status = f"{error.code} {error.reason}"
+        self.response_headers.extend([("Content-Type", "application/json"), ("Connection", "close"),
+                                      ("Content-Length", str(len(body)))])
+        self.set_close_on_finish()
+        self.content_length = len(body)
+        self.write(body)
 
 
-def _plug_features(leader: Leader, store: Store, app) -> None:
-    """Schedules and notifications run beside housekeeping, in the leader only."""
+class JSONErrorChannel(HTTPChannel):
+    error_task_class = JSONErrorTask
+
+
+def http_server(app, config: ServerConfig):
+    """A waitress server for ``app`` (not yet running) that refuses big bodies before reading them."""
+    server = create_server(app, host=config.host, port=config.port, threads=config.threads, ident="suanwang",
+                           # waitress refuses Content-Length >= this, so the limit itself is allowed
+                           max_request_body_size=config.max_body_bytes + 1, clear_untrusted_proxy_headers=True)
+    for listener in listeners(server):
+        listener.channel_class = JSONErrorChannel
+    return server
+
+
+def socket_map(server) -> dict:
+    """waitress's socket map (one per server; a multi-address server shares it among listeners)."""
+    return server._map if isinstance(server, BaseWSGIServer) else server.map
+
+
+def listeners(server) -> list[BaseWSGIServer]:
+    return [s for s in list(socket_map(server).values()) if isinstance(s, BaseWSGIServer)]
+
+
+def ensure_admin(store: Store, config: ServerConfig) -> str | None:
+    """Make sure the user ``admin`` exists (and that ``config.admin_token`` works for it).
+
+    Returns a new token only when this call created the admin without a given token;
+    otherwise None (the admin's tokens are never shown again).
+    """
+    if config.admin_token:
+        store.users.ensure_admin("admin", config.admin_token)
+        return None
+    if store.db.users.count_documents({"_id": "admin"}, limit=1):
+        return None
+    token = store.users.ensure_admin("admin")
     try:
-        from scheduler import schedules
-    except ImportError:
-        schedules = None
-    if schedules is not None and hasattr(schedules, "on_lead"):
-        leader.on_lead.append(lambda sched: schedules.on_lead(sched, store, leader.uri))
-    try:
-        from scheduler import notify
-    except ImportError:
-        notify = None
-    if notify is not None and hasattr(notify, "on_lead"):
-        leader.on_lead.append(lambda sched: notify.on_lead(sched, store, app.config))
+        store.users.by_token(token)
+    except Exception:  # noqa: BLE001 - another server created the admin at the same moment
+        return None
+    return token
 
 
-def serve(config: ServerConfig) -> int:
-    store, app, http, leader = build(config)
-    stop = threading.Event()
+class Server:
+    """One server process's parts: store, app, HTTP server and (optional) leader."""
+
+    def __init__(self, config: ServerConfig, store: Store | None = None):
+        self.config = config.validate()
+        self.store = store or open_store(config)  # ensures the indexes
+        self._own_store = store is None
+        #: The admin's token when this start created the admin (for the CLI to print once).
+        self.new_admin_token = ensure_admin(self.store, config)
+        self.app = create_app(config, self.store)
+        self.http = http_server(self.app, config)
+        self.leader = Leader(self.store, config.mongo_uri, lease_s=config.leader_lease_s,
+                             housekeeping_s=config.housekeeping_s,
+                             offline_after_s=config.offline_after_s) if config.run_scheduler else None
+        self._first = listeners(self.http)[0]
+        self._thread: threading.Thread | None = None
+        self._stopping = threading.Event()
+        self._stopped = threading.Event()
+        self._running = threading.Event()
+
+    @property
+    def port(self) -> int:
+        return self._first.effective_port
+
+    @property
+    def url(self) -> str:
+        """The base URL, e.g. ``http://127.0.0.1:8080`` (the API is under ``/api/v1``)."""
+        host = self._first.effective_host
+        host = f"[{host}]" if ":" in host else host
+        return f"http://{host}:{self.port}"
+
+    def run(self) -> None:
+        """Serve in this thread until ``stop()``; then stop the leader and close the store."""
+        self._running.set()
+        if self.leader is not None:
+            self.leader.start()
+        log.info("serving on %s (API under /api/v1)", self.url)
+        try:
+            self.http.run()
+        finally:
+            self.http.task_dispatcher.shutdown(cancel_pending=True, timeout=STOP_GRACE_S)
+            if self.leader is not None:
+                self.leader.stop()
+            if self._own_store:
+                self.store.close()
+            self._stopped.set()
+            log.info("server stopped")
+
+    def start(self) -> "Server":
+        """Serve in a background thread (tests, embedding)."""
+        self._thread = threading.Thread(target=self.run, name="suanwang-http", daemon=True)
+        self._running.set()
+        self._thread.start()
+        return self
+
+    def stop(self, timeout: float = 30) -> None:
+        """Let requests in flight finish (a few seconds at most), close every connection, wait for ``run()``."""
+        if not self._running.is_set():  # never served: just close
+            self._stopping.set()
+            wasyncore.close_all(socket_map(self.http))
+            self.http.task_dispatcher.shutdown(timeout=1)
+            if self._own_store:
+                self.store.close()
+            return
+        if not self._stopping.is_set():
+            self._stopping.set()
+            dispatcher = self.http.task_dispatcher
+            deadline = time.monotonic() + STOP_GRACE_S
+            while (dispatcher.active_count or dispatcher.queue) and time.monotonic() < deadline:
+                time.sleep(0.02)
+            # Close every socket in the loop's own thread (the trigger runs the callable there);
+            # the loop then finds its map empty and ``run()`` returns.
+            sockets = socket_map(self.http)
+            self._first.trigger.pull_trigger(lambda: wasyncore.close_all(sockets))
+        if threading.current_thread() is not self._thread:
+            self._stopped.wait(timeout)
+
+    def __enter__(self) -> "Server":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+def serve(config: ServerConfig, ready: Callable[[Server], None] | None = None) -> int:
+    """Run a server until SIGTERM or SIGINT; returns 0 after a clean stop."""
+    server = Server(config)
 
     def ask_stop(signum, frame):
-        if not stop.is_set():
-            stop.set()
-            threading.Thread(target=http.close, daemon=True).start()
+        log.info("signal %s: stopping", signum)
+        # Not from the handler itself: it runs in the serving thread, between two of its steps.
+        threading.Thread(target=server.stop, name="suanwang-stop", daemon=True).start()
 
-    signal.signal(signal.SIGTERM, ask_stop)
-    signal.signal(signal.SIGINT, ask_stop)
-    if leader is not None:
-        leader.start()
-    log.info("serving on http://%s:%s (API under /api/v1)", config.host, http.effective_port)
-    try:
-        http.run()
-    except OSError:
-        if not stop.is_set():
-            raise
-    finally:
-        if leader is not None:
-            leader.stop()
-        store.close()
-        log.info("server stopped")
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, ask_stop)
+        signal.signal(signal.SIGINT, ask_stop)
+    if ready is not None:
+        ready(server)
+    server.run()
     return 0

@@ -1,26 +1,45 @@
 """What the server does, independent of HTTP: the API and the web pages both call these.
 
-Each function takes the store and the calling user (a users document) and enforces roles.
+Each function takes the store and the calling user (a users document without secrets),
+enforces roles, and raises ``fsm.errors`` that the HTTP layer turns into JSON. Documents
+come back as stored (``_id``, datetimes); the caller shapes them for its output.
+
+Who may do what:
+    publish             admin, super, business (business: public functions only; see
+                        ``registry.catalog.resolve_version``); general may not
+    read tasks          admin, super: every task; business, general: their own
+    patch, requeue      admin, super
+    cancel              the task's submitter, or admin / super
+    workers, stats      everyone logged in; drain / resume: admin
+    users               admin
 """
 from __future__ import annotations
 
 from datetime import timedelta
 from typing import Any
 
-from fsm.errors import Forbidden, SuanwangError, ValidationError
+from fsm.errors import Conflict, Forbidden, SuanwangError, ValidationError
 from fsm.states import Status
 from fsm.store import Store, server_now
-from fsm.store.spec import validate
-from fsm.store.users import has_role
+from fsm.store.spec import TaskSpec, validate
+from fsm.store.users import ROLES, has_role
+from fsm.store.workers import DRAINING, ONLINE
 from registry import catalog
 
+#: Most tasks one publish request may carry.
 MAX_BULK = 10_000
+#: Largest page of a listing.
 MAX_PAGE = 500
-#: Fields a task listing returns (the detail adds history, attempts, args and result).
+DEFAULT_PAGE = 50
+#: Fields a task listing returns (the detail adds args, result, history and attempts).
 LIST_FIELDS = {"function": 1, "version": 1, "status": 1, "priority": 1, "is_enabled": 1, "submitted_by": 1,
-               "created_at": 1, "started_at": 1, "finished_at": 1, "reason": 1, "error": 1, "redundancy": 1,
-               "workers": 1, "failures": 1}
-FILTERS = {"status", "function", "worker", "submitted_by", "version", "reason"}
+               "created_at": 1, "updated_at": 1, "started_at": 1, "finished_at": 1, "run_after": 1, "reason": 1,
+               "error": 1, "redundancy": 1, "quorum": 1, "workers": 1, "failures": 1}
+#: Listing filters: query parameter -> task field (each an equality on a string).
+FILTERS = {"status": "status", "function": "function", "version": "version", "worker": "workers",
+           "submitted_by": "submitted_by", "reason": "reason"}
+SORTS = {"created_at", "updated_at", "finished_at", "priority", "function", "status"}
+PAGING = {"limit", "skip", "offset", "sort", "order"}
 
 
 def sees_all(user: dict) -> bool:
@@ -33,56 +52,109 @@ def _check_visible(user: dict, task: dict) -> None:
         raise Forbidden(f"task {task['_id']} belongs to another user")
 
 
-# ------------------------------------------------------------------- tasks
+# ------------------------------------------------------------------- publish
 def publish(store: Store, bodies: Any, user: dict) -> list[dict]:
-    """Validate every body, then store them all in one round trip and wake the workers."""
+    """Publish one task body or a list of them (bulk); returns the stored documents.
+
+    Every body is validated, then every function version resolved, before anything is
+    written: one bad item refuses the whole request (its index is named) and stores nothing.
+    The documents go to MongoDB in one ``insert_many`` and idle workers are woken.
+    """
     if not has_role(user, "business"):
-        raise Forbidden(f"publishing tasks needs the business role or above; {user['_id']} is {user['role']}")
+        raise Forbidden(f"publishing tasks needs the business role or above; {user['_id']} is {user.get('role')}")
     many = isinstance(bodies, list)
     items = bodies if many else [bodies]
     if many and not items:
         raise ValidationError("the list of tasks is empty")
     if len(items) > MAX_BULK:
         raise ValidationError(f"at most {MAX_BULK} tasks per request, got {len(items)}")
-    docs = []
-    for index, body in enumerate(items):
-        try:
-            spec = validate(body)
-            spec.version = catalog.resolve_version(store.db, spec.function, spec.version, user["role"])
-            if "requires" not in body:
-                spec.requires = {**spec.requires, **catalog.task_defaults(store.db, spec.function,
-                                                                          spec.version).get("requires", {})}
-        except SuanwangError as exc:
-            if many:
-                exc.message = f"task [{index}]: {exc.message}"
-                exc.args = (exc.message,)
-            raise
-        docs.append(store.tasks.document(spec, user["_id"]))
-    store.tasks.insert(docs)
-    store.wakeups.signal(n=len(docs))
+    specs = [_each(many, index, validate, body) for index, body in enumerate(items)]
+    _check_ids(store, specs, many)
+    resolved: dict[tuple, tuple[str | None, dict]] = {}  # one registry lookup per (function, version)
+    for index, (spec, body) in enumerate(zip(specs, items)):
+        key = (spec.function, spec.version)
+        if key not in resolved:
+            resolved[key] = _each(many, index, _resolve, store, spec, user)
+        spec.version, requires = resolved[key]
+        if "requires" not in body and requires:
+            spec.requires = {**spec.requires, **requires}
+    docs = [store.tasks.document(spec, user["_id"]) for spec in specs]
+    try:
+        store.tasks.insert(docs)
+    finally:
+        store.wakeups.signal(n=len(docs))  # also after a partial insert: what was stored can run
     return docs
 
 
+def _each(many: bool, index: int, fn, *args):
+    """Run one item's check; in a bulk request, errors name the item's index."""
+    try:
+        return fn(*args)
+    except SuanwangError as exc:
+        if many:
+            exc.message = f"task [{index}]: {exc.message}"
+            exc.args = (exc.message,)
+            exc.details.setdefault("index", index)
+        raise
+
+
+def _resolve(store: Store, spec: TaskSpec, user: dict) -> tuple[str | None, dict]:
+    version = catalog.resolve_version(store.db, spec.function, spec.version, user["role"])
+    return version, catalog.task_defaults(store.db, spec.function, version).get("requires", {})
+
+
+def _check_ids(store: Store, specs: list[TaskSpec], many: bool) -> None:
+    """Caller-chosen ids must be new: refuse before writing so nothing is half stored."""
+    ids = [s.id for s in specs if s.id is not None]
+    if not ids:
+        return
+    seen: set[str] = set()
+    for index, task_id in enumerate(s.id for s in specs):
+        if task_id is not None and task_id in seen:
+            raise ValidationError(f"task [{index}]: id {task_id!r} appears twice in this request", field="id")
+        seen.add(task_id)
+    taken = [d["_id"] for d in store.db.tasks.find({"_id": {"$in": ids}}, {"_id": 1}).limit(10)]
+    if taken:
+        raise Conflict(f"task id(s) already exist: {', '.join(taken)}" + (" (nothing was published)" if many
+                                                                         else ""), ids=taken)
+
+
+# --------------------------------------------------------------------- reads
 def list_tasks(store: Store, user: dict, args: dict) -> dict:
-    unknown = set(args) - FILTERS - {"limit", "skip", "offset", "sort", "order"}
+    """One page of tasks: ``{"items", "total", "limit", "skip"}``.
+
+    ``args`` are query parameters (strings): filters ``status``, ``function``, ``version``,
+    ``worker``, ``submitted_by``, ``reason``; ``limit`` (1-500), ``skip`` (or ``offset``),
+    ``sort`` and ``order`` (asc | desc). Business and general users see only their own tasks.
+    """
+    unknown = set(args) - set(FILTERS) - PAGING
     if unknown:
-        raise ValidationError(f"unknown query parameter(s): {', '.join(sorted(unknown))}")
+        raise ValidationError(f"unknown query parameter(s): {', '.join(sorted(unknown))} (filters: "
+                              f"{', '.join(sorted(FILTERS))}; paging: limit, skip, sort, order)")
     query: dict[str, Any] = {}
-    for key in FILTERS & set(args):
-        value = args[key]
-        if key == "status" and value not in {s.value for s in Status}:
-            raise ValidationError(f"status must be one of {', '.join(s.value for s in Status)}")
-        query["workers" if key == "worker" else key] = value
+    for name, fld in FILTERS.items():
+        if name in args:
+            query[fld] = str(args[name])
+    if "status" in query and query["status"] not in {s.value for s in Status}:
+        raise ValidationError(f"status must be one of {', '.join(s.value for s in Status)}, got {query['status']!r}",
+                              field="status")
     if not sees_all(user):
+        if query.get("submitted_by", user["_id"]) != user["_id"]:
+            raise Forbidden("you may list only your own tasks")
         query["submitted_by"] = user["_id"]
-    limit = _int_arg(args, "limit", 50, 1, MAX_PAGE)
-    skip = _int_arg(args, "skip", _int_arg(args, "offset", 0, 0, 10 ** 9), 0, 10 ** 9)
+    limit = _int_arg(args, "limit", DEFAULT_PAGE, 1, MAX_PAGE)
+    if "skip" in args and "offset" in args:
+        raise ValidationError("give either skip or offset, not both", field="skip")
+    skip = _int_arg(args, "skip" if "skip" in args else "offset", 0, 0, 10 ** 9)
     sort_field = args.get("sort", "created_at")
-    if sort_field not in {"created_at", "priority", "finished_at", "function", "status"}:
-        raise ValidationError(f"cannot sort by {sort_field!r}")
-    order = -1 if args.get("order", "desc") == "desc" else 1
-    docs, total = store.tasks.page(query, sort=[(sort_field, order), ("_id", order)], skip=skip, limit=limit,
-                                   projection=LIST_FIELDS)
+    if sort_field not in SORTS:
+        raise ValidationError(f"sort must be one of {', '.join(sorted(SORTS))}, got {sort_field!r}", field="sort")
+    order = args.get("order", "desc")
+    if order not in ("asc", "desc"):
+        raise ValidationError(f"order must be asc or desc, got {order!r}", field="order")
+    direction = -1 if order == "desc" else 1
+    docs, total = store.tasks.page(query, sort=[(sort_field, direction), ("_id", direction)], skip=skip,
+                                   limit=limit, projection=LIST_FIELDS)
     return {"items": docs, "total": total, "limit": limit, "skip": skip}
 
 
@@ -93,31 +165,35 @@ def _int_arg(args: dict, name: str, default: int, lo: int, hi: int) -> int:
     try:
         value = int(raw)
     except (TypeError, ValueError):
-        raise ValidationError(f"{name} must be an integer, got {raw!r}") from None
+        raise ValidationError(f"{name} must be an integer, got {raw!r}", field=name) from None
     if not lo <= value <= hi:
-        raise ValidationError(f"{name} must be between {lo} and {hi}")
+        raise ValidationError(f"{name} must be between {lo} and {hi}, got {value}", field=name)
     return value
 
 
 def get_task(store: Store, task_id: str, user: dict) -> dict:
+    """The whole task: status, result, error, reason, history, attempts (404 / 403)."""
     task = store.tasks.get(task_id)
     _check_visible(user, task)
     return task
 
 
+# --------------------------------------------------------------------- verbs
 def patch_task(store: Store, task_id: str, changes: Any, user: dict) -> dict:
+    """Re-prioritise or enable/disable a live task (super); takes effect on the next claim."""
     if not has_role(user, "super"):
-        raise Forbidden("re-prioritising and enabling/disabling tasks needs the super role")
+        raise Forbidden("re-prioritising and enabling/disabling tasks needs the super role or above")
     if not isinstance(changes, dict):
         raise ValidationError("the body must be an object like {\"priority\": 5, \"is_enabled\": false}")
-    store.tasks.get(task_id)  # 404 before 409
+    store.tasks.get(task_id)  # 404 before 422/409
     doc = store.tasks.update_fields(task_id, changes, user["_id"])
-    if changes.get("is_enabled") or "priority" in changes:
+    if doc.get("is_enabled") and doc.get("status") == Status.QUEUED.value:
         store.wakeups.signal()
     return doc
 
 
 def cancel_task(store: Store, task_id: str, user: dict) -> dict:
+    """Cancel a pending, queued or running task: its submitter, or super / admin (409 when final)."""
     task = store.tasks.get(task_id)
     if not has_role(user, "super") and task.get("submitted_by") != user["_id"]:
         raise Forbidden("you may cancel only your own tasks")
@@ -126,53 +202,94 @@ def cancel_task(store: Store, task_id: str, user: dict) -> dict:
 
 
 def requeue_task(store: Store, task_id: str, user: dict) -> dict:
+    """Put a failed or cancelled task back in the queue (super; 409 from any other status)."""
     if not has_role(user, "super"):
-        raise Forbidden("re-queueing tasks needs the super role")
+        raise Forbidden("re-queueing tasks needs the super role or above")
     store.tasks.get(task_id)
     store.tasks.requeue(task_id, user["_id"])
     store.wakeups.signal()
     return store.tasks.get(task_id)
 
 
-# ----------------------------------------------------------------- workers
-def list_workers(store: Store) -> list[dict]:
-    return store.workers.list()
+# ------------------------------------------------------------------- workers
+def list_workers(store: Store, user: dict, args: dict | None = None) -> list[dict]:
+    """Every worker's latest whoami; ``state`` filters (online | draining | offline)."""
+    args = args or {}
+    unknown = set(args) - {"state"}
+    if unknown:
+        raise ValidationError(f"unknown query parameter(s): {', '.join(sorted(unknown))} (filter: state)")
+    query = {}
+    if "state" in args:
+        if args["state"] not in ("online", "draining", "offline"):
+            raise ValidationError("state must be online, draining or offline", field="state")
+        query["state"] = args["state"]
+    return store.workers.list(query)
+
+
+def get_worker(store: Store, name: str, user: dict) -> dict:
+    return store.workers.get(name)
 
 
 def drain_worker(store: Store, name: str, user: dict, draining: bool = True) -> dict:
+    """Stop a worker claiming new tasks (admin); ``draining=False`` lets it claim again."""
     if not has_role(user, "admin"):
-        raise Forbidden("draining a worker needs the admin role")
-    return store.workers.set_state(name, "draining" if draining else "online")
+        raise Forbidden("draining or resuming a worker needs the admin role")
+    return store.workers.set_state(name, DRAINING if draining else ONLINE)
 
 
-# ------------------------------------------------------------------- stats
-def stats(store: Store) -> dict:
+# --------------------------------------------------------------------- stats
+def stats(store: Store, user: dict | None = None) -> dict:
+    """Counts by status, queue depth and age, throughput of the last minute, workers online."""
     now = server_now(store.db)
     counts = store.tasks.counts_by_status()
-    oldest = store.db.tasks.find_one({"status": "queued", "is_enabled": True}, {"created_at": 1},
+    oldest = store.db.tasks.find_one({"status": Status.QUEUED.value, "is_enabled": True}, {"created_at": 1},
                                      sort=[("created_at", 1)])
     finished_last_minute = store.db.tasks.count_documents({"finished_at": {"$gte": now - timedelta(minutes=1)}})
-    online = store.db.workers.count_documents({"state": {"$in": ["online", "draining"]}})
-    return {"counts": counts, "queue_depth": counts["queued"] + counts["pending"],
-            "oldest_queued_age_s": round((now - oldest["created_at"]).total_seconds(), 3) if oldest else 0,
+    online = store.db.workers.count_documents({"state": {"$in": [ONLINE, DRAINING]}})
+    return {"counts": counts, "total": sum(counts.values()),
+            "queue_depth": counts[Status.QUEUED.value] + counts[Status.PENDING.value],
+            "oldest_queued_age_s": round(max(0.0, (now - oldest["created_at"]).total_seconds()), 3) if oldest else 0,
             "finished_last_minute": finished_last_minute, "workers_online": online,
-            "service_map": service_map(store)}
+            "service_map": service_map(store), "server_time": now}
 
 
 def service_map(store: Store) -> dict[str, list[str]]:
-    """Which online workers serve each function: built-ins everywhere, versions where checked out."""
+    """Which online workers have each registered function version checked out."""
     result: dict[str, set[str]] = {}
-    for w in store.db.workers.find({"state": "online"}, {"versions_ready": 1}):
-        for code, version in w.get("versions_ready") or []:
-            result.setdefault(f"{code}@{version}", set()).add(w["_id"])
+    for w in store.db.workers.find({"state": ONLINE}, {"versions_ready": 1}):
+        for pair in w.get("versions_ready") or []:
+            if isinstance(pair, (list, tuple)) and len(pair) == 2:
+                result.setdefault(f"{pair[0]}@{pair[1]}", set()).add(w["_id"])
     return {fn: sorted(names) for fn, names in sorted(result.items())}
 
 
-# ------------------------------------------------------------------- users
-def add_user(store: Store, body: Any, user: dict) -> dict:
+# --------------------------------------------------------------------- users
+def list_users(store: Store, user: dict) -> list[dict]:
     if not has_role(user, "admin"):
         raise Forbidden("managing users needs the admin role")
-    if not isinstance(body, dict) or set(body) - {"name", "role", "password"}:
-        raise ValidationError("the body must be {\"name\", \"role\", \"password\" (optional)}")
-    token = store.users.add(body.get("name"), body.get("role"), body.get("password"))
-    return {"name": body["name"], "role": body["role"], "token": token}
+    return store.users.list()
+
+
+def add_user(store: Store, body: Any, user: dict) -> dict:
+    """Create a user (admin); the answer holds its API token, shown this once."""
+    if not has_role(user, "admin"):
+        raise Forbidden("managing users needs the admin role")
+    if not isinstance(body, dict):
+        raise ValidationError("the body must be an object like {\"name\": \"ann\", \"role\": \"business\"}")
+    unknown = set(body) - {"name", "role", "password", "groups"}
+    if unknown:
+        raise ValidationError(f"unknown field(s): {', '.join(sorted(unknown))} (allowed: name, role, password, "
+                              "groups)", field=sorted(unknown)[0])
+    name, role = body.get("name"), body.get("role")
+    if not isinstance(name, str):
+        raise ValidationError("'name' is required: a user name", field="name")
+    if role not in ROLES:
+        raise ValidationError(f"'role' must be one of {', '.join(ROLES)}, got {role!r}", field="role")
+    password = body.get("password")
+    if password is not None and not isinstance(password, str):
+        raise ValidationError("'password' must be a string", field="password")
+    groups = body.get("groups", [])
+    if not isinstance(groups, list) or not all(isinstance(x, str) for x in groups):
+        raise ValidationError("'groups' must be a list of strings", field="groups")
+    token = store.users.add(name, role, password, groups)
+    return {"name": name, "role": role, "groups": groups, "token": token}

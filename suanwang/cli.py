@@ -122,8 +122,13 @@ def server(mongo, host, port, threads, admin_token, no_scheduler):
     from scheduler.config import ServerConfig
     from scheduler.server import serve
 
-    serve(ServerConfig(mongo_uri=mongo, host=host, port=port, threads=threads, admin_token=admin_token,
-                       run_scheduler=not no_scheduler))
+    def ready(srv) -> None:
+        click.echo(f"serving on {srv.url}/ (API under {srv.url}/api/v1)")
+        if srv.new_admin_token:
+            click.echo(f"created user admin; its API token (shown once):\n{srv.new_admin_token}")
+
+    sys.exit(serve(ServerConfig(mongo_uri=mongo, host=host, port=port, threads=threads, admin_token=admin_token,
+                                run_scheduler=not no_scheduler), ready=ready))
 
 
 @main.command()

@@ -79,7 +79,7 @@ def test_bad_inputs_get_clear_errors_and_change_nothing(server, case):
         "unknown_fields": (422, dict(token=ADMIN, json={"function": "echo", "colour": "red"})),
         "huge_body": (413, dict(token=ADMIN, data=b"[" + b"1," * (10 << 20) + b"1]", headers={
             "Content-Type": "application/json"})),
-        "not_json": (422, dict(token=ADMIN, data="function=echo", headers={
+        "not_json": (415, dict(token=ADMIN, data="function=echo", headers={
             "Content-Type": "application/x-www-form-urlencoded"})),
         "empty_bulk": (422, dict(token=ADMIN, json=[])),
         "bad_bulk_item": (422, dict(token=ADMIN, json=[{"function": "echo"}, {"function": "echo", "args": 3}])),

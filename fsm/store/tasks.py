@@ -17,6 +17,8 @@ from pymongo import ReturnDocument
 from pymongo.collection import Collection
 from pymongo.database import Database
 from pymongo.errors import BulkWriteError
+from pymongo.read_concern import ReadConcern
+from pymongo.write_concern import WriteConcern
 
 from fsm.decide import Plan, decide_attempt_end, decide_cancel, decide_requeue, digest
 from fsm.errors import Conflict, InvalidTransition, LeaseLost, TaskNotFound, ValidationError
@@ -84,7 +86,13 @@ class TaskStore:
 
     def __init__(self, db: Database):
         self.db = db
-        self.tasks: Collection = db.tasks
+        # Local reads: a decision must see a claim acknowledged a moment ago; the rev fence
+        # on every write keeps decisions made on any stale read from changing anything.
+        self.tasks: Collection = db.get_collection("tasks", read_concern=ReadConcern("local"))
+        # Claims and lease renewals are acknowledged by the primary alone: one lost to a mongod
+        # crash only re-runs an attempt (its late result is refused). Publishes and attempt ends
+        # stay majority-acknowledged and journaled, so no task and no result is ever lost.
+        self._fast: Collection = self.tasks.with_options(write_concern=WriteConcern(w=1))
 
     # ----------------------------------------------------------------- publish
     def document(self, spec: TaskSpec, submitted_by: str) -> dict:
@@ -142,7 +150,7 @@ class TaskStore:
         update = self._claim_update(who, attempt_id)
         doc = self._claim_preferred(who, update) if who.prefer_versions else None
         if doc is None:
-            doc = self.tasks.find_one_and_update(self.claim_filter(who), update, sort=CLAIM_SORT,
+            doc = self._fast.find_one_and_update(self.claim_filter(who), update, sort=CLAIM_SORT,
                                                  projection=CLAIM_PROJECTION, hint=CLAIM_INDEX,
                                                  return_document=ReturnDocument.AFTER)
         if doc is None and who.distinct_grace_s >= 0:
@@ -162,7 +170,7 @@ class TaskStore:
             return None
         pairs = [dict(zip(("function", "version"), fv.rsplit("@", 1))) for fv in who.prefer_versions]
         filt.update(priority=top["priority"], **{"$or": pairs})
-        return self.tasks.find_one_and_update(filt, update, sort=CLAIM_SORT, projection=CLAIM_PROJECTION,
+        return self._fast.find_one_and_update(filt, update, sort=CLAIM_SORT, projection=CLAIM_PROJECTION,
                                               hint=CLAIM_INDEX, return_document=ReturnDocument.AFTER)
 
     def _claim_repeat(self, who: Claimant, attempt_id: str, update: list) -> dict | None:
@@ -171,7 +179,7 @@ class TaskStore:
         filt = self.claim_filter(who)
         filt["workers"] = who.name
         filt["slot_open_since"] = {"$lt": now - timedelta(seconds=who.distinct_grace_s)}
-        return self.tasks.find_one_and_update(filt, update, sort=CLAIM_SORT, projection=CLAIM_PROJECTION,
+        return self._fast.find_one_and_update(filt, update, sort=CLAIM_SORT, projection=CLAIM_PROJECTION,
                                               hint=CLAIM_INDEX, return_document=ReturnDocument.AFTER)
 
     @staticmethod
@@ -199,7 +207,7 @@ class TaskStore:
         """Extend the lease of every attempt this worker runs (server clock); returns tasks touched."""
         lease_ms = int(lease_s * 1000)
         mine = {"$and": [{"$eq": ["$$a.worker", worker]}, {"$eq": ["$$a.state", AttemptState.RUNNING.value]}]}
-        res = self.tasks.update_many(
+        res = self._fast.update_many(
             {"status": Status.RUNNING.value,
              "attempts": {"$elemMatch": {"worker": worker, "state": AttemptState.RUNNING.value}}},
             [{"$set": {"attempts": {"$map": {"input": "$attempts", "as": "a", "in": {"$cond": [

@@ -74,6 +74,7 @@ class UserStore:
 
     def ensure_admin(self, name: str = "admin", token: str | None = None) -> str | None:
         """Create the admin on first start; with ``token``, make sure that token works for it."""
+        given = token is not None
         token = token or secrets.token_urlsafe(32)
         entry = {"hash": token_hash(token), "label": "admin.token", "created_at": _now()}
         existing = self.users.find_one({"_id": name})
@@ -82,8 +83,10 @@ class UserStore:
                 self.users.insert_one({"_id": name, "role": "admin", "groups": [], "password_hash": None,
                                        "tokens": [entry], "created_at": _now()})
             except DuplicateKeyError:
-                pass
+                return token if given else None  # another server created it first
             return token
+        if not given:
+            return None  # the admin exists and no token was asked for: add none nobody would see
         if not any(t["hash"] == entry["hash"] for t in existing.get("tokens", [])):
             self.users.update_one({"_id": name}, {"$push": {"tokens": entry}})
         return token
