@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Shared by scripts/up.sh and scripts/test.sh: system packages and the project's virtualenv.
 # Usage: source scripts/bootstrap.sh; bootstrap_system PKG...; bootstrap_venv EXTRAS
 set -euo pipefail
@@ -33,7 +34,7 @@ bootstrap_venv() {
     # The CPU build of torch, pinned: any other spec pulls gigabytes of CUDA packages.
     "$VENV/bin/python" -m pip install -q "torch==2.13.0"
   fi
-  "$VENV/bin/python" -m pip install -q -e "$ROOT[$extras]"
+  "$VENV/bin/python" -m pip install -q -e "${ROOT}[$extras]"
   export PATH="$VENV/bin:$PATH"
 }
 

@@ -3,7 +3,7 @@
 # (real mongod, real worker and server processes, real git, Chromium via Playwright).
 # Extra arguments go to pytest (e.g. -k claim, -m "not browser").
 source "$(dirname "$0")/bootstrap.sh"
-bootstrap_system git chromium iproute2 nftables ca-certificates
+bootstrap_system git chromium iproute2 nftables systemd ca-certificates
 bootstrap_venv "dev,embedded,ml"
 bootstrap_web_assets
 cd "$ROOT"

@@ -138,14 +138,16 @@ def server(mongo, host, port, threads, admin_token, no_scheduler):
 @click.option("--concurrency", type=int, envvar="SUANWANG_CONCURRENCY", help="slots (default: CPU count)")
 @click.option("--heartbeat", type=float, default=2.0, show_default=True, help="seconds between heartbeats")
 @click.option("--cache-dir", envvar="SUANWANG_CACHE_DIR", help="function checkouts (default ~/.suanwang/cache)")
+@click.option("--drain-timeout", type=float, default=30.0, show_default=True, envvar="SUANWANG_DRAIN_TIMEOUT",
+              help="seconds running attempts get to finish after SIGTERM")
 @click.option("--burst", is_flag=True, help="exit when nothing is left to claim")
-def worker(mongo, name, tags, concurrency, heartbeat, cache_dir, burst):
+def worker(mongo, name, tags, concurrency, heartbeat, cache_dir, drain_timeout, burst):
     """A worker daemon: claims tasks from MongoDB and runs them in child processes."""
     from worker.config import WorkerConfig
     from worker.daemon import run_worker
 
     options = {"mongo_uri": mongo, "tags": tuple(t.strip() for t in tags.split(",") if t.strip()),
-               "heartbeat_s": heartbeat, "burst": burst}
+               "heartbeat_s": heartbeat, "drain_timeout_s": drain_timeout, "burst": burst}
     if name:
         options["name"] = name
     if concurrency:

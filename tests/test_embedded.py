@@ -42,3 +42,23 @@ def test_binary_that_cannot_run_is_a_clear_error(monkeypatch, tmp_path):
     monkeypatch.setattr(embedded, "find_mongod", lambda: fake)
     with pytest.raises(EmbeddedMongoError, match="exited with code 1"):
         EmbeddedMongo(tmp_path / "db").start(timeout=10)
+
+
+def test_bound_to_all_interfaces_it_advertises_a_reachable_address(tmp_path):
+    # Given a data directory first initiated on loopback only
+    first = EmbeddedMongo(tmp_path / "db")
+    first.start()
+    port = first.port
+    first.stop()
+    # When it restarts bound to every interface
+    again = EmbeddedMongo(tmp_path / "db", port=port, bind_ip="0.0.0.0", advertise="127.0.0.2")
+    uri = again.start(timeout=60)
+    try:
+        # Then the replica set advertises the new address and is writable through it
+        assert uri.startswith("mongodb://127.0.0.2:")
+        db = database(uri, "adv")
+        assert db.client.admin.command("hello")["hosts"] == [f"127.0.0.2:{port}"]
+        db.things.insert_one({"ok": 1})
+        db.client.close()
+    finally:
+        again.stop()

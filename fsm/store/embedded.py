@@ -43,6 +43,17 @@ def find_mongod() -> Path:
     )
 
 
+def lan_address() -> str:
+    """This machine's first non-loopback IPv4 address (127.0.0.1 when it has none)."""
+    import psutil
+
+    for addresses in psutil.net_if_addrs().values():
+        for addr in addresses:
+            if addr.family == socket.AF_INET and not addr.address.startswith("127."):
+                return addr.address
+    return "127.0.0.1"
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -53,7 +64,8 @@ class EmbeddedMongo:
     """One mongod process; use as a context manager or call start()/stop()."""
 
     def __init__(self, data_dir: str | os.PathLike, port: int | None = None, bind_ip: str = "127.0.0.1",
-                 replica_set: str = REPLICA_SET, cache_gb: float = 0.5):
+                 replica_set: str = REPLICA_SET, cache_gb: float = 0.5, advertise: str | None = None):
+        self.advertise = advertise
         self.data_dir = Path(data_dir)
         self.port = port or free_port()
         self.bind_ip = bind_ip
@@ -63,7 +75,11 @@ class EmbeddedMongo:
 
     @property
     def host(self) -> str:
-        return "127.0.0.1" if self.bind_ip in ("0.0.0.0", "::") else self.bind_ip.split(",")[0]
+        """The address the replica set advertises: what workers on other machines connect to."""
+        first = self.bind_ip.split(",")[0].strip()
+        if first in ("0.0.0.0", "::"):
+            return self.advertise or lan_address()
+        return first
 
     @property
     def uri(self) -> str:
@@ -101,6 +117,10 @@ class EmbeddedMongo:
                         + "; the embedded binary needs a glibc-based Linux like Debian 12 or Ubuntu 22.04+")
                 try:
                     hello = direct.admin.command("hello")
+                    member = f"{self.host}:{self.port}"
+                    if hello.get("setName") and member not in hello.get("hosts", [member]):
+                        self._readvertise(direct, member)
+                        continue
                     if hello.get("isWritablePrimary"):
                         return
                     if not hello.get("setName"):
@@ -117,6 +137,13 @@ class EmbeddedMongo:
                 time.sleep(0.1)
         finally:
             direct.close()
+
+    def _readvertise(self, direct: MongoClient, member: str) -> None:
+        """The data directory was initiated under another address: point the set at this one."""
+        config = direct.admin.command("replSetGetConfig")["config"]
+        config["members"][0]["host"] = member
+        config["version"] += 1
+        direct.admin.command("replSetReconfig", config, force=True)
 
     def stop(self, timeout: float = 30) -> None:
         proc, self.process = self.process, None
