@@ -93,3 +93,22 @@ def test_cli_submit_wait_and_status(cluster, tasks):
     bad = subprocess.run([sys.executable, "-m", "suanwang", "submit", "no_such_fn", *env_args],
                          capture_output=True, text=True, timeout=60)
     assert bad.returncode == 2 and "no_such_fn" in bad.stderr
+
+
+def test_exhausted_retries_are_listed_and_can_be_requeued(cluster, tasks):
+    cluster.start_server()
+    cluster.start_worker("w1", concurrency=1)
+    task_id = publish(cluster, {"function": "fail", "args": ["broken input"], "max_retries": 1,
+                                "retry_backoff_s": 0.1})
+    wait_for(lambda: tasks.get(task_id)["status"] == "failed", 60, what="retries to run out")
+    task = tasks.get(task_id)
+    assert task["reason"] == "retries_exhausted" and len(task["attempts"]) == 2
+    assert all("broken input" in a["traceback"] for a in task["attempts"])
+    http = cluster.http()
+    listed = http.get(f"{cluster.url}/tasks", params={"status": "failed", "reason": "retries_exhausted"}).json()
+    assert [t["id"] for t in listed["items"]] == [task_id]
+    assert http.post(f"{cluster.url}/tasks/{task_id}/requeue", timeout=10).json()["status"] in ("queued", "running")
+    wait_for(lambda: len(tasks.get(task_id)["attempts"]) >= 1 and tasks.get(task_id)["status"] == "failed", 60,
+             what="the re-queued round to run")
+    again = tasks.get(task_id)
+    assert len(again["previous_attempts"]) == 2 and [h["to"] for h in again["history"]].count("queued") >= 2
