@@ -45,6 +45,14 @@ class ServerConfig:
     #: When given, ``/metrics`` needs ``Authorization: Bearer <metrics_token>`` (or any user's
     #: token); when not, it is open, like most Prometheus exporters.
     metrics_token: str | None = None
+    #: E-mail notifications (none sent without smtp_host); webhooks need no setting.
+    smtp_host: str | None = None
+    smtp_port: int = 25
+    smtp_user: str | None = None
+    smtp_password: str | None = None
+    #: none | starttls | ssl
+    smtp_tls: str = "none"
+    mail_from: str = "suanwang@localhost"
     #: The registry's checkout cache and the local repository roots it may read (see ``registry``).
     registry_cache_dir: str | None = None
     repo_roots: tuple[str, ...] = field(default=())

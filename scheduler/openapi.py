@@ -57,6 +57,15 @@ SUMMARIES = {
 }
 
 
+def _summaries() -> dict:
+    """This module's summaries and those the feature blueprints (schedules, notifications) publish."""
+    merged = dict(SUMMARIES)
+    for bp in current_app.blueprints.values():
+        module = __import__(bp.import_name, fromlist=["SUMMARIES"])
+        merged.update(getattr(module, "SUMMARIES", {}))
+    return merged
+
+
 def _paths() -> dict:
     """Every /api/v1 route the app serves, with a summary where one is written."""
     paths: dict = {}
@@ -67,7 +76,7 @@ def _paths() -> dict:
         path = "/".join(part.split(":")[-1] if part.startswith("{") else part for part in path.split("/"))
         for method in sorted((rule.methods or set()) - {"HEAD", "OPTIONS"}):
             m = method.lower()
-            op = {"summary": SUMMARIES.get((m, path), rule.endpoint.replace("_", " ")),
+            op = {"summary": _summaries().get((m, path), rule.endpoint.replace("_", " ")),
                   "operationId": f"{m}_{rule.endpoint}".replace(".", "_"),
                   "responses": {"200": {"description": "OK"}, "default": {
                       "description": "error", "content": {"application/json": {"schema": ERROR}}}}}

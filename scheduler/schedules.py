@@ -499,7 +499,7 @@ def sync(db_name: str) -> dict:
             job = jobs.get(sid)
             if job is not None and job.name == _job_name(doc) and not doc.get("paused"):
                 continue
-            if doc.get("paused") or (doc["trigger"]["type"] == "date" and doc.get("last_fire_time")):
+            if doc.get("paused") or _date_done(doc, now):
                 if job is not None:
                     _remove(sched, sid)
                     removed += 1
@@ -520,6 +520,16 @@ def sync(db_name: str) -> dict:
     if added or removed:
         log.info("schedules synced: %d (re)added, %d removed", added, removed)
     return {"added": added, "removed": removed}
+
+
+def _date_done(doc: dict, now: datetime) -> bool:
+    """A one-off schedule that fired, or whose time passed beyond its grace, never fires again."""
+    if doc["trigger"]["type"] != "date":
+        return False
+    if doc.get("last_fire_time"):
+        return True
+    late = now - datetime.fromisoformat(doc["trigger"]["run_date"])
+    return late.total_seconds() > doc.get("misfire_grace_s", DEFAULT_GRACE_S)
 
 
 def _remove(sched, sid: str) -> None:

@@ -118,6 +118,11 @@ class Server:
         self.leader = Leader(self.store, config.mongo_uri, lease_s=config.leader_lease_s,
                              housekeeping_s=config.housekeeping_s,
                              offline_after_s=config.offline_after_s) if config.run_scheduler else None
+        if self.leader is not None:  # schedules and notifications run where housekeeping runs
+            from scheduler import notify, schedules
+
+            schedules.install(self.leader)
+            notify.install(self.leader, notify.NotifyConfig.from_server_config(config))
         self._first = listeners(self.http)[0]
         self._thread: threading.Thread | None = None
         self._stopping = threading.Event()

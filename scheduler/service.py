@@ -25,6 +25,7 @@ from fsm.store.spec import TaskSpec, validate
 from fsm.store.users import ROLES, has_role
 from fsm.store.workers import DRAINING, ONLINE
 from registry import catalog
+from scheduler import resources
 
 #: Most tasks one publish request may carry.
 MAX_BULK = 10_000
@@ -250,17 +251,7 @@ def stats(store: Store, user: dict | None = None) -> dict:
             "queue_depth": counts[Status.QUEUED.value] + counts[Status.PENDING.value],
             "oldest_queued_age_s": round(max(0.0, (now - oldest["created_at"]).total_seconds()), 3) if oldest else 0,
             "finished_last_minute": finished_last_minute, "workers_online": online,
-            "service_map": service_map(store), "server_time": now}
-
-
-def service_map(store: Store) -> dict[str, list[str]]:
-    """Which online workers have each registered function version checked out."""
-    result: dict[str, set[str]] = {}
-    for w in store.db.workers.find({"state": ONLINE}, {"versions_ready": 1}):
-        for pair in w.get("versions_ready") or []:
-            if isinstance(pair, (list, tuple)) and len(pair) == 2:
-                result.setdefault(f"{pair[0]}@{pair[1]}", set()).add(w["_id"])
-    return {fn: sorted(names) for fn, names in sorted(result.items())}
+            "service_map": resources.service_map(store.db), "server_time": now}
 
 
 # --------------------------------------------------------------------- users

@@ -117,7 +117,16 @@ def mongo(data_dir, port, bind_ip):
 @click.option("--threads", type=int, default=8, show_default=True, help="HTTP worker threads")
 @click.option("--admin-token", envvar="SUANWANG_ADMIN_TOKEN", help="make sure this token works for user admin")
 @click.option("--no-scheduler", is_flag=True, help="never run the periodic jobs in this process")
-def server(mongo, host, port, threads, admin_token, no_scheduler):
+@click.option("--smtp-host", envvar="SUANWANG_SMTP_HOST", help="mail server for e-mail notifications")
+@click.option("--smtp-port", type=int, default=25, show_default=True, envvar="SUANWANG_SMTP_PORT")
+@click.option("--smtp-user", envvar="SUANWANG_SMTP_USER")
+@click.option("--smtp-password", envvar="SUANWANG_SMTP_PASSWORD")
+@click.option("--smtp-tls", type=click.Choice(["none", "starttls", "ssl"]), default="none", show_default=True,
+              envvar="SUANWANG_SMTP_TLS")
+@click.option("--mail-from", default="suanwang@localhost", show_default=True, envvar="SUANWANG_MAIL_FROM")
+@click.option("--metrics-token", envvar="SUANWANG_METRICS_TOKEN", help="require this token for /metrics")
+def server(mongo, host, port, threads, admin_token, no_scheduler, smtp_host, smtp_port, smtp_user, smtp_password,
+           smtp_tls, mail_from, metrics_token):
     """The control center: HTTP API, web pages and periodic jobs (one scheduler per network)."""
     from scheduler.config import ServerConfig
     from scheduler.server import serve
@@ -128,7 +137,9 @@ def server(mongo, host, port, threads, admin_token, no_scheduler):
             click.echo(f"created user admin; its API token (shown once):\n{srv.new_admin_token}")
 
     sys.exit(serve(ServerConfig(mongo_uri=mongo, host=host, port=port, threads=threads, admin_token=admin_token,
-                                run_scheduler=not no_scheduler), ready=ready))
+                                run_scheduler=not no_scheduler, smtp_host=smtp_host, smtp_port=smtp_port,
+                                smtp_user=smtp_user, smtp_password=smtp_password, smtp_tls=smtp_tls,
+                                mail_from=mail_from, metrics_token=metrics_token), ready=ready))
 
 
 @main.command()

@@ -41,6 +41,12 @@ class Client:
     def post(self, path: str, body=None):
         return self._call("POST", path, body)
 
+    def patch(self, path: str, body=None):
+        return self._call("PATCH", path, body)
+
+    def delete(self, path: str):
+        return self._call("DELETE", path)
+
     def wait(self, task_id: str, poll_s: float = 0.1):
         """Poll until the task is final, with a progress line on the terminal."""
         from rich.console import Console

@@ -112,3 +112,17 @@ def test_exhausted_retries_are_listed_and_can_be_requeued(cluster, tasks):
              what="the re-queued round to run")
     again = tasks.get(task_id)
     assert len(again["previous_attempts"]) == 2 and [h["to"] for h in again["history"]].count("queued") >= 2
+
+
+def test_a_schedule_fires_through_the_real_server_and_its_tasks_run(cluster, tasks):
+    cluster.start_server()
+    cluster.start_worker("w1", concurrency=1)
+    http = cluster.http()
+    resp = http.post(f"{cluster.url}/schedules", json={"id": "tick", "interval_s": 1,
+                                                      "task": {"function": "echo", "args": ["tock"]}}, timeout=10)
+    assert resp.status_code == 201, resp.text
+    wait_for(lambda: tasks.tasks.count_documents({"schedule_id": "tick", "status": "succeeded"}) >= 2, 60,
+             what="two scheduled runs")
+    ids = [d["_id"] for d in tasks.tasks.find({"schedule_id": "tick"}, {"_id": 1})]
+    assert all(i.startswith("tick@") for i in ids) and len(set(ids)) == len(ids)
+    assert http.post(f"{cluster.url}/schedules/tick/pause", timeout=10).status_code == 200

@@ -33,7 +33,15 @@ server's clock (``$$NOW``) wherever a lease or a history entry depends on it.
 ``wakeups`` — a small capped collection; a publish inserts one document so idle
     workers tailing it wake within milliseconds
 ``locks`` — named leases (the single APScheduler process holds ``scheduler``)
-``schedules`` / ``apscheduler_jobs`` — schedule definitions / APScheduler's own job store
+``schedules`` — schedule definitions, plain documents (trigger, task template, paused, owner);
+    a firing creates the task ``<schedule id>@<fire time>`` (with ``schedule_id`` and
+    ``scheduled_for``), so a duplicate firing is refused by the unique ``_id``
+``apscheduler_jobs`` / ``apscheduler_schedules`` — APScheduler's own job stores (pickled job
+    state holding only references: a function path and ids), kept apart from task data
+``subscriptions``, ``deliveries``, ``alerts``, ``notify_state`` — notifications (owned and
+    indexed by ``scheduler.notify``): who wants which event, each delivery with its tries and
+    last error, open alert episodes, and the change-stream resume token
+``settings`` — server-wide values such as the web session key
 """
 from __future__ import annotations
 
@@ -61,6 +69,8 @@ TASK_INDEXES = [
     IndexModel([("created_at", DESCENDING)], name="created"),
     IndexModel([("priority", DESCENDING), ("created_at", DESCENDING)], name="priority_created"),
     IndexModel([("workers", ASCENDING), ("created_at", DESCENDING)], name="worker_created"),
+    IndexModel([("schedule_id", ASCENDING), ("scheduled_for", DESCENDING)], name="schedule_runs",
+               partialFilterExpression={"schedule_id": {"$exists": True}}),
     IndexModel([("finished_at", DESCENDING)], name="finished",
                partialFilterExpression={"finished_at": {"$type": "date"}}),
 ]

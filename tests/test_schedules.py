@@ -1,0 +1,245 @@
+"""Schedules: exactly one firing per fire time across competing scheduler processes, missed
+runs caught up once after a restart, and clear errors that write nothing for bad input."""
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+import threading
+import time
+from datetime import timedelta
+
+import pytest
+
+from fsm.store import Store, database, server_now
+from scheduler import schedules
+from scheduler.housekeeping import Leader
+from tests.procs import Proc, wait_for
+
+ADMIN = {"_id": "admin", "role": "admin"}
+LEASE_S = 1.5
+
+
+def scheduler_main(uri: str, db_name: str) -> None:
+    """A scheduler process: competes for the lease and, while leading, runs the schedules."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(process)d %(name)s: %(message)s")
+    store = Store(database(uri, db_name))
+    leader = Leader(store, uri, lease_s=LEASE_S, housekeeping_s=1.0)
+    schedules.install(leader, sync_s=0.5)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    leader.start()
+    while not stop.wait(0.2):
+        pass
+    leader.stop()
+
+
+def start_scheduler(db_uri: str, db_name: str, log) -> Proc:
+    code = f"from tests.test_schedules import scheduler_main; scheduler_main({db_uri!r}, {db_name!r})"
+    return Proc([sys.executable, "-c", code], log)
+
+
+def leader_holder(store: Store) -> str | None:
+    doc = store.db.locks.find_one({"_id": "scheduler", "expires_at": {"$gt": server_now(store.db)}})
+    return doc and doc["holder"]
+
+
+def scheduled_tasks(store: Store, sid: str) -> list[dict]:
+    return list(store.db.tasks.find({"schedule_id": sid}).sort("scheduled_for", 1))
+
+
+@pytest.fixture
+def procs():
+    started: list[Proc] = []
+    yield started
+    for p in started:
+        p.kill()
+
+
+def test_four_schedulers_fire_a_cron_schedule_exactly_once_per_second(store, db_uri, db_name, tmp_path, procs):
+    # Given four scheduler processes competing for the lease, one of them leading
+    procs += [start_scheduler(db_uri, db_name, tmp_path / f"s{i}.log") for i in range(4)]
+    wait_for(lambda: leader_holder(store), 60, what="a leader")
+    # When a schedule fires every second for ten seconds (without coalescing missed runs)
+    t0 = server_now(store.db).replace(microsecond=0) + timedelta(seconds=3)
+    schedules.create(store, {"id": "tick", "trigger": {
+        "type": "cron", "second": "*", "start_date": t0.isoformat(), "end_date": (t0 + timedelta(seconds=9)).isoformat()},
+        "task": {"function": "echo", "args": ["tick"]}, "coalesce": False, "misfire_grace_s": 60}, ADMIN)
+    # ... and the leader is stopped half-way, so another process takes over
+    wait_for(lambda: len(scheduled_tasks(store, "tick")) >= 4, 30, what="four firings")
+    # (APScheduler's pickled state sits in its own collection and holds only references)
+    job = store.db.apscheduler_schedules.find_one({"_id": "tick"})
+    assert job is not None and b"scheduler.schedules" in job["job_state"] and b"echo" not in job["job_state"]
+    holder = leader_holder(store)
+    leader = next(p for p in procs if holder and holder.split(":")[1] == str(p.pid))
+    leader.stop()
+    wait_for(lambda: leader_holder(store) not in (None, holder), 30, what="a new leader")
+    # Then exactly ten tasks exist, one per fire time, with the deterministic ids
+    expected = {schedules.task_id("tick", t0 + timedelta(seconds=i)) for i in range(10)}
+    wait_for(lambda: {t["_id"] for t in scheduled_tasks(store, "tick")} == expected, 40,
+             what="the ten fire times")
+    time.sleep(1.5)  # the end date has passed: nothing more may come, not even a duplicate
+    tasks = scheduled_tasks(store, "tick")
+    assert len(tasks) == 10 and {t["_id"] for t in tasks} == expected
+    assert all(t["status"] == "queued" and t["function"] == "echo" and t["version"] == "builtin" for t in tasks)
+    assert store.db.schedules.find_one({"_id": "tick"})["fired"] == 10
+    # APScheduler removed the finished job from its own collection
+    assert store.db.apscheduler_schedules.count_documents({}) == 0
+
+
+def test_a_restarted_scheduler_runs_missed_firings_once(store, db_uri, db_name, tmp_path, procs):
+    # Given a scheduler process and a schedule every 2 seconds that coalesces missed runs
+    procs.append(start_scheduler(db_uri, db_name, tmp_path / "a.log"))
+    wait_for(lambda: leader_holder(store), 60, what="a leader")
+    start = server_now(store.db).replace(microsecond=0) + timedelta(seconds=1)
+    schedules.create(store, {"id": "every2", "trigger": {"type": "interval", "seconds": 2,
+                                                          "start_date": start.isoformat()},
+                             "task": {"function": "noop"}, "misfire_grace_s": 120}, ADMIN)
+    first = wait_for(lambda: scheduled_tasks(store, "every2"), 30, what="the first firing")
+    # When the scheduler is killed right after a firing and is down across the next two or more
+    procs[0].kill()
+    last_before = scheduled_tasks(store, "every2")[-1]["scheduled_for"]
+    time.sleep(5)
+    procs.append(start_scheduler(db_uri, db_name, tmp_path / "b.log"))
+    after = wait_for(lambda: [t for t in scheduled_tasks(store, "every2") if t["scheduled_for"] > last_before],
+                     60, what="a firing after the restart")
+    procs[1].stop()
+    # Then the missed firings produced exactly one task (the latest one missed), the others none
+    caught_up = after[0]["scheduled_for"]
+    missed = int((caught_up - last_before).total_seconds() // 2) - 1
+    assert missed >= 1, "the scheduler was not down across a firing"
+    times = [t["scheduled_for"] for t in scheduled_tasks(store, "every2")]
+    assert len(times) == len(set(times))
+    assert [t for t in times if last_before < t < caught_up] == []
+    assert first[0]["_id"] == schedules.task_id("every2", first[0]["scheduled_for"])
+
+
+def test_the_leader_follows_pause_resume_and_remove(store, db_uri):
+    # Given an in-process leader with the schedules installed
+    leader = Leader(store, db_uri, lease_s=30)
+    schedules.install(leader, sync_s=60)
+    leader.start()
+    try:
+        assert leader.is_leader
+        jobs = lambda: {j.id: j for j in leader.scheduler.get_jobs(jobstore=schedules.JOBSTORE)}  # noqa: E731
+        # When a schedule is created, paused, resumed, edited and removed
+        schedules.create(store, {"id": "s1", "cron": "*/5 * * * *", "timezone": "Asia/Shanghai",
+                                 "task": {"function": "echo", "args": [1]}}, ADMIN)
+        assert set(jobs()) == {"s1"}
+        assert str(jobs()["s1"].trigger.timezone) == "Asia/Shanghai"
+        schedules.set_paused(store, "s1", True, ADMIN)
+        assert jobs() == {}
+        schedules.set_paused(store, "s1", False, ADMIN)
+        assert jobs()["s1"].name == "s1#3"
+        schedules.update(store, "s1", {"interval_s": 3600}, ADMIN)
+        assert type(jobs()["s1"].trigger).__name__ == "IntervalTrigger"
+        # ... or changed directly in MongoDB (another server's API): the periodic sync catches up
+        store.db.schedules.delete_one({"_id": "s1"})
+        schedules.sync(store.db.name)
+        assert jobs() == {}
+        # Then firing the same time twice creates one task
+        schedules.create(store, {"id": "s2", "interval_s": 60, "task": {"function": "noop"}}, ADMIN)
+        when = server_now(store.db).replace(microsecond=0)
+        assert schedules.fire(store.db.name, "s2", when) == f"s2@{when:%Y%m%dT%H%M%S}Z"
+        assert schedules.fire(store.db.name, "s2", when) is None
+        assert store.db.tasks.count_documents({"schedule_id": "s2"}) == 1
+    finally:
+        leader.stop()
+
+
+BAD = [
+    ({"cron": "61 * * * *", "task": {"function": "echo"}}, 422, "cron"),
+    ({"cron": "* * *", "task": {"function": "echo"}}, 422, "5 fields"),
+    ({"cron": "* * * * *", "timezone": "Mars/Olympus", "task": {"function": "echo"}}, 422, "unknown time zone"),
+    ({"cron": "* * * * *", "task": {"function": "no_such_function"}}, 404, "unknown function"),
+    ({"cron": "* * * * *", "task": {"function": "echo", "version": "v9"}}, 404, "only version"),
+    ({"cron": "* * * * *", "task": {"function": "echo", "priority": "high"}}, 422, "priority"),
+    ({"cron": "* * * * *", "task": {"function": "echo", "id": "x"}}, 422, "own id"),
+    ({"cron": "* * * * *"}, 422, "needs 'task'"),
+    ({"task": {"function": "echo"}}, 422, "needs a trigger"),
+    ({"run_at": "2001-01-01T00:00:00", "task": {"function": "echo"}}, 422, "in the past"),
+    ({"interval_s": 0, "task": {"function": "echo"}}, 422, "at least 1 second"),
+    ({"cron": "* * * * *", "interval_s": 5, "task": {"function": "echo"}}, 422, "give one of"),
+    ({"cron": "* * * * *", "task": {"function": "echo"}, "misfire_grace_s": -1}, 422, "misfire_grace_s"),
+    ({"cron": "* * * * *", "task": {"function": "echo"}, "id": "a b"}, 422, "'id'"),
+    ({"cron": "* * * * *", "task": {"function": "echo"}, "colour": "red"}, 422, "unknown field"),
+    ({"trigger": {"type": "weekly"}, "task": {"function": "echo"}}, 422, "trigger.type"),
+    ({"trigger": {"type": "cron", "second": "*", "end_date": "2001-01-01T00:00:00"},
+      "task": {"function": "echo"}}, 422, "never fires"),
+]
+
+
+@pytest.fixture
+def api(store, db_uri, db_name):
+    from tests import apiserver
+
+    server = apiserver.start(store, db_uri, db_name)
+    yield server
+    server.server.stop()
+
+
+def test_bad_schedules_get_clear_errors_and_write_nothing(api, store):
+    for body, status, words in BAD:
+        resp = api.call("POST", "/schedules", "admin", json=body)
+        assert resp.status_code == status, (body, resp.text)
+        assert words in resp.json()["error"]["message"], (body, resp.text)
+    assert store.db.schedules.count_documents({}) == 0
+    resp = api.call("POST", "/schedules", "admin", data="cron", headers={"Content-Type": "text/plain"})
+    assert resp.status_code == 415
+    assert api.call("POST", "/schedules", "general", json={"cron": "* * * * *", "task": {
+        "function": "echo"}}).status_code == 403
+    assert store.db.schedules.count_documents({}) == 0
+
+
+def test_schedules_api_roles_and_changes(api, store):
+    made = api.call("POST", "/schedules", "business", json={
+        "id": "nightly", "cron": "0 3 * * *", "timezone": "Asia/Shanghai", "task": {"function": "echo", "args": [1]}})
+    assert made.status_code == 201, made.text
+    view = made.json()
+    assert view["id"] == "nightly" and view["owner"] == "u-business" and view["next_run_time"].endswith("19:00:00+00:00")
+    # Another business user sees nothing of it; a super-user sees and may change it
+    assert api.call("GET", "/schedules", "general").json()["total"] == 0
+    assert api.call("GET", "/schedules/nightly", "general").status_code == 404
+    assert api.call("GET", "/schedules", "super").json()["total"] == 1
+    assert api.call("PATCH", "/schedules/nightly", "business", json={"cron": "99 * * * *"}).status_code == 422
+    patched = api.call("PATCH", "/schedules/nightly", "super", json={"interval_s": 600, "coalesce": False}).json()
+    assert patched["trigger"]["type"] == "interval" and patched["coalesce"] is False and patched["rev"] == 2
+    paused = api.call("POST", "/schedules/nightly/pause", "business").json()
+    assert paused["paused"] is True and paused["next_run_time"] is None
+    assert api.call("POST", "/schedules/nightly/resume", "business").json()["paused"] is False
+    assert api.call("GET", "/schedules/nightly", "business").json()["recent_tasks"] == []
+    assert api.call("DELETE", "/schedules/nightly", "general").status_code == 404
+    assert api.call("DELETE", "/schedules/nightly", "business").json() == {"id": "nightly", "deleted": True}
+    assert store.db.schedules.count_documents({}) == 0
+    # A duplicate id is a conflict
+    body = {"id": "dup", "interval_s": 60, "task": {"function": "noop"}}
+    assert api.call("POST", "/schedules", "admin", json=body).status_code == 201
+    assert api.call("POST", "/schedules", "admin", json=body).status_code == 409
+
+
+def test_schedule_cli(api, store):
+    from click.testing import CliRunner
+
+    from suanwang.cli import main
+
+    opts = ["--server-url", api.base, "--token", api.tokens["admin"]]
+    runner = CliRunner()
+    out = runner.invoke(main, ["schedule", "add", "echo", '{"x": 1}', "--cron", "*/10 * * * *", "--tz", "Europe/Paris",
+                               "--id", "ten", *opts])
+    assert out.exit_code == 0, out.output
+    assert "ten" in out.output and "Europe/Paris" in out.output
+    doc = store.db.schedules.find_one({"_id": "ten"})
+    assert doc["task"]["args"] == [{"x": 1}] and doc["trigger"]["minute"] == "*/10"
+    out = runner.invoke(main, ["schedule", "add", "echo", "--every", "5m", *opts])
+    assert out.exit_code == 0, out.output
+    assert "ten" in runner.invoke(main, ["schedule", "list", *opts]).output
+    assert "paused" in runner.invoke(main, ["schedule", "pause", "ten", *opts]).output
+    assert store.db.schedules.find_one({"_id": "ten"})["paused"] is True
+    assert "next" in runner.invoke(main, ["schedule", "resume", "ten", *opts]).output
+    assert runner.invoke(main, ["schedule", "remove", "ten", *opts]).exit_code == 0
+    assert store.db.schedules.count_documents({}) == 1
+    bad = runner.invoke(main, ["schedule", "add", "echo", "--cron", "* * *", *opts])
+    assert bad.exit_code == 2 and "5 fields" in bad.output
+    bad = runner.invoke(main, ["schedule", "add", "echo", "--every", "5m", "--tz", "Nowhere/Land", *opts])
+    assert bad.exit_code == 2 and "unknown time zone" in bad.output
+    assert store.db.schedules.count_documents({}) == 1
