@@ -14,41 +14,15 @@ from pathlib import Path
 
 import click
 
-from fsm.errors import SuanwangError
 from suanwang import settings
+from suanwang.cli_common import Group, api_options, mongo_option
 
-MONGO_HELP = "MongoDB URI, e.g. mongodb://host:27017/?replicaSet=suanwang"
-SERVER_DEFAULT = "http://127.0.0.1:8080"
 SUBCOMMANDS = ["up", "mongo", "server", "worker", "submit", "status", "user", "function", "repo", "schedule"]
 
 
 def _setup_logging(verbose: bool) -> None:
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-
-
-def mongo_option(required: bool = True):
-    return click.option("--mongo", "mongo", envvar="SUANWANG_MONGO_URI", required=required, help=MONGO_HELP)
-
-
-def api_options(f):
-    f = click.option("--token", envvar="SUANWANG_TOKEN", help="API token (default: DATA_DIR/admin.token)")(f)
-    f = click.option("--server-url", envvar="SUANWANG_SERVER", default=SERVER_DEFAULT, show_default=True,
-                     help="the Suanwang server")(f)
-    f = click.option("--data-dir", envvar="SUANWANG_DATA_DIR", default=str(settings.DEFAULT_DATA_DIR),
-                     show_default=True, help="where `suanwang up` keeps its token")(f)
-    return f
-
-
-class Group(click.Group):
-    """Turns Suanwang's own errors into one clear line and exit code 2, not a traceback."""
-
-    def invoke(self, ctx):
-        try:
-            return super().invoke(ctx)
-        except SuanwangError as exc:
-            click.secho(f"error: {exc.message}", fg="red", err=True)
-            sys.exit(2)
 
 
 @click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})

@@ -9,30 +9,16 @@ from __future__ import annotations
 import getpass
 import json
 import os
-import sys
 from datetime import datetime
 
 import click
 from bson import ObjectId
 
-from fsm.errors import SuanwangError, ValidationError
+from fsm.errors import ValidationError
 from fsm.store import database
 from registry.resolver import DEFAULT_CACHE_DIR
 from registry.service import Registry
-
-MONGO_HELP = "MongoDB URI, e.g. mongodb://host:27017/?replicaSet=suanwang"
-
-
-class Group(click.Group):
-    """Suanwang's own errors become one clear line and exit status 2, not a traceback."""
-
-    def invoke(self, ctx):
-        try:
-            return super().invoke(ctx)
-        except SuanwangError as exc:
-            click.secho(f"error: {exc.message}", fg="red", err=True)
-            sys.exit(2)
-
+from suanwang.cli_common import MONGO_HELP, Group
 
 def _cli_user() -> dict:
     try:

@@ -6,35 +6,11 @@ roles are enforced per user and the leading server picks a change up within seco
 from __future__ import annotations
 
 import json
-import sys
 
 import click
 
-from fsm.errors import SuanwangError
 from suanwang import settings
-
-SERVER_DEFAULT = "http://127.0.0.1:8080"
-
-
-class Group(click.Group):
-    """Suanwang's own errors become one clear line and exit status 2, not a traceback."""
-
-    def invoke(self, ctx):
-        try:
-            return super().invoke(ctx)
-        except SuanwangError as exc:
-            click.secho(f"error: {exc.message}", fg="red", err=True)
-            sys.exit(2)
-
-
-def api_options(f):
-    f = click.option("--token", envvar="SUANWANG_TOKEN", help="API token (default: DATA_DIR/admin.token)")(f)
-    f = click.option("--server-url", envvar="SUANWANG_SERVER", default=SERVER_DEFAULT, show_default=True,
-                     help="the Suanwang server")(f)
-    f = click.option("--data-dir", envvar="SUANWANG_DATA_DIR", default=str(settings.DEFAULT_DATA_DIR),
-                     show_default=True, help="where `suanwang up` keeps its token")(f)
-    return f
-
+from suanwang.cli_common import Group, api_options
 
 def _client(server_url: str, token: str | None, data_dir: str):
     from suanwang.client import Client

@@ -132,7 +132,7 @@ def run_up(data_dir: Path, port: int, mongo_uri: str | None, host: str, bind_ip:
         worker.start()
         shown_host = socket.gethostname() if bind_ip not in ("127.0.0.1", "localhost") else "127.0.0.1"
         echo("")
-        echo(f"Suanwang is up.")
+        echo("Suanwang is up.")
         echo(f"  web pages and API : {url}/  (API under {url}/api/v1)")
         echo(f"  admin token       : {token}")
         echo(f"                      (saved in {data_dir / 'admin.token'})")

@@ -11,6 +11,7 @@ import requests
 from fsm.store import Store
 from scheduler.config import ServerConfig
 from scheduler.server import Server
+from tests.procs import wait_for  # noqa: F401 - the tests import it from here too
 
 ADMIN_TOKEN = "admin-token-for-tests"
 ROLES = ("super", "business", "general")
@@ -60,22 +61,6 @@ def start(store: Store, db_uri: str, db_name: str, **overrides) -> ApiServer:
     server = Server(ServerConfig(**settings), store).start()
     tokens = {"admin": ADMIN_TOKEN, **{role: store.users.add(f"u-{role}", role) for role in ROLES}}
     return ApiServer(server, store, tokens)
-
-
-def wait_for(predicate, timeout: float = 30, interval: float = 0.05, what: str = "condition"):
-    """Poll until ``predicate()`` is truthy and return its value; fail naming what was awaited."""
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        try:
-            value = predicate()
-            if value:
-                return value
-        except Exception as exc:  # noqa: BLE001 - keep polling through transient errors
-            last = exc
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}" + (f" (last error: {last!r})" if last
-                                                                              else ""))
 
 
 @pytest.fixture
