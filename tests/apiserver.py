@@ -2,7 +2,6 @@
 helpers to call it with ``requests`` and to compare the database before and after."""
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
 
 import pytest
