@@ -4,8 +4,8 @@ Screenshots of every page land in test-artifacts/screenshots/.
 """
 from __future__ import annotations
 
-import shutil
 import threading
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -13,6 +13,7 @@ from waitress.server import create_server
 
 from fsm.store import Store
 from fsm.store.spec import validate
+from fsm.store.tasks import Claimant
 from scheduler.app import create_app
 from scheduler.config import ServerConfig
 
@@ -48,6 +49,27 @@ def site(mongo, tmp_path_factory):
         "cpu": {"percent": 37.5, "per_core": [30, 45], "count": 2}, "load": [0.5, 0.4, 0.3],
         "mem": {"percent": 61.0, "used": 6e9, "total": 16e9}, "disk": {"percent": 42.0, "used": 42e9, "total": 100e9},
         "temps": {}, "gpus": [], "gpu_note": "no NVIDIA driver (NVMLError_LibraryNotFound)", "tags": ["cpu"]})
+    store.db.workers.insert_one({
+        "_id": "gpu-box-2", "host": "gpu-box-2", "addresses": ["10.0.0.8"], "state": "online", "pid": 1,
+        "last_seen": store.db.client.admin.command("hello")["localTime"], "concurrency": 2, "running": [],
+        "cpu": {"percent": 91.0, "per_core": [90, 92], "count": 2}, "load": [1.9, 1.5, 1.2],
+        "mem": {"percent": 75.0, "used": 48e9, "total": 64e9}, "disk": {"percent": 12.0, "used": 12e9, "total": 100e9},
+        "temps": {"cpu": 71.0}, "tags": ["gpu"], "gpus": [{"index": 0, "name": "NVIDIA H100", "util": 64.0,
+                                                            "mem_used": 40e9, "mem_total": 80e9, "temp": 66}]})
+    # one task ran to success on gpu-box-1 and another runs there now, claimed and finished through the FSM
+    box = Claimant("gpu-box-1")
+    done = store.tasks.claim_next(box)
+    store.tasks.finish_attempt(done.task_id, done.attempt_id, "succeeded", result={"loss": 0.031},
+                               logs="epoch 1 loss 0.20\nepoch 2 loss 0.031\n", worker="gpu-box-1")
+    running = store.tasks.claim_next(box)
+    store.db.workers.update_one({"_id": "gpu-box-1"}, {"$set": {"running": [running.attempt_id]}})
+    # three hours of downsampled heartbeat history, as the worker's heartbeat records it
+    now = store.db.client.admin.command("hello")["localTime"]
+    store.db.worker_samples.insert_many([
+        {"worker": name, "at": now - timedelta(seconds=60 * i), "cpu": 30 + 20 * ((i // 20) % 2) + k * 40,
+         "mem": 55.0 + k * 20, "load": 0.5,
+         "gpus": [{"index": 0, "util": 50.0 + (i % 30), "mem_used": 1, "temp": 60}] if k else []}
+        for k, name in enumerate(("gpu-box-1", "gpu-box-2")) for i in range(180)])
     app = create_app(ServerConfig(mongo_uri=mongo.uri, db_name="web_browser", run_scheduler=False), store)
     http = create_server(app, host="127.0.0.1", port=0, threads=4)
     threading.Thread(target=http.run, daemon=True).start()
@@ -134,6 +156,13 @@ def test_tasks_table_pages_sorts_and_searches_on_the_server(site, browser):
     page.wait_for_selector("#outcome.alert-success")
     assert "1 done" in page.inner_text("#outcome")
 
+    # an action the FSM refuses (re-queueing a queued task) says why, and changes nothing
+    with page.expect_response(lambda r: "/actions/tasks" in r.url):
+        page.locator(f"#tasks tbody tr button[data-act=requeue][data-id='{task_id}']").click()
+    page.wait_for_selector("#outcome.alert-warning")
+    assert "0 done, 1 refused" in page.inner_text("#outcome") and "cannot go from queued" in page.inner_text("#outcome")
+    assert store.tasks.get(task_id)["status"] == "queued"
+
     # selected rows: cancel two at once
     boxes = page.locator("#tasks tbody input.pick")
     picked = [boxes.nth(i).get_attribute("value") for i in (1, 2)]
@@ -144,13 +173,35 @@ def test_tasks_table_pages_sorts_and_searches_on_the_server(site, browser):
     assert bulk.value.json()["done"] == 2
     assert {store.tasks.get(t)["status"] for t in picked} == {"cancelled"}
 
+    # the whole page at once: disable its 25 rows; the two cancelled ones are refused by the FSM
+    page.wait_for_function("document.getElementById('selected-count').textContent === '0'")
+    page.check("#pick-page")
+    assert page.inner_text("#selected-count") == "25"
+    with page.expect_response(lambda r: "/actions/tasks" in r.url) as bulk:
+        page.click("button[data-bulk=disable]")
+    assert (bulk.value.json()["done"], bulk.value.json()["failed"]) == (23, 2)
+    assert store.db.tasks.count_documents({"is_enabled": False}) == 23
+    page.wait_for_selector("#outcome:has-text('23 done, 2 refused')")
+
     # a forged request without the CSRF token is refused, and changes nothing
     forged = page.request.post(f"{base}/actions/tasks", form={"action": "cancel", "ids": task_id})
     assert forged.status == 400 and "CSRF" in forged.text()
     assert store.tasks.get(task_id)["status"] == "queued"
 
+    # the task page: a super-user re-prioritises through its form and sees the outcome
     page.goto(f"{base}/tasks/{task_id}")
     assert "History" in page.content() and task_id in page.content()
+    page.fill("#task-actions input[name=value]", "7")
+    page.click("#task-actions button[value=priority]")
+    page.wait_for_selector(".alert-success:has-text('priority: 1 done')")
+    assert store.tasks.get(task_id)["priority"] == 7
+
+    # a finished task shows its timeline, its attempt on a worker, the logs tail and the result
+    finished = store.db.tasks.find_one({"status": "succeeded"})
+    page.goto(f"{base}/tasks/{finished['_id']}")
+    assert '"loss": 0.031' in page.inner_text("#result")
+    assert "gpu-box-1" in page.inner_text(".attempt") and page.locator(".timeline li").count() >= 3
+    page.click(".attempt summary:has-text('logs')")
     page.screenshot(path=SHOTS / "task-detail.png", full_page=True)
     page.close()
 
@@ -173,21 +224,45 @@ def test_general_user_sees_no_actions_and_is_refused(site, browser):
 
 
 def test_worker_pages_show_cpu_and_every_page_renders(site, browser):
-    base, _ = site
+    base, store = site
     page = login(browser, base, "admin1")
     page.goto(f"{base}/workers")
     card = page.locator("#worker-gpu-box-1")
     assert "CPU 38%" in card.inner_text() and "no GPU" in card.inner_text()
+    assert "running: train_model" in card.inner_text() or "running:" in card.inner_text()
+    assert "GPU 0 64%" in page.inner_text("#worker-gpu-box-2")
     page.screenshot(path=SHOTS / "workers.png", full_page=True)
     page.goto(f"{base}/workers/gpu-box-1")
     assert "37.5%" in page.inner_text("#cpu-percent")
+    # the chart is drawn from the time-series collection, averaged into buckets
+    page.wait_for_function("Number(document.getElementById('chart').dataset.points) >= 30")
     page.screenshot(path=SHOTS / "worker-detail.png", full_page=True)
-    for name in ("", "functions", "schedules", "users"):
+
+    # an admin drains a worker; the page says so and MongoDB shows it
+    page.click("form.worker-actions button:has-text('Drain')")
+    page.wait_for_selector(".alert-success:has-text('gpu-box-1 is now draining')")
+    assert store.workers.get("gpu-box-1")["state"] == "draining"
+
+    # an admin adds a user from the users page
+    page.goto(f"{base}/users")
+    page.fill("#new-name", "carol")
+    page.select_option("#new-role", "business")
+    page.fill("#new-password", "carols-password")
+    page.click("#add-user button")
+    page.wait_for_selector(".alert-success:has-text('carol added as business')")
+    assert store.db.users.find_one({"_id": "carol"})["role"] == "business"
+    page.screenshot(path=SHOTS / "users.png", full_page=True)
+
+    page.goto(f"{base}/")
+    page.wait_for_function("Chart.getChart('throughput-chart') !== undefined")
+    assert page.inner_text("#count-queued").replace(",", "").isdigit()
+    page.screenshot(path=SHOTS / "portal.png", full_page=True)
+    for name in ("functions", "schedules"):
         resp = page.goto(f"{base}/{name}")
         assert resp.status == 200
-        page.screenshot(path=SHOTS / f"{name or 'portal'}.png", full_page=True)
+        page.screenshot(path=SHOTS / f"{name}.png", full_page=True)
     phone = login(browser, base, "super1", viewport={"width": 390, "height": 844})
     phone.wait_for_selector("#tasks tbody tr td a")
-    phone.screenshot(path=SHOTS / "tasks-phone.png", full_page=True)
+    phone.screenshot(path=SHOTS / "tasks-phone.png")
     phone.close()
     page.close()

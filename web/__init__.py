@@ -1,8 +1,20 @@
 """The web pages: a Flask blueprint mounted at / by the server (``scheduler.app.create_app``).
 
 Pages read through the data layer (``fsm.store``); actions go through the same store verbs
-(and so through the FSM) as the API. Browsers log in with a password and get a session;
-every form and action carries a CSRF token (Flask-WTF's).
+(and so through the FSM) as the API, and report each task's outcome.
+
+What a host app must give the blueprint (``create_app`` does; so does the tests' bare app):
+    ``app.extensions[STORE_KEY]``   the ``fsm.store.Store`` the pages read and act through
+    ``app.secret_key``              signs the session cookie and the CSRF tokens
+Browsers log in with a password (scrypt hashes, ``UserStore.by_password``); the signed session
+holds only ``session["user"]``, the user's name, which ``scheduler.auth.current_user`` reads too.
+Every unsafe request to the blueprint needs Flask-WTF's CSRF token (``web.session.csrf_protect``,
+a ``before_request`` of this blueprint only, so the bearer-token API is unaffected).
+Front-end libraries come from npm through ``scripts/build_web_assets.sh`` into ``static/vendor/``;
+without them the pages still render, with a note saying to run that script.
+
+Modules: ``session`` (who is looking, roles, CSRF), ``pages`` (HTML), ``data`` (JSON behind the
+tables and charts), ``tables`` (DataTables request -> one indexed MongoDB query), ``actions``.
 """
 from __future__ import annotations
 

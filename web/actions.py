@@ -1,11 +1,11 @@
 """Actions from the pages: each goes through the store's verbs (the FSM) and reports its outcome."""
 from __future__ import annotations
 
-from flask import abort, jsonify, request
+from flask import abort, flash, jsonify, redirect, request, url_for
 
 from fsm.errors import SuanwangError
 from web import bp
-from web.session import can, check_csrf, login_required, store, user
+from web.session import can, local_path, login_required, store, user
 
 TASK_ACTIONS = {"priority", "enable", "disable", "cancel", "requeue"}
 MAX_SELECTED = 1000
@@ -15,24 +15,24 @@ MAX_SELECTED = 1000
 @login_required()
 def task_action():
     """Apply one action to the selected tasks; answers per-task outcomes."""
-    check_csrf()
     if not can("super"):
         abort(403, description="acting on tasks needs the super role")
     action = request.form.get("action", "")
     ids = request.form.getlist("ids") or [i for i in request.form.get("ids_csv", "").split(",") if i]
     if action not in TASK_ACTIONS or not ids or len(ids) > MAX_SELECTED:
         abort(400, description=f"action must be one of {sorted(TASK_ACTIONS)} with 1-{MAX_SELECTED} task ids")
+    priority = None
+    if action == "priority":
+        try:
+            priority = int(request.form.get("value", ""))
+        except ValueError:
+            abort(400, description=f"priority must be an integer, got {request.form.get('value')!r}")
     tasks = store().tasks
     by = user()["_id"]
     results = []
     for task_id in ids:
         try:
             if action == "priority":
-                value = request.form.get("value", "")
-                try:
-                    priority = int(value)
-                except ValueError:
-                    abort(400, description=f"priority must be an integer, got {value!r}")
                 tasks.update_fields(task_id, {"priority": priority}, by)
             elif action in ("enable", "disable"):
                 tasks.update_fields(task_id, {"is_enabled": action == "enable"}, by)
@@ -46,17 +46,66 @@ def task_action():
     if any(r["ok"] for r in results):
         store().wakeups.signal()
     done = sum(r["ok"] for r in results)
+    if request.form.get("next"):  # a plain form (the task page): flash the outcome and go back
+        refused = "; ".join(r["error"] for r in results if not r["ok"])
+        flash(f"{action}: {done} done" + (f", refused: {refused}" if refused else ""),
+              "warning" if refused else "success")
+        return redirect(local_path(request.form["next"], url_for("web.tasks")))
     return jsonify({"action": action, "done": done, "failed": len(results) - done, "results": results})
 
 
 @bp.post("/actions/workers/<name>/<state>")
 @login_required("admin")
 def worker_action(name, state):
-    check_csrf()
+    """Drain a worker (it finishes what it runs and claims nothing more) or put it back online."""
     if state not in ("drain", "resume"):
         abort(400, description="drain or resume")
     try:
         doc = store().workers.set_state(name, "draining" if state == "drain" else "online")
     except SuanwangError as exc:
-        return jsonify({"ok": False, "error": exc.message}), exc.http_status
-    return jsonify({"ok": True, "worker": name, "state": doc["state"]})
+        flash(f"worker {name}: {exc.message}", "danger")
+    else:
+        flash(f"worker {name} is now {doc['state']}", "success")
+    return redirect(local_path(request.form.get("next", ""), url_for("web.workers")))
+
+
+@bp.post("/actions/users")
+@login_required("admin")
+def user_add():
+    """Add a user (a form on the users page); the outcome is flashed there."""
+    form = request.form
+    try:
+        store().users.add(form.get("name", "").strip(), form.get("role", ""), form.get("password") or None)
+    except SuanwangError as exc:
+        flash(f"user not added: {exc.message}", "danger")
+    else:
+        flash(f"user {form.get('name', '').strip()} added as {form.get('role')}", "success")
+    return redirect(url_for("web.users"))
+
+
+@bp.post("/actions/users/<name>/remove")
+@login_required("admin")
+def user_remove(name):
+    if name == user()["_id"]:
+        flash("you cannot remove yourself", "warning")
+        return redirect(url_for("web.users"))
+    try:
+        store().users.remove(name)
+    except SuanwangError as exc:
+        flash(exc.message, "danger")
+    else:
+        flash(f"user {name} removed", "success")
+    return redirect(url_for("web.users"))
+
+
+@bp.post("/actions/users/<name>/password")
+@login_required("admin")
+def user_password(name):
+    try:
+        store().users.set_password(name, request.form.get("password", ""))
+    except SuanwangError as exc:
+        flash(f"password not changed: {exc.message}", "danger")
+    else:
+        flash(f"password of {name} changed", "success")
+    return redirect(url_for("web.users"))
+

@@ -1,7 +1,7 @@
 """JSON endpoints behind the pages: the tasks table (server-side) and the worker charts."""
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 
 from flask import abort, jsonify, request
 
@@ -57,3 +57,31 @@ def worker_samples(name):
 
 def _round(value):
     return None if value is None else round(value, 1)
+
+
+@bp.get("/data/throughput")
+@login_required()
+def throughput():
+    """Tasks finished per bucket over the last hours, by final status (the ``finished`` index)."""
+    try:
+        hours = max(1.0, min(48.0, float(request.args.get("hours", 6))))
+    except ValueError:
+        abort(400, description="hours must be a number")
+    db = store().db
+    since = server_now(db) - timedelta(hours=hours)
+    bin_minutes = next((m for m in (5, 10, 15, 20, 30, 40, 60) if m >= hours * 60 / 72), 60)
+    rows = db.tasks.aggregate([
+        {"$match": {"finished_at": {"$gte": since}}},
+        {"$group": {"_id": {"at": {"$dateTrunc": {"date": "$finished_at", "unit": "minute", "binSize": bin_minutes}},
+                            "status": "$status"}, "n": {"$sum": 1}}},
+        {"$sort": {"_id.at": 1}},
+    ])
+    step = bin_minutes * 60
+    start = int(since.timestamp())
+    first = start // step * step  # $dateTrunc's bins count from 2000-01-01, a multiple of every step here
+    buckets: dict[int, dict[str, int]] = {t: {} for t in range(first, start + int(hours * 3600) + 1, step)}
+    for row in rows:
+        buckets.setdefault(int(row["_id"]["at"].timestamp()), {})[row["_id"]["status"]] = row["n"]
+    points = [{"at": datetime.fromtimestamp(t, timezone.utc).isoformat(), **counts}
+              for t, counts in sorted(buckets.items())]
+    return jsonify({"bin_minutes": bin_minutes, "points": points})

@@ -9,7 +9,10 @@ from wtforms.validators import ValidationError as CSRFInvalid
 
 from fsm.store import Store
 from fsm.store.users import has_role
-from web import STORE_KEY
+from web import STORE_KEY, bp
+
+#: Methods that change nothing; every other request to the pages must carry the CSRF token.
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
 
 
 def store() -> Store:
@@ -45,8 +48,20 @@ def login_required(role: str = "general"):
     return decorate
 
 
+@bp.before_request
+def csrf_protect() -> None:
+    """Every form and action of the blueprint (any unsafe method) needs the session's CSRF token.
+
+    The check is Flask-WTF's (``validate_csrf``): a token signed with the app's secret key and
+    bound to the session, sent as the ``csrf_token`` form field or the ``X-CSRFToken`` header.
+    It runs for the pages' routes only; the bearer-token API under /api/v1 is not affected.
+    """
+    if request.method not in SAFE_METHODS:
+        check_csrf()
+
+
 def check_csrf() -> None:
-    """Every state-changing request of the pages must carry the session's CSRF token."""
+    """Refuse (400) a request without the session's valid CSRF token."""
     token = request.form.get("csrf_token") or request.headers.get("X-CSRFToken")
     try:
         validate_csrf(token)
@@ -57,3 +72,10 @@ def check_csrf() -> None:
 def can(role: str) -> bool:
     who = user()
     return bool(who) and has_role(who, role)
+
+
+def local_path(target: str, default: str) -> str:
+    """``target`` when it is a path on this site (never an open redirect), else ``default``."""
+    if target.startswith("/") and not target.startswith("//") and "\\" not in target and target.isprintable():
+        return target
+    return default

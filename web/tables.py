@@ -11,8 +11,11 @@ from dataclasses import dataclass
 
 from fsm.states import Status
 
-#: DataTables column name -> stored field, for the sortable columns.
-SORTABLE = {"created_at": "created_at", "priority": "priority", "function": "function", "status": "status"}
+#: DataTables column -> (stored field, direction of the created_at tie-break relative to the field's),
+#: shaped like the indexes in ``fsm.store.schema`` so that MongoDB walks an index and never sorts in memory:
+#: priority_created is (priority -1, created_at -1), status_created and function_created are (x 1, created_at -1).
+SORTABLE = {"created_at": ("created_at", 0), "priority": ("priority", 1), "function": ("function", -1),
+            "status": ("status", -1)}
 MAX_LENGTH = 200
 OBJECT_ID = re.compile(r"^[0-9a-f]{24}$")
 
@@ -63,7 +66,7 @@ def parse_tasks(args, own_only: str | None) -> TableQuery:
             query.setdefault("function", {"$regex": "^" + re.escape(search)})
     column = args.get("order[0][column]")
     name = args.get(f"columns[{column}][data]") if column is not None else None
-    field = SORTABLE.get(name or "created_at", "created_at")
+    field, tie = SORTABLE.get(name or "created_at", SORTABLE["created_at"])
     direction = 1 if args.get("order[0][dir]") == "asc" else -1
-    sort = [(field, direction)] if field == "created_at" else [(field, direction), ("created_at", -1)]
+    sort = [(field, direction)] + ([("created_at", tie * direction)] if tie else [])
     return TableQuery(draw, query, sort, skip, limit)
