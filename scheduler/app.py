@@ -14,7 +14,7 @@ from __future__ import annotations
 import importlib
 import logging
 import secrets
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 
 from bson import ObjectId
 from flask import Flask, jsonify, request
@@ -81,6 +81,7 @@ def create_app(config: ServerConfig, store: Store | None = None) -> Flask:
         SUANWANG=config, MAX_CONTENT_LENGTH=config.max_body_bytes,
         SECRET_KEY=config.secret_key or shared_secret_key(store),
         SESSION_COOKIE_NAME="suanwang_session", SESSION_COOKIE_HTTPONLY=True, SESSION_COOKIE_SAMESITE="Lax",
+        PERMANENT_SESSION_LIFETIME=timedelta(hours=12),
         REGISTRY_CACHE_DIR=config.registry_cache_dir, REPO_ROOTS=list(config.repo_roots))
     if config.admin_token:
         store.users.ensure_admin("admin", config.admin_token)

@@ -20,6 +20,7 @@ from fsm.store.users import RANK, has_role
 STORE_KEY = "suanwang_store"
 #: The session key the web login sets to the user's name.
 SESSION_USER = "user"
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 #: Fields of a users document never shown or kept per request.
 SECRETS = {"password_hash": 0, "tokens": 0}
 
@@ -63,10 +64,23 @@ def _lookup() -> dict | None:
     name = session.get(SESSION_USER)
     if not name:
         return None
+    if request.method not in SAFE_METHODS:
+        _check_csrf()  # a browser session changes nothing through the API without the page's token
     user = store().db.users.find_one({"_id": name}, SECRETS)
     if user is None:  # the user was removed since logging in
         session.pop(SESSION_USER, None)
     return user
+
+
+def _check_csrf() -> None:
+    from flask_wtf.csrf import CSRFError, validate_csrf
+    from wtforms.validators import ValidationError as CSRFInvalid
+
+    try:
+        validate_csrf(request.headers.get("X-CSRFToken"))
+    except (CSRFInvalid, CSRFError) as exc:
+        raise Forbidden(f"a browser session needs the page's X-CSRFToken header for this request ({exc}); "
+                        "API clients send 'Authorization: Bearer <token>'") from None
 
 
 def require(role: str):

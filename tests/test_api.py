@@ -199,8 +199,13 @@ def test_a_web_session_is_a_login(api):
     assert client.get("/api/v1/tasks").status_code == 401
     with client.session_transaction() as session:
         session["user"] = "u-business"
-    # Then API calls from that browser act as that user
-    resp = client.post("/api/v1/tasks", json={"function": "noop"})
+    # Then API calls from that browser act as that user; changes need the page's CSRF token
+    assert client.get("/api/v1/tasks").status_code == 200
+    assert client.post("/api/v1/tasks", json={"function": "noop"}).status_code == 403
+    import re
+
+    token = re.search(r'name="csrf-token" content="([^"]+)"', client.get("/tasks").get_data(as_text=True)).group(1)
+    resp = client.post("/api/v1/tasks", json={"function": "noop"}, headers={"X-CSRFToken": token})
     assert resp.status_code == 201 and api.store.tasks.get(resp.get_json()["id"])["submitted_by"] == "u-business"
     assert client.get("/api/v1/users").status_code == 403
 

@@ -198,3 +198,22 @@ def test_exactly_one_leader(store, db_uri):
     finally:
         a.stop()
         b.stop()
+
+
+def test_a_browser_session_cannot_change_anything_through_the_api_without_csrf(server):
+    import re as _re
+
+    url, tokens, store = server
+    store.users.add("browser", "super", "browser-password")
+    base = url.rsplit("/api/v1", 1)[0]
+    web = requests.Session()
+    csrf = _re.search(r'name="csrf_token" value="([^"]+)"', web.get(f"{base}/login").text).group(1)
+    web.post(f"{base}/login", data={"name": "browser", "password": "browser-password", "csrf_token": csrf})
+    assert web.get(f"{url}/tasks", timeout=10).status_code == 200  # reading with the session is fine
+    before = store.db.tasks.count_documents({})
+    forged = web.post(f"{url}/tasks", json={"function": "echo"}, timeout=10)
+    assert forged.status_code == 403 and "X-CSRFToken" in forged.json()["error"]["message"]
+    assert store.db.tasks.count_documents({}) == before
+    page_token = _re.search(r'name="csrf-token" content="([^"]+)"', web.get(f"{base}/tasks").text).group(1)
+    ok = web.post(f"{url}/tasks", json={"function": "echo"}, headers={"X-CSRFToken": page_token}, timeout=10)
+    assert ok.status_code == 201

@@ -410,10 +410,8 @@ class TaskStore:
         return docs, total
 
     def counts_by_status(self) -> dict[str, int]:
-        counts = {s.value: 0 for s in Status}
-        for row in self.tasks.aggregate([{"$group": {"_id": "$status", "n": {"$sum": 1}}}]):
-            counts[row["_id"]] = row["n"]
-        return counts
+        """Tasks per status: one index count each (status_created), never a collection scan."""
+        return {s.value: self.tasks.count_documents({"status": s.value}) for s in Status}
 
     def exists(self, task_id: str) -> bool:
         return self.tasks.count_documents({"_id": task_id}, limit=1) == 1

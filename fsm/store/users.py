@@ -40,6 +40,9 @@ def check_password(stored: str | None, password: str) -> bool:
     return hmac.compare_digest(got.hex(), digest)
 
 
+_DUMMY_HASH = hash_password("not-a-real-password")
+
+
 def token_hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
@@ -113,7 +116,9 @@ class UserStore:
 
     def by_password(self, name: str, password: str) -> dict:
         user = self.users.find_one({"_id": name})
-        if user is None or not check_password(user.get("password_hash"), password):
+        # An unknown name costs the same scrypt as a wrong password: timing reveals no user names.
+        stored = (user or {}).get("password_hash") or _DUMMY_HASH
+        if not check_password(stored, password) or user is None or not user.get("password_hash"):
             raise Unauthorized("wrong user name or password")
         user.pop("password_hash", None)
         user.pop("tokens", None)
