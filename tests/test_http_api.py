@@ -1,15 +1,12 @@
 """The HTTP API over a real waitress server: publish, read, act, and every bad input refused
 with the right status, a clear message, and the database unchanged."""
-import json
-import threading
 
 import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
-from waitress.server import create_server
 
 from fsm.store import Claimant, Store
-from scheduler.app import create_app
+from scheduler.server import Server
 from scheduler.config import ServerConfig
 from scheduler.housekeeping import Leader, tick
 
@@ -19,15 +16,12 @@ ADMIN = "admin-token-for-tests"
 @pytest.fixture
 def server(db, db_uri):
     store = Store(db)
-    app = create_app(ServerConfig(mongo_uri=db_uri, admin_token=ADMIN, run_scheduler=False), store)
-    http = create_server(app, host="127.0.0.1", port=0, threads=4)
-    thread = threading.Thread(target=http.run, daemon=True)
-    thread.start()
-    url = f"http://127.0.0.1:{http.effective_port}/api/v1"
+    http = Server(ServerConfig(mongo_uri=db_uri, admin_token=ADMIN, run_scheduler=False, port=0), store).start()
+    url = f"{http.url}/api/v1"
     tokens = {"admin": ADMIN, **{role: store.users.add(f"u-{role}", role) for role in ("super", "business",
                                                                                      "general")}}
     yield url, tokens, store
-    http.close()
+    http.stop()
 
 
 def call(method, url, token=None, **kwargs):

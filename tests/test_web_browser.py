@@ -4,17 +4,15 @@ Screenshots of every page land in test-artifacts/screenshots/.
 """
 from __future__ import annotations
 
-import threading
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from waitress.server import create_server
 
 from fsm.store import Store
 from fsm.store.spec import validate
 from fsm.store.tasks import Claimant
-from scheduler.app import create_app
+from scheduler.server import Server
 from scheduler.config import ServerConfig
 
 pytestmark = pytest.mark.browser
@@ -70,11 +68,10 @@ def site(mongo, tmp_path_factory):
          "mem": 55.0 + k * 20, "load": 0.5,
          "gpus": [{"index": 0, "util": 50.0 + (i % 30), "mem_used": 1, "temp": 60}] if k else []}
         for k, name in enumerate(("gpu-box-1", "gpu-box-2")) for i in range(180)])
-    app = create_app(ServerConfig(mongo_uri=mongo.uri, db_name="web_browser", run_scheduler=False), store)
-    http = create_server(app, host="127.0.0.1", port=0, threads=4)
-    threading.Thread(target=http.run, daemon=True).start()
-    yield f"http://127.0.0.1:{http.effective_port}", store
-    http.close()
+    http = Server(ServerConfig(mongo_uri=mongo.uri, db_name="web_browser", run_scheduler=False, port=0),
+                  store).start()
+    yield http.url, store
+    http.stop()
     db.client.drop_database("web_browser")
 
 
