@@ -16,6 +16,7 @@ command -v npm >/dev/null || { echo "web assets: npm is missing (apt-get install
 # npm ci installs exactly what the lock file names (checked against its integrity hashes)
 ( cd "$WEB" && npm ci --no-audit --no-fund --loglevel=error >/dev/null )
 NM="$WEB/node_modules"
+mkdir -p "$WEB/static"  # a fresh clone has no static/: its only content is git-ignored
 TMP="$(mktemp -d "$WEB/static/.vendor.XXXXXX")"
 trap 'rm -rf "$TMP"' EXIT
 cp "$NM/bootstrap/dist/css/bootstrap.min.css" "$NM/bootstrap/dist/js/bootstrap.bundle.min.js" "$TMP/"
