@@ -159,8 +159,9 @@ def end_to_end(system: System, n: int) -> float:
     for chunk in range(0, n, 1000):
         resp = system.http.post(f"{system.url}/tasks", json=bodies[chunk:chunk + 1000], timeout=60)
         resp.raise_for_status()
+    # Poll gently: this bench shares the machine's two cores with the system it measures.
     while system.store.db.tasks.count_documents({"status": "succeeded"}) < n:
-        time.sleep(0.01)
+        time.sleep(0.05)
     return n / (time.perf_counter() - start)
 
 
