@@ -51,5 +51,15 @@ def db_uri(mongo, db_name) -> str:
     return f"{base.rstrip('/')}/{db_name}?{query}"
 
 
+@pytest.fixture
+def cluster(db_uri, tmp_path):
+    """Real `suanwang server` / `suanwang worker` processes on the test's database, killed afterwards."""
+    from tests.procs import Cluster
+
+    c = Cluster(db_uri, tmp_path)
+    yield c
+    c.close()
+
+
 def pytest_configure(config):
     os.environ.setdefault("PYTHONHASHSEED", "0")

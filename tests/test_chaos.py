@@ -7,7 +7,6 @@ import os
 import signal
 import time
 from collections import Counter
-from pathlib import Path
 
 import pytest
 
@@ -16,13 +15,6 @@ from fsm.store.embedded import EmbeddedMongo
 from tests.procs import Cluster, wait_for
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture
-def cluster(db_uri, tmp_path):
-    c = Cluster(db_uri, tmp_path)
-    yield c
-    c.close()
 
 
 @pytest.fixture

@@ -1,20 +1,12 @@
 """End to end: a real server and real worker processes on a real mongod, driven over HTTP and the CLI."""
 import json
-import signal
 import subprocess
 import sys
 
 import pytest
 
 from fsm.store import Store, database
-from tests.procs import Cluster, wait_for
-
-
-@pytest.fixture
-def cluster(db_uri, tmp_path):
-    c = Cluster(db_uri, tmp_path)
-    yield c
-    c.close()
+from tests.procs import wait_for
 
 
 @pytest.fixture
