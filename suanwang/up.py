@@ -17,7 +17,7 @@ import urllib.request
 from pathlib import Path
 
 from fsm.errors import SuanwangError
-from fsm.store.embedded import EmbeddedMongo, free_port
+from fsm.store.embedded import EmbeddedMongo, free_port, stop_with_parent
 
 MONGO_DEFAULT_PORT = 27017
 
@@ -63,7 +63,7 @@ class Child:
     def start(self) -> None:
         log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(self.argv, env=self.env, stdout=log, stderr=subprocess.STDOUT,
-                                     start_new_session=True)
+                                     start_new_session=True, preexec_fn=stop_with_parent)
         log.close()
 
     def alive(self) -> bool:

@@ -62,3 +62,29 @@ def test_bound_to_all_interfaces_it_advertises_a_reachable_address(tmp_path):
         db.client.close()
     finally:
         again.stop()
+
+
+def test_mongod_stops_when_its_starter_is_killed(tmp_path):
+    import subprocess
+    import sys
+    import time
+
+    # Given a process that starts the embedded mongod and then is SIGKILLed
+    code = ("import sys, time; from fsm.store.embedded import EmbeddedMongo; "
+            f"m = EmbeddedMongo({str(tmp_path / 'db')!r}); m.start(); print(m.process.pid, flush=True); time.sleep(60)")
+    starter = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    mongod_pid = int(starter.stdout.readline())
+    starter.kill()
+    starter.wait()
+    # Then mongod shuts down by itself instead of holding the port as an orphan
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            with open(f"/proc/{mongod_pid}/stat") as f:
+                if f.read().split(")")[-1].split()[0] == "Z":
+                    break
+        except FileNotFoundError:
+            break
+        time.sleep(0.1)
+    else:
+        raise AssertionError("mongod outlived the process that started it")

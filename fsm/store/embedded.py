@@ -43,6 +43,17 @@ def find_mongod() -> Path:
     )
 
 
+def stop_with_parent() -> None:
+    """In the child before exec: the kernel sends mongod SIGTERM (a clean, journaled shutdown)
+    when the process that started it dies, even by SIGKILL, so no orphan holds the port."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except OSError:
+        pass
+
+
 def lan_address() -> str:
     """This machine's first non-loopback IPv4 address (127.0.0.1 when it has none)."""
     import psutil
@@ -94,7 +105,7 @@ class EmbeddedMongo:
                "--logpath", str(log), "--logappend", "--quiet"]
         try:
             self.process = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                                            start_new_session=True)
+                                            start_new_session=True, preexec_fn=stop_with_parent)
         except OSError as exc:
             raise EmbeddedMongoError(f"cannot run {binary}: {exc}") from exc
         try:
