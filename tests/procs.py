@@ -31,6 +31,15 @@ def wait_for(predicate, timeout: float = 60, interval: float = 0.05, what: str =
                                                                               if last_error else ""))
 
 
+def alive(pid: int) -> bool:
+    """True while the process exists and is not a zombie (a dead child not yet reaped)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(")")[-1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
 class Proc:
     """One child process with its log file."""
 

@@ -12,7 +12,7 @@ import pytest
 
 from fsm.store import Store, database
 from fsm.store.embedded import EmbeddedMongo
-from tests.procs import Cluster, wait_for
+from tests.procs import Cluster, alive, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -177,14 +177,7 @@ def test_cancel_queued_and_running(cluster, store, tmp_path):
     assert store.tasks.get(queued)["status"] == "cancelled"  # immediate
     assert http.post(f"{cluster.url}/tasks/{running}/cancel", timeout=10).status_code == 200
     cancelled_at = time.monotonic()
-
-    def gone():
-        try:
-            os.kill(child, 0)
-            return False
-        except ProcessLookupError:
-            return True
-    wait_for(gone, 10, what="the cancelled attempt's process to be killed")
+    wait_for(lambda: not alive(child), 10, what="the cancelled attempt's process to be killed")
     report("cancel of a running task to its process killed", time.monotonic() - cancelled_at)
     task = store.tasks.get(running)
     assert task["status"] == "cancelled" and task["attempts"][0]["state"] == "cancelled"

@@ -67,7 +67,8 @@ def test_bound_to_all_interfaces_it_advertises_a_reachable_address(tmp_path):
 def test_mongod_stops_when_its_starter_is_killed(tmp_path):
     import subprocess
     import sys
-    import time
+
+    from tests.procs import alive, wait_for
 
     # Given a process that starts the embedded mongod and then is SIGKILLed
     code = ("import sys, time; from fsm.store.embedded import EmbeddedMongo; "
@@ -77,14 +78,4 @@ def test_mongod_stops_when_its_starter_is_killed(tmp_path):
     starter.kill()
     starter.wait()
     # Then mongod shuts down by itself instead of holding the port as an orphan
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            with open(f"/proc/{mongod_pid}/stat") as f:
-                if f.read().split(")")[-1].split()[0] == "Z":
-                    break
-        except FileNotFoundError:
-            break
-        time.sleep(0.1)
-    else:
-        raise AssertionError("mongod outlived the process that started it")
+    wait_for(lambda: not alive(mongod_pid), 30, what="mongod to stop with the process that started it")

@@ -12,6 +12,7 @@ from fsm.store.spec import validate
 from fsm.store.workers import DRAINING, OFFLINE, ONLINE
 from worker.config import WorkerConfig
 from worker.daemon import Daemon
+from tests.procs import alive, wait_for
 
 TF = "tests.task_functions"
 
@@ -27,16 +28,6 @@ def make_config(db_uri, tmp_path, **overrides) -> WorkerConfig:
                    cache_dir=str(tmp_path / "cache"), drain_timeout_s=5, poll_max_s=0.2)
     options.update(overrides)
     return WorkerConfig(**options)
-
-
-def wait_for(condition, timeout=15.0, what="condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.02)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def states(task) -> list[str]:
@@ -166,7 +157,7 @@ def test_cancelling_a_running_task_kills_it_within_a_heartbeat(store, db_uri, tm
 
     # Then the worker kills the attempt's process and runs nothing for it any more
     wait_for(lambda: not daemon.running_ids(), timeout=5, what="the attempt to stop")
-    wait_for(lambda: not _alive(child), timeout=5, what="the child to die")
+    wait_for(lambda: not alive(child), timeout=5, what="the child to die")
     task = store.tasks.get(task_id)
     assert task["status"] == Status.CANCELLED and states(task) == [AttemptState.CANCELLED]
     # and the slot is free for the next task
@@ -225,14 +216,6 @@ def test_a_second_live_worker_with_the_same_name_is_refused(store, db_uri, tmp_p
     store.workers.register("w1", {"host": "elsewhere", "pid": 1}, stale_after_s=60)
     with pytest.raises(Conflict, match="already online"):
         Daemon(make_config(db_uri, tmp_path), store).start()
-
-
-def _alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().split(")")[-1].split()[0] != "Z"
-    except FileNotFoundError:
-        return False
 
 
 def test_an_idle_wait_returns_on_a_wakeup_signal(store, db_uri, tmp_path):

@@ -11,6 +11,7 @@ import pytest
 
 from fsm.states import AttemptState
 from worker.executor import Executor
+from tests.procs import alive, wait_for
 
 A = AttemptState
 TF = "tests.task_functions"
@@ -24,28 +25,6 @@ def executor():
 
 def run(ex, entrypoint, *args, slot=0, timeout_s=10.0, **kwargs):
     return ex.run(slot, f"a-{time.monotonic_ns()}", entrypoint, None, list(args), kwargs, timeout_s)
-
-
-def wait_for(condition, timeout=10.0, what="condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.02)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
-def alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    try:  # a zombie is dead for our purpose
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().split(")")[-1].split()[0] != "Z"
-    except FileNotFoundError:
-        return False
 
 
 def test_results_come_back_as_json_data(executor):

@@ -5,7 +5,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -13,6 +12,7 @@ import pytest
 from fsm.states import AttemptState, Status
 from fsm.store.spec import validate
 from fsm.store.workers import OFFLINE, ONLINE
+from tests.procs import alive, wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
 TF = "tests.task_functions"
@@ -22,24 +22,6 @@ def publish(store, *bodies) -> list[str]:
     ids = store.tasks.insert([store.tasks.document(validate(body), "tester") for body in bodies])
     store.wakeups.signal()
     return ids
-
-
-def wait_for(condition, timeout=30.0, what="condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
-def alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().split(")")[-1].split()[0] != "Z"
-    except FileNotFoundError:
-        return False
 
 
 def start_worker(db_uri, tmp_path, name, **options) -> subprocess.Popen:
