@@ -229,3 +229,23 @@ def test_an_idle_wait_returns_on_a_wakeup_signal(store, db_uri, tmp_path):
         store.wakeups.signal()
 
         assert woke.wait(3), "the idle wait slept through a wake-up signal"
+
+
+def test_the_heartbeat_passes_checked_out_versions_to_the_claim(store, db_uri, tmp_path):
+    from registry.resolver import Resolver
+
+    class CheckedOut(Resolver):
+        """The registry's answer on a machine that has echo 1.0 checked out."""
+
+        def ready_versions(self):
+            return [("echo", "1.0")]
+
+    cold, warm = publish(store, {"function": "echo", "version": "2.0"}, {"function": "echo", "version": "1.0"})
+    daemon = Daemon(make_config(db_uri, tmp_path, burst=False), store)
+    daemon.resolver = CheckedOut()
+    assert daemon.describe()["versions_ready"] == [["echo", "1.0"]]
+    assert daemon.claimant.prefer_versions == ("echo@1.0",)
+    # the older task of a version this worker lacks waits; the ready one is claimed first
+    assert store.tasks.claim_next(daemon.claimant).task_id == warm
+    assert store.tasks.claim_next(daemon.claimant).task_id == cold
+    daemon.close()

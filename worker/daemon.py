@@ -18,6 +18,7 @@ the executor's children are started the ``multiprocessing`` way.
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 import signal
 import threading
 import time
@@ -500,6 +501,9 @@ class Daemon:
         except Exception as exc:  # the registry's scan must not cost a heartbeat
             log.debug("ready_versions failed: %s", exc)
             ready = []
+        prefer = tuple(sorted(f"{code}@{version}" for code, version in ready))
+        if prefer != self.claimant.prefer_versions:  # claims prefer versions already checked out here
+            self.claimant = replace(self.claimant, prefer_versions=prefer)
         return {
             "concurrency": self.config.concurrency, "tags": list(self.config.tags),
             "gpu_count": self.config.gpus, "mem_gb": self.config.mem_gb,
