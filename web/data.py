@@ -36,10 +36,7 @@ def tasks_table():
 @login_required()
 def worker_samples(name):
     """CPU, memory and GPU of one worker over the last hours, averaged into at most ~120 points."""
-    try:
-        hours = max(0.1, min(48.0, float(request.args.get("hours", 6))))
-    except ValueError:
-        abort(400, description="hours must be a number")
+    hours = _hours_arg(lowest=0.1)
     db = store().db
     since = server_now(db) - timedelta(hours=hours)
     bin_minutes = max(1, int(hours * 60 / 120))
@@ -55,6 +52,14 @@ def worker_samples(name):
     return jsonify({"worker": name, "bin_minutes": bin_minutes, "points": points})
 
 
+def _hours_arg(lowest: float, highest: float = 48.0, default: float = 6.0) -> float:
+    """The ``hours`` query argument, clamped; 400 when it is not a number."""
+    try:
+        return max(lowest, min(highest, float(request.args.get("hours", default))))
+    except ValueError:
+        abort(400, description="hours must be a number")
+
+
 def _round(value):
     return None if value is None else round(value, 1)
 
@@ -63,10 +68,7 @@ def _round(value):
 @login_required()
 def throughput():
     """Tasks finished per bucket over the last hours, by final status (the ``finished`` index)."""
-    try:
-        hours = max(1.0, min(48.0, float(request.args.get("hours", 6))))
-    except ValueError:
-        abort(400, description="hours must be a number")
+    hours = _hours_arg(lowest=1.0)
     db = store().db
     since = server_now(db) - timedelta(hours=hours)
     bin_minutes = next((m for m in (5, 10, 15, 20, 30, 40, 60) if m >= hours * 60 / 72), 60)

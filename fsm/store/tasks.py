@@ -176,10 +176,10 @@ class TaskStore:
 
     def _claim_repeat(self, who: Claimant, attempt_id: str, update: list) -> dict | None:
         """A redundant task no other worker took within the grace period may run here again."""
-        now = server_now(self.db)
         filt = self.claim_filter(who)
         filt["workers"] = who.name
-        filt["slot_open_since"] = {"$lt": now - timedelta(seconds=who.distinct_grace_s)}
+        # The server's clock inside the filter: no extra round trip on an empty queue.
+        filt["$expr"] = {"$lt": ["$slot_open_since", {"$subtract": ["$$NOW", int(who.distinct_grace_s * 1000)]}]}
         return self._fast.find_one_and_update(filt, update, sort=CLAIM_SORT, projection=CLAIM_PROJECTION,
                                               hint=CLAIM_INDEX, return_document=ReturnDocument.AFTER)
 
