@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from fsm.errors import InvalidTransition
-from fsm.states import FAILED_ATTEMPTS, FINAL, AttemptState, Status, check
+from fsm.states import FAILED_ATTEMPTS, FINAL, AttemptState, Status, check, check_attempt
 
 A = AttemptState
 MAX_BACKOFF_S = 3600.0
@@ -62,6 +62,7 @@ def decide_attempt_end(task: dict, attempt_id: str, state: AttemptState, *, resu
     if frm != Status.RUNNING:
         raise InvalidTransition(f"task {task['_id']} is {frm.value}, not running")
     state = AttemptState(state)
+    check_attempt(A.RUNNING, state)  # only a running attempt ends, and it ends in a final state
     update: dict[str, Any] = {"state": state.value}
     if state == A.SUCCEEDED:
         update.update(result=result, digest=digest(result))

@@ -80,5 +80,12 @@ def check(frm: Status | str, to: Status | str) -> None:
         raise InvalidTransition(f"a task cannot go from {frm.value} to {to.value} (allowed from {frm.value}: {allowed})")
 
 
+def check_attempt(frm: AttemptState | str, to: AttemptState | str) -> None:
+    """Raise ``InvalidTransition`` unless an attempt may go from ``frm`` to ``to``."""
+    frm, to = AttemptState(frm), AttemptState(to)
+    if to not in ATTEMPT_TRANSITIONS[frm]:
+        raise InvalidTransition(f"an attempt cannot go from {frm.value} to {to.value}")
+
+
 def is_allowed(frm: Status | str, to: Status | str) -> bool:
     return Status(to) in TRANSITIONS[Status(frm)]

@@ -2,9 +2,8 @@
 
 ``current_user()`` answers the caller's users document (without secrets) or raises
 ``Unauthorized``; ``require(role)`` guards a view. Roles rank admin > super > business >
-general (``fsm.store.users.has_role``). The web login calls ``log_in(user)`` after checking a
-password (``store().users.by_password``) and ``log_out()``; both only touch the signed
-Flask session cookie, which holds the user's name and nothing else.
+general (``fsm.store.users.has_role``). The web blueprint logs people in and out; the signed
+Flask session cookie holds only the user's name (``session["user"]``).
 """
 from __future__ import annotations
 
@@ -105,15 +104,3 @@ def check_role(user: dict, role: str, action: str | None = None) -> None:
         what = action or "this"
         raise Forbidden(f"{what} needs the {role} role or above; {user['_id']} is {user.get('role')}")
 
-
-def log_in(user: dict) -> None:
-    """Start a web session for ``user`` (a users document, e.g. from ``users.by_password``)."""
-    session.clear()
-    session[SESSION_USER] = user["_id"]
-    session.permanent = True
-    g.suanwang_user = {k: v for k, v in user.items() if k not in SECRETS}
-
-
-def log_out() -> None:
-    session.clear()
-    g.pop("suanwang_user", None)

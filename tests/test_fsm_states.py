@@ -52,3 +52,14 @@ def test_requeue_only_from_failed_or_cancelled(store):
     assert task["status"] == "queued" and task["open_slots"] == 1
     assert [(h["from"], h["to"]) for h in task["history"]] == [(None, "queued"), ("queued", "cancelled"),
                                                                 ("cancelled", "queued")]
+
+
+def test_an_attempt_cannot_end_as_running(store):
+    from fsm.store import Claimant
+
+    [task_id] = store.tasks.insert([store.tasks.document(validate({"function": "echo"}), "t")])
+    claim = store.tasks.claim_next(Claimant("w"))
+    before = store.tasks.get(task_id)
+    with pytest.raises(InvalidTransition):
+        store.tasks.finish_attempt(task_id, claim.attempt_id, "running", worker="w")
+    assert store.tasks.get(task_id) == before

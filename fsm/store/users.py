@@ -94,14 +94,6 @@ class UserStore:
             self.users.update_one({"_id": name}, {"$push": {"tokens": entry}})
         return token
 
-    def new_token(self, name: str, label: str = "token") -> str:
-        token = secrets.token_urlsafe(32)
-        res = self.users.update_one({"_id": name}, {"$push": {"tokens": {
-            "hash": token_hash(token), "label": label, "created_at": _now()}}})
-        if not res.matched_count:
-            raise NotFound(f"no user named {name!r}")
-        return token
-
     def set_password(self, name: str, password: str) -> None:
         if len(password) < 8:
             raise ValidationError("password must be at least 8 characters", field="password")
