@@ -24,13 +24,6 @@ def store(db_uri):
     s.close()
 
 
-def publish(cluster, bodies):
-    resp = cluster.http().post(f"{cluster.url}/tasks", json=bodies, timeout=60)
-    assert resp.status_code == 201, resp.text
-    body = resp.json()
-    return [item["id"] for item in body["items"]] if isinstance(bodies, list) else body["id"]
-
-
 def report(name: str, seconds: float) -> None:
     print(f"\n[chaos] {name}: {seconds:.2f} s")
 
@@ -47,7 +40,7 @@ def test_sigkill_one_of_three_workers_during_1000_tasks(cluster, store):
     # Given three workers and 1,000 tasks of 50 ms
     cluster.start_server()
     workers = [cluster.start_worker(f"w{i}", concurrency=2) for i in range(3)]
-    ids = publish(cluster, [{"function": "sleep", "args": [0.05], "retry_backoff_s": 0.2} for _ in range(1000)])
+    ids = cluster.publish([{"function": "sleep", "args": [0.05], "retry_backoff_s": 0.2} for _ in range(1000)])
     wait_for(lambda: store.tasks.counts_by_status()["succeeded"] >= 200, 120, what="200 successes")
     # When one worker is SIGKILLed mid-run
     killed_at = time.monotonic()
@@ -75,7 +68,7 @@ def test_mongod_restart_mid_run(tmp_path):
         cluster.start_server()
         cluster.start_worker("a", concurrency=2)
         cluster.start_worker("b", concurrency=2)
-        publish(cluster, [{"function": "sleep", "args": [0.05]} for _ in range(300)])
+        cluster.publish([{"function": "sleep", "args": [0.05]} for _ in range(300)])
         wait_for(lambda: store.tasks.counts_by_status()["succeeded"] >= 60, 120, what="60 successes")
         # When mongod stops (SIGTERM) and starts again on the same data directory
         mongo.stop()
@@ -99,13 +92,13 @@ def test_mongod_restart_mid_run(tmp_path):
 def test_server_killed_and_restarted_mid_run(cluster, store):
     cluster.start_server()
     cluster.start_worker("a", concurrency=2)
-    first = publish(cluster, [{"function": "sleep", "args": [0.05]} for _ in range(200)])
+    first = cluster.publish([{"function": "sleep", "args": [0.05]} for _ in range(200)])
     wait_for(lambda: store.tasks.counts_by_status()["succeeded"] >= 20, 60, what="20 successes")
     cluster.server.kill()
     killed = time.monotonic()
     cluster.start_server(port=cluster.port)
     report("server SIGKILL to healthy again", time.monotonic() - killed)
-    second = publish(cluster, [{"function": "echo", "args": [i]} for i in range(100)])
+    second = cluster.publish([{"function": "echo", "args": [i]} for i in range(100)])
     wait_for(lambda: store.tasks.counts_by_status()["succeeded"] == 300, 120, what="300 successes")
     assert store.db.tasks.count_documents({"_id": {"$in": first + second}}) == 300
 
@@ -113,7 +106,7 @@ def test_server_killed_and_restarted_mid_run(cluster, store):
 def test_frozen_worker_loses_its_lease_and_its_late_result_is_refused(cluster, store):
     cluster.start_server()
     frozen = cluster.start_worker("frozen", concurrency=1, heartbeat=0.5)
-    task_id = publish(cluster, {"function": "tests.chaos_functions:whoami", "args": [3.0], "retry_backoff_s": 0})
+    task_id = cluster.publish({"function": "tests.chaos_functions:whoami", "args": [3.0], "retry_backoff_s": 0})
     wait_for(lambda: store.tasks.get(task_id)["status"] == "running", 30, what="the task to start")
     # When the worker is frozen past its lease
     os.killpg(frozen.pid, signal.SIGSTOP)
@@ -144,7 +137,7 @@ def three_workers(cluster):
 
 def test_redundancy_three_quorum_two(three_workers, store):
     cluster = three_workers
-    agree, lie, dispute = publish(cluster, [
+    agree, lie, dispute = cluster.publish([
         {"function": "sleep", "args": [1.0], "redundancy": 3, "quorum": 2},
         {"function": "tests.chaos_functions:answer", "args": [42], "redundancy": 3, "quorum": 2},
         {"function": "tests.chaos_functions:random_value", "redundancy": 3, "quorum": 2},
@@ -168,8 +161,8 @@ def test_cancel_queued_and_running(cluster, store, tmp_path):
     cluster.start_server()
     cluster.start_worker("w", concurrency=1, heartbeat=0.5)
     pid_file = tmp_path / "pid"
-    running = publish(cluster, {"function": "tests.chaos_functions:pid_sleep", "args": [str(pid_file), 60]})
-    queued = publish(cluster, {"function": "echo", "args": ["never"], "priority": -5})
+    running = cluster.publish({"function": "tests.chaos_functions:pid_sleep", "args": [str(pid_file), 60]})
+    queued = cluster.publish({"function": "echo", "args": ["never"], "priority": -5})
     wait_for(lambda: pid_file.exists() and pid_file.read_text(), 30, what="the attempt's pid")
     child = int(pid_file.read_text())
     http = cluster.http()
@@ -181,5 +174,5 @@ def test_cancel_queued_and_running(cluster, store, tmp_path):
     report("cancel of a running task to its process killed", time.monotonic() - cancelled_at)
     task = store.tasks.get(running)
     assert task["status"] == "cancelled" and task["attempts"][0]["state"] == "cancelled"
-    after = publish(cluster, {"function": "echo", "args": ["free"]})
+    after = cluster.publish({"function": "echo", "args": ["free"]})
     wait_for(lambda: store.tasks.get(after)["status"] == "succeeded", 30, what="the freed slot")

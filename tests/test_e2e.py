@@ -16,20 +16,13 @@ def tasks(db_uri):
     store.close()
 
 
-def publish(cluster, bodies):
-    resp = cluster.http().post(f"{cluster.url}/tasks", json=bodies, timeout=30)
-    assert resp.status_code == 201, resp.text
-    body = resp.json()
-    return [item["id"] for item in body["items"]] if isinstance(bodies, list) else body["id"]
-
-
 def test_300_mixed_priority_tasks_over_http_on_two_workers(cluster, tasks):
     # Given a server and two real worker processes
     cluster.start_server()
     cluster.start_worker("w1")
     cluster.start_worker("w2")
     # When 300 tasks of mixed priorities are published in bulk over HTTP
-    ids = publish(cluster, [{"function": "echo", "args": [i], "priority": i % 5} for i in range(300)])
+    ids = cluster.publish([{"function": "echo", "args": [i], "priority": i % 5} for i in range(300)])
     # Then all succeed with the right results, shared by both workers
     wait_for(lambda: tasks.counts_by_status()["succeeded"] == 300, 120, what="300 successes")
     docs = {d["_id"]: d for d in tasks.tasks.find({"_id": {"$in": ids}})}
@@ -44,7 +37,7 @@ def test_300_mixed_priority_tasks_over_http_on_two_workers(cluster, tasks):
 def test_sigkill_of_a_worker_mid_task_puts_it_back(cluster, tasks):
     cluster.start_server()
     victim = cluster.start_worker("victim", concurrency=1)
-    task_id = publish(cluster, {"function": "tests.chaos_functions:whoami", "args": [2.0], "retry_backoff_s": 0})
+    task_id = cluster.publish({"function": "tests.chaos_functions:whoami", "args": [2.0], "retry_backoff_s": 0})
     wait_for(lambda: tasks.get(task_id)["status"] == "running", 30, what="the task to start")
     victim.kill()
     cluster.start_worker("rescuer", concurrency=1)
@@ -57,13 +50,13 @@ def test_sigkill_of_a_worker_mid_task_puts_it_back(cluster, tasks):
 def test_timeout_kills_the_attempt(cluster, tasks):
     cluster.start_server()
     cluster.start_worker("w1", concurrency=1)
-    task_id = publish(cluster, {"function": "sleep", "args": [30], "timeout_s": 1, "max_retries": 0})
+    task_id = cluster.publish({"function": "sleep", "args": [30], "timeout_s": 1, "max_retries": 0})
     wait_for(lambda: tasks.get(task_id)["status"] == "failed", 30, what="the timeout")
     task = tasks.get(task_id)
     assert task["attempts"][0]["state"] == "timed_out"
     assert task["reason"] == "retries_exhausted"
     # the slot is free again: the next task runs
-    nxt = publish(cluster, {"function": "echo", "args": ["after"]})
+    nxt = cluster.publish({"function": "echo", "args": ["after"]})
     wait_for(lambda: tasks.get(nxt)["status"] == "succeeded", 30, what="the next task")
 
 
@@ -90,7 +83,7 @@ def test_cli_submit_wait_and_status(cluster, tasks):
 def test_exhausted_retries_are_listed_and_can_be_requeued(cluster, tasks):
     cluster.start_server()
     cluster.start_worker("w1", concurrency=1)
-    task_id = publish(cluster, {"function": "fail", "args": ["broken input"], "max_retries": 1,
+    task_id = cluster.publish({"function": "fail", "args": ["broken input"], "max_retries": 1,
                                 "retry_backoff_s": 0.1})
     wait_for(lambda: tasks.get(task_id)["status"] == "failed", 60, what="retries to run out")
     task = tasks.get(task_id)
