@@ -136,3 +136,14 @@ def test_prefers_versions_already_checked_out_without_starving(store):
     store.db.tasks.update_one({"_id": old}, [{"$set": {"created_at": {"$subtract": [
         "$created_at", (tasks_module.PREFER_WINDOW_S + 5) * 1000]}}}])
     assert store.tasks.claim_next(who).task_id == old
+
+
+def test_heartbeat_queries_read_only_running_tasks_through_an_index(store):
+    publish(store, [{"function": "noop"} for _ in range(30)])
+    claim = store.tasks.claim_next(Claimant("w"))
+    assert store.tasks.still_held("w", [claim.attempt_id, "gone"]) == {claim.attempt_id}
+    query = {"status": "running", "attempts": {"$elemMatch": {"worker": "w", "state": "running"}}}
+    plan = json.dumps(store.db.tasks.find(query).explain()["queryPlanner"]["winningPlan"], default=str)
+    assert "IXSCAN" in plan and "COLLSCAN" not in plan  # the query still_held and renew_leases make
+    store.tasks.cancel(claim.task_id, "admin")
+    assert store.tasks.still_held("w", [claim.attempt_id]) == set()

@@ -218,16 +218,19 @@ class TaskStore:
         return res.modified_count
 
     def still_held(self, worker: str, attempt_ids: Iterable[str]) -> set[str]:
-        """Which of these attempts are still running for this worker (the rest: cancelled or lost)."""
-        ids = list(attempt_ids)
+        """Which of these attempts are still running for this worker (the rest: cancelled or lost).
+
+        Reads only running tasks through the partial ``lease`` index, never the whole collection.
+        """
+        ids = set(attempt_ids)
         if not ids:
             return set()
+        mine = {"worker": worker, "state": AttemptState.RUNNING.value}
         held = set()
-        for doc in self.tasks.find({"attempts.id": {"$in": ids}}, {"attempts.id": 1, "attempts.state": 1,
-                                                                   "attempts.worker": 1}):
-            for a in doc["attempts"]:
-                if a["id"] in ids and a["worker"] == worker and a["state"] == AttemptState.RUNNING.value:
-                    held.add(a["id"])
+        for doc in self.tasks.find({"status": Status.RUNNING.value, "attempts": {"$elemMatch": mine}},
+                                   {"attempts.id": 1, "attempts.worker": 1, "attempts.state": 1}):
+            held.update(a["id"] for a in doc["attempts"] if a["id"] in ids and a["worker"] == worker
+                        and a["state"] == AttemptState.RUNNING.value)
         return held
 
     def requeue_expired(self) -> int:
