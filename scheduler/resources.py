@@ -118,7 +118,10 @@ def service_map(db: Database, now: datetime | None = None, recent_s: float = DEF
     if online:
         since = now - timedelta(seconds=recent_s)
         recent = db.tasks.aggregate([
-            {"$match": {"attempts": {"$elemMatch": {"worker": {"$in": sorted(online)}, "ended_at": {"$gte": since}}}}},
+            # Both branches are indexed: recently finished tasks and running ones (a redundant task can
+            # have ended attempts while others run); never the whole collection.
+            {"$match": {"$or": [{"finished_at": {"$gte": since, "$type": "date"}}, {"status": "running"}],
+                        "attempts": {"$elemMatch": {"worker": {"$in": sorted(online)}, "ended_at": {"$gte": since}}}}},
             {"$unwind": "$attempts"},
             {"$match": {"attempts.worker": {"$in": sorted(online)}, "attempts.ended_at": {"$gte": since}}},
             {"$group": {"_id": "$function", "workers": {"$addToSet": "$attempts.worker"}}},

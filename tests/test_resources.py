@@ -34,9 +34,15 @@ def now(store):
         ("t6", "f5", [attempt("w1", "succeeded", 99, 30 * 86400, now)]),  # outside a 7-day window
     ]
     tasks += [(f"u{i}", "f3", [attempt("w3", "succeeded" if i % 4 else "timed_out", i, 50, now)]) for i in range(1, 21)]
-    store.db.tasks.insert_many([{"_id": tid, "function": fn, "version": "v1", "attempts": atts, "status": "succeeded",
-                                 "created_at": atts[0]["started_at"] - timedelta(seconds=1)}
-                                for tid, fn, atts in tasks])
+    def task(tid, fn, atts):  # as the store leaves them: final tasks carry finished_at
+        live = any(a["state"] == "running" for a in atts)
+        doc = {"_id": tid, "function": fn, "version": "v1", "attempts": atts,
+               "status": "running" if live else "succeeded", "created_at": atts[0]["started_at"] - timedelta(seconds=1)}
+        if not live:
+            doc["finished_at"] = max(a["ended_at"] for a in atts)
+        return doc
+
+    store.db.tasks.insert_many([task(tid, fn, atts) for tid, fn, atts in tasks])
     return now
 
 
@@ -86,3 +92,16 @@ def test_the_api_answers_resource_stats(store, now, db_uri, db_name):
         assert api.call("GET", "/stats/resources").status_code == 401
     finally:
         api.server.stop()
+
+
+def test_the_service_map_query_reads_through_indexes(store):
+    from fsm.store.db import server_now as clock
+
+    since = clock(store.db) - timedelta(hours=1)
+    store.db.tasks.insert_many([{"_id": str(i), "status": "queued"} for i in range(50)])
+    query = {"$or": [{"finished_at": {"$gte": since, "$type": "date"}}, {"status": "running"}],
+             "attempts": {"$elemMatch": {"worker": {"$in": ["w1"]}, "ended_at": {"$gte": since}}}}
+    import json
+
+    plan = json.dumps(store.db.tasks.find(query).explain()["queryPlanner"]["winningPlan"], default=str)
+    assert "IXSCAN" in plan and "COLLSCAN" not in plan
