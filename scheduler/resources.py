@@ -120,7 +120,7 @@ def service_map(db: Database, now: datetime | None = None, recent_s: float = DEF
         recent = db.tasks.aggregate([
             # Both branches are indexed: recently finished tasks and running ones (a redundant task can
             # have ended attempts while others run); never the whole collection.
-            {"$match": {"$or": [{"finished_at": {"$gte": since, "$type": "date"}}, {"status": "running"}],
+            {"$match": {"$or": [{"finished_at": {"$gte": since}}, {"status": "running"}],
                         "attempts": {"$elemMatch": {"worker": {"$in": sorted(online)}, "ended_at": {"$gte": since}}}}},
             {"$unwind": "$attempts"},
             {"$match": {"attempts.worker": {"$in": sorted(online)}, "attempts.ended_at": {"$gte": since}}},

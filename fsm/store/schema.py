@@ -71,8 +71,8 @@ TASK_INDEXES = [
     IndexModel([("workers", ASCENDING), ("created_at", DESCENDING)], name="worker_created"),
     IndexModel([("schedule_id", ASCENDING), ("scheduled_for", DESCENDING)], name="schedule_runs",
                partialFilterExpression={"schedule_id": {"$exists": True}}),
-    IndexModel([("finished_at", DESCENDING)], name="finished",
-               partialFilterExpression={"finished_at": {"$type": "date"}}),
+    # Sparse, not partial: unfinished tasks have no finished_at, and a plain range query can use it.
+    IndexModel([("finished_at", DESCENDING)], name="finished", sparse=True),
 ]
 
 
