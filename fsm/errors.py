@@ -1,7 +1,8 @@
 """One root exception; each subclass is named for what happened.
 
-``code`` and ``http_status`` let the HTTP layer answer ``{"error": {"code", "message"}}``
-without a mapping table of its own.
+``code`` and ``http_status`` let the HTTP layer answer without a mapping table of its own,
+and every detail an error is raised with (``field``, ``index``, ``ids``, ``limit``, ...)
+reaches the client: ``body()`` is ``{"error": {"code", "message", **details}}``.
 """
 from __future__ import annotations
 
@@ -16,6 +17,23 @@ class SuanwangError(Exception):
         super().__init__(message)
         self.message = message
         self.details = details
+
+    def body(self) -> dict:
+        """The JSON error body: code and message, then the details (never overriding those two)."""
+        extra = {k: _plain(v) for k, v in self.details.items() if k not in ("code", "message")}
+        return {"error": {"code": self.code, "message": self.message, **extra}}
+
+
+def _plain(value):
+    """A detail as JSON can carry it (tuples and sets become lists; other objects their text)."""
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return value
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, set, frozenset)):
+        items = [_plain(v) for v in value]
+        return sorted(items, key=str) if isinstance(value, (set, frozenset)) else items
+    return str(value)
 
 
 class ValidationError(SuanwangError):
@@ -76,6 +94,12 @@ class Forbidden(SuanwangError):
     """The caller's role does not allow this action."""
 
     code, http_status = "forbidden", 403
+
+
+class CsrfFailed(Forbidden):
+    """A browser session sent a state-changing request without the page's CSRF token."""
+
+    code = "csrf_failed"
 
 
 class ConfigError(SuanwangError):

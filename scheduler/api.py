@@ -14,7 +14,7 @@ from pymongo.errors import PyMongoError
 
 from fsm.errors import Unauthorized, ValidationError
 from scheduler import service
-from scheduler.auth import bearer_token, current_user, require, store
+from scheduler.auth import bearer_token, current_user, public, require, store
 
 bp = Blueprint("api", __name__)
 #: How long /healthz waits for MongoDB's answer.
@@ -134,6 +134,7 @@ def add_user():
 
 # ----------------------------------------------------------- no token needed
 @bp.get("/healthz")
+@public
 def healthz():
     """No auth: load balancers and ``suanwang up`` ask it. 503 while MongoDB is unreachable."""
     try:
@@ -145,6 +146,7 @@ def healthz():
 
 
 @bp.get("/metrics")
+@public
 def metrics():
     """Prometheus text format, read from MongoDB at scrape time.
 
@@ -166,6 +168,7 @@ def metrics():
 
 
 @bp.get("/openapi.json")
+@public
 def openapi():
     from scheduler.openapi import document
 
