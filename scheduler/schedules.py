@@ -30,7 +30,6 @@ run twice. A scheduler down across firings runs the missed ones when it is back,
 from __future__ import annotations
 
 import logging
-import re
 import threading
 import zoneinfo
 from dataclasses import dataclass
@@ -49,6 +48,7 @@ from pymongo import ReturnDocument
 from pymongo.errors import DuplicateKeyError, PyMongoError
 
 from fsm.errors import Conflict, Forbidden, NotFound, SuanwangError, ValidationError
+from fsm.identifiers import SCHEDULE_ID
 from fsm.store import Store, server_now
 from fsm.store.db import client as mongo_client
 from fsm.store.spec import validate
@@ -64,7 +64,6 @@ JOBSTORE = EXECUTOR = "schedules"
 SYNC_JOB = "schedules-sync"
 #: How often the leader reconciles its jobs with ``schedules`` (changes made through another process).
 SYNC_S = 2.0
-ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 DEFAULT_GRACE_S = 60
 MAX_GRACE_S = 7 * 86400
 TRIGGERS = ("cron", "interval", "date")
@@ -266,8 +265,8 @@ def create(store: Store, body: Any, user: dict) -> dict:
         raise ValidationError(f"unknown field(s): {', '.join(sorted(unknown))} (allowed: {', '.join(sorted(TOP_FIELDS))})",
                               field=sorted(unknown)[0])
     sid = body.get("id") or str(ObjectId())
-    if not isinstance(sid, str) or not ID_PATTERN.match(sid):
-        raise ValidationError("'id' must be 1-64 characters: letters, digits and . _ -", field="id")
+    if not SCHEDULE_ID.match(sid):
+        raise ValidationError(f"'id' must be {SCHEDULE_ID.rule}", field="id")
     raw = _shorthand(body)
     if raw is None:
         raise ValidationError("a schedule needs a trigger: 'cron' (\"*/5 * * * *\"), 'interval_s', 'run_at', "

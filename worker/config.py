@@ -13,6 +13,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 from fsm.errors import ConfigError
+from fsm.identifiers import TAG, WORKER_NAME
 
 #: Defaults, in one place.
 HEARTBEAT_S = 2.0
@@ -24,8 +25,6 @@ SAMPLE_EVERY_S = 10.0
 DEFAULT_CACHE_DIR = str(Path.home() / ".suanwang" / "cache")
 MAX_CONCURRENCY = 1024
 
-NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$")
-TAG_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")  # as fsm.store.spec accepts in requires.tags
 
 
 def _hostname() -> str:
@@ -98,12 +97,11 @@ class WorkerConfig:
         if self.db_name is not None and (not isinstance(self.db_name, str) or not self.db_name
                                          or any(c in self.db_name for c in '/\\. "$')):
             raise ConfigError(f"db_name {self.db_name!r} is not a valid MongoDB database name")
-        if not isinstance(self.name, str) or not NAME_PATTERN.match(self.name):
-            raise ConfigError(f"worker name {self.name!r} must be 1-128 characters: letters, digits and . _ : @ - "
-                              "(starting with a letter or digit)")
-        bad = [t for t in self.tags if not isinstance(t, str) or not TAG_PATTERN.match(t)]
+        if not WORKER_NAME.match(self.name):
+            raise ConfigError(f"worker name {self.name!r} must be {WORKER_NAME.rule}")
+        bad = [t for t in self.tags if not TAG.match(t)]
         if bad:
-            raise ConfigError(f"tag {bad[0]!r} must be letters, digits and . _ - (at most 64 characters)")
+            raise ConfigError(f"tag {bad[0]!r} must be {TAG.rule} (the tags a task's requires.tags names)")
         if isinstance(self.concurrency, bool) or not isinstance(self.concurrency, int) \
                 or not 1 <= self.concurrency <= MAX_CONCURRENCY:
             raise ConfigError(f"concurrency must be an integer from 1 to {MAX_CONCURRENCY}, got {self.concurrency!r}")

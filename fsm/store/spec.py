@@ -6,7 +6,6 @@ functions exist: the service layer asks the registry before publishing.
 """
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
@@ -14,6 +13,7 @@ from typing import Any
 import bson
 
 from fsm.errors import PayloadTooLarge, ValidationError
+from fsm.identifiers import FUNCTION_NAME, TAG, TASK_ID
 
 #: Largest args + kwargs of one task, encoded as BSON.
 MAX_PAYLOAD_BYTES = 1 << 20
@@ -21,9 +21,6 @@ MAX_REDUNDANCY = 16
 MAX_RETRIES = 100
 MAX_TIMEOUT_S = 7 * 86400
 PRIORITY_RANGE = (-1_000_000, 1_000_000)
-ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$")
-NAME_PATTERN = re.compile(r"^[A-Za-z_][A-Za-z0-9_.:-]{0,199}$")
-TAG_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
 ALLOWED = {"id", "function", "version", "args", "kwargs", "priority", "is_enabled", "redundancy", "quorum",
            "timeout_s", "max_retries", "retry_backoff_s", "requires", "run_after", "delay_s"}
@@ -69,7 +66,7 @@ def _requires(value: Any) -> dict:
     if unknown:
         raise ValidationError(f"unknown field(s) in 'requires': {', '.join(sorted(unknown))}", field="requires")
     tags = value.get("tags", [])
-    if not isinstance(tags, list) or not all(isinstance(t, str) and TAG_PATTERN.match(t) for t in tags):
+    if not isinstance(tags, list) or not all(TAG.match(t) for t in tags):
         raise ValidationError("'requires.tags' must be a list of tag names (letters, digits, . _ -)",
                               field="requires.tags")
     return {"gpus": _int(value, "gpus", 0, 0, 64), "mem_gb": _number(value, "mem_gb", 0, 0, 1 << 20),
@@ -125,7 +122,7 @@ def validate(body: Any, defaults: Defaults = Defaults()) -> TaskSpec:
         raise ValidationError(f"unknown field(s): {', '.join(sorted(unknown))} "
                               f"(allowed: {', '.join(sorted(ALLOWED))})", field=sorted(unknown)[0])
     function = body.get("function")
-    if not isinstance(function, str) or not NAME_PATTERN.match(function):
+    if not FUNCTION_NAME.match(function):
         raise ValidationError("'function' is required: a function name such as \"echo\" or \"module:function\"",
                               field="function")
     version = body.get("version")
@@ -155,7 +152,7 @@ def validate(body: Any, defaults: Defaults = Defaults()) -> TaskSpec:
     if quorum > redundancy:
         raise ValidationError(f"'quorum' ({quorum}) cannot exceed 'redundancy' ({redundancy})", field="quorum")
     task_id = body.get("id")
-    if task_id is not None and (not isinstance(task_id, str) or not ID_PATTERN.match(task_id)):
+    if task_id is not None and not TASK_ID.match(task_id):
         raise ValidationError("'id' must be 1-128 characters: letters, digits and . _ : @ -", field="id")
     return TaskSpec(
         function=function, version=version, args=args, kwargs=kwargs,
