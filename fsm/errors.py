@@ -7,6 +7,20 @@ reaches the client: ``body()`` is ``{"error": {"code", "message", **details}}``.
 from __future__ import annotations
 
 
+#: The details errors carry into the JSON body, documented in the OpenAPI ``Error`` schema:
+#: name -> (JSON Schema of the value, what it says). Raise with these names.
+DETAILS: dict[str, tuple[dict, str]] = {
+    "field": ({"type": "string"}, "the request field at fault, as a dotted path (e.g. requires.tags)"),
+    "index": ({"type": "integer", "minimum": 0}, "the item of a bulk request at fault (the whole request "
+                                                 "was refused)"),
+    "ids": ({"type": "array", "items": {"type": "string"}}, "the ids concerned (e.g. task ids that exist)"),
+    "right": ({"type": "string"}, "the right the caller lacks (scheduler.rights)"),
+    "role": ({"type": "string"}, "the lowest role that holds that right"),
+    "grammar": ({"type": "string"}, "the identifier grammar a value broke (fsm.identifiers)"),
+    "limit": ({"type": "number"}, "the limit a value went past"),
+}
+
+
 class SuanwangError(Exception):
     """Base of every error Suanwang raises on purpose."""
 

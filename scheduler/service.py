@@ -111,7 +111,8 @@ def _check_ids(store: Store, specs: list[TaskSpec], many: bool) -> None:
     seen: set[str] = set()
     for index, task_id in enumerate(s.id for s in specs):
         if task_id is not None and task_id in seen:
-            raise ValidationError(f"task [{index}]: id {task_id!r} appears twice in this request", field="id")
+            raise ValidationError(f"task [{index}]: id {task_id!r} appears twice in this request", field="id",
+                                  index=index)
         seen.add(task_id)
     taken = [d["_id"] for d in store.db.tasks.find({"_id": {"$in": ids}}, {"_id": 1}).limit(10)]
     if taken:
