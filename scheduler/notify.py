@@ -21,11 +21,10 @@ Collections:
 ``notify_state`` — ``{_id: "tasks_stream", token}``: the resume token of the change stream
     on ``tasks``, so a restarted (or new) leader loses no task event
 
-``Notifier`` runs three loops while its process leads: the change stream on ``tasks``
+``Notifier`` has three leader jobs (``scheduler.leader_loop``): the change stream on ``tasks``
 (``on_task_change``), the periodic checks over ``workers`` and ``tasks`` (``check_once``) and
 the senders (``deliver_once``). Each is one iteration per method, testable by itself.
-``install(leader, config)`` starts it whenever the leader gains the lease and stops it when
-the lease is lost.
+``install(leader, config)`` adds them to the leader, which runs them while it holds the lease.
 """
 from __future__ import annotations
 
@@ -42,13 +41,14 @@ from urllib.parse import urlparse
 
 from bson import ObjectId
 from pymongo import ASCENDING, DESCENDING, IndexModel, ReturnDocument
-from pymongo.errors import DuplicateKeyError, OperationFailure, PyMongoError
+from pymongo.errors import DuplicateKeyError, OperationFailure
 
 from fsm.errors import NotFound, ValidationError
 from fsm.states import Status
 from fsm.store import Store, server_now
 from fsm.store.users import has_role
 from fsm.store.workers import OFFLINE, ONLINE
+from scheduler.leader_loop import Job, JobRunner
 from scheduler.notify_channels import DeliveryFailed, SmtpSettings, TLS_MODES, send_email, send_webhook
 
 log = logging.getLogger("suanwang.notify")
@@ -285,8 +285,7 @@ class Notifier:
         self.store = store
         self.db = store.db
         self.config = config
-        self._stop = threading.Event()
-        self._threads: list[threading.Thread] = []
+        self._runner: JobRunner | None = None
         ensure_indexes(store)
 
     # --------------------------------------------------------------- queueing
@@ -446,69 +445,45 @@ class Notifier:
             return_document=ReturnDocument.AFTER)
 
     # ------------------------------------------------------------------ loops
+    def jobs(self) -> list[Job]:
+        """The leader jobs (``scheduler.leader_loop``): the task change stream, the checks, the senders."""
+        return [Job("notify-stream", 1.0, self._stream_round),
+                Job("notify-checks", self.config.check_s, self._check_round),
+                Job("notify-send", self.config.poll_s, self._send_round, threads=self.config.senders)]
+
     def start(self) -> "Notifier":
-        self._stop.clear()
-        loops = [("stream", self._stream_loop), ("checks", self._check_loop)]
-        loops += [(f"sender{i}", self._send_loop) for i in range(self.config.senders)]
-        for name, target in loops:
-            thread = threading.Thread(target=target, name=f"suanwang-notify-{name}", daemon=True)
-            thread.start()
-            self._threads.append(thread)
+        """Run the jobs in this process outside any leader (tests, tools); ``stop()`` ends them."""
+        self._runner = JobRunner(self.jobs()).start()
         return self
 
     def stop(self, timeout: float = 5.0) -> None:
-        self._stop.set()
-        for thread in self._threads:
-            thread.join(timeout)
-        self._threads = []
+        runner, self._runner = self._runner, None
+        if runner is not None:
+            runner.stop(timeout)
 
-    def _check_loop(self) -> None:
-        while not self._stop.is_set():
-            try:
-                self.check_once()
-            except PyMongoError as exc:
-                log.warning("notification checks skipped: MongoDB error %s", str(exc)[:200])
-            except Exception:  # noqa: BLE001
-                log.exception("notification checks failed")
-            self._stop.wait(self.config.check_s)
+    def _check_round(self, _stop) -> None:
+        self.check_once()
 
-    def _send_loop(self) -> None:
-        while not self._stop.is_set():
-            try:
-                if self.deliver_once() is None:
-                    self._stop.wait(self.config.poll_s)
-            except PyMongoError as exc:
-                log.warning("sender paused: MongoDB error %s", str(exc)[:200])
-                self._stop.wait(1.0)
-            except Exception:  # noqa: BLE001
-                log.exception("sender failed")
-                self._stop.wait(1.0)
+    def _send_round(self, _stop) -> float | None:
+        return 0 if self.deliver_once() is not None else None  # more may be due: look again at once
 
-    def _stream_loop(self) -> None:
-        while not self._stop.is_set():
-            try:
-                self._watch()
-            except OperationFailure as exc:
-                if exc.code == CHANGE_STREAM_HISTORY_LOST:
-                    log.warning("the saved change-stream position is too old; task events since are lost")
-                    self.db.notify_state.delete_one({"_id": STREAM_STATE})
-                else:
-                    log.warning("task change stream failed: %s", str(exc)[:200])
-                    self._stop.wait(1.0)
-            except PyMongoError as exc:
-                log.warning("task change stream interrupted: %s", str(exc)[:200])
-                self._stop.wait(1.0)
-            except Exception:  # noqa: BLE001
-                log.exception("task change stream failed")
-                self._stop.wait(1.0)
+    def _stream_round(self, stop) -> float:
+        try:
+            self._watch(stop)
+        except OperationFailure as exc:
+            if exc.code != CHANGE_STREAM_HISTORY_LOST:
+                raise
+            log.warning("the saved change-stream position is too old; task events since are lost")
+            self.db.notify_state.delete_one({"_id": STREAM_STATE})
+        return 0  # the stream ended: open it again at once
 
-    def _watch(self) -> None:
+    def _watch(self, stop: threading.Event) -> None:
         state = self.db.notify_state.find_one({"_id": STREAM_STATE})
         resume = {"resume_after": state["token"]} if state and state.get("token") else {}
         saved_at = 0.0
         with self.db.tasks.watch(TASK_PIPELINE, full_document="updateLookup", max_await_time_ms=500,
                                  **resume) as stream:
-            while not self._stop.is_set() and stream.alive:
+            while not stop.is_set() and stream.alive:
                 change = stream.try_next()
                 if change is not None:
                     self.on_task_change(change)
@@ -521,25 +496,9 @@ class Notifier:
 
 
 # ------------------------------------------------------------- installing
-_notifiers: dict[int, Notifier] = {}
-
-
 def install(leader, config: NotifyConfig = NotifyConfig()) -> None:
-    """Run a ``Notifier`` in ``leader``'s process whenever it holds the scheduler lease."""
-
-    def gained(_scheduler) -> None:
-        old = _notifiers.pop(id(leader), None)
-        if old is not None:
-            old.stop()
-        _notifiers[id(leader)] = Notifier(leader.store, config).start()
-
-    def lost() -> None:
-        notifier = _notifiers.pop(id(leader), None)
-        if notifier is not None:
-            notifier.stop()
-
-    leader.on_lead.append(gained)
-    leader.on_lose.append(lost)
+    """Run a ``Notifier``'s jobs in ``leader``'s process whenever it holds the scheduler lease."""
+    leader.add(*Notifier(leader.store, config).jobs())
 
 
 __all__ = ["EVENTS", "NotifyConfig", "Notifier", "install", "subscribe", "unsubscribe", "list_subscriptions",

@@ -2,7 +2,7 @@
 
 ``serve(config)`` runs one server process until SIGTERM or SIGINT: it ensures the indexes
 and the admin user, serves HTTP with ``config.threads`` threads and, unless
-``run_scheduler`` is off, competes for the scheduler lease (``scheduler.housekeeping.Leader``).
+``run_scheduler`` is off, competes for the scheduler lease (``scheduler.leader_loop.Leader``).
 It prints nothing: ``ready(server)`` is called once it listens, for the CLI to print the URL
 and, on a first start, the new admin token (``Server.new_admin_token``).
 
@@ -32,7 +32,7 @@ from waitress.task import ErrorTask
 from fsm.store import Store
 from scheduler.app import create_app, open_store
 from scheduler.config import ServerConfig
-from scheduler.housekeeping import Leader
+from scheduler.leader_loop import Leader
 
 log = logging.getLogger("suanwang.server")
 #: How long ``stop()`` lets requests in flight finish before closing connections.
@@ -115,12 +115,12 @@ class Server:
         self.new_admin_token = ensure_admin(self.store, config)
         self.app = create_app(config, self.store)
         self.http = http_server(self.app, config)
-        self.leader = Leader(self.store, config.mongo_uri, lease_s=config.leader_lease_s,
-                             housekeeping_s=config.housekeeping_s,
-                             offline_after_s=config.offline_after_s) if config.run_scheduler else None
-        if self.leader is not None:  # schedules and notifications run where housekeeping runs
-            from scheduler import notify, schedules
+        self.leader = Leader(self.store, lease_s=config.leader_lease_s) if config.run_scheduler else None
+        if self.leader is not None:  # the leader's jobs: housekeeping, schedules, notifications
+            from scheduler import housekeeping, notify, schedules
 
+            housekeeping.install(self.leader, interval_s=config.housekeeping_s,
+                                 offline_after_s=config.offline_after_s)
             schedules.install(self.leader)
             notify.install(self.leader, notify.NotifyConfig.from_server_config(config))
         self._first = listeners(self.http)[0]

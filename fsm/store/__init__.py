@@ -6,8 +6,10 @@ from __future__ import annotations
 
 from pymongo.database import Database
 
-from fsm.store.db import database, server_now
+from fsm.store.db import DatabaseError, database, server_now
+from fsm.store.leases import LeaseStore
 from fsm.store.schema import ensure_indexes
+from fsm.store.schedules import ScheduleStore
 from fsm.store.tasks import Claim, Claimant, TaskStore
 from fsm.store.users import UserStore
 from fsm.store.wakeups import Wakeups
@@ -25,6 +27,10 @@ class Store:
         self.workers = WorkerStore(db)
         self.users = UserStore(db)
         self.wakeups = Wakeups(db)
+        self.leases = LeaseStore(db)
+        self.schedules = ScheduleStore(db)
+        if create_indexes:
+            self.schedules.ensure_indexes()
 
     @classmethod
     def connect(cls, uri: str, name: str | None = None) -> "Store":
@@ -35,5 +41,5 @@ class Store:
         self.db.client.close()
 
 
-__all__ = ["Store", "TaskStore", "WorkerStore", "UserStore", "Wakeups", "Claim", "Claimant", "database",
-           "server_now", "ensure_indexes"]
+__all__ = ["Store", "TaskStore", "WorkerStore", "UserStore", "Wakeups", "LeaseStore", "ScheduleStore", "Claim",
+           "Claimant", "database", "server_now", "ensure_indexes", "DatabaseError"]

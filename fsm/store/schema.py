@@ -32,12 +32,13 @@ server's clock (``$$NOW``) wherever a lease or a history entry depends on it.
 ``functions`` — owned by ``registry.store`` (see there)
 ``wakeups`` — a small capped collection; a publish inserts one document so idle
     workers tailing it wake within milliseconds
-``locks`` — named leases (the single APScheduler process holds ``scheduler``)
-``schedules`` — schedule definitions, plain documents (trigger, task template, paused, owner);
-    a firing creates the task ``<schedule id>@<fire time>`` (with ``schedule_id`` and
-    ``scheduled_for``), so a duplicate firing is refused by the unique ``_id``
-``apscheduler_jobs`` / ``apscheduler_schedules`` — APScheduler's own job stores (pickled job
-    state holding only references: a function path and ids), kept apart from task data
+``locks`` — named leases (``fsm.store.leases``; the leader holds ``scheduler``)
+``schedules`` — schedule definitions, plain documents (trigger, task template, paused, owner,
+    ``next_fire_at``; ``fsm.store.schedules``): a firing creates the task
+    ``<schedule id>@<fire time>`` (with ``schedule_id`` and ``scheduled_for``), so a duplicate
+    firing is refused by the unique ``_id``. (No ``apscheduler_*`` collection is used any more;
+    databases from before may still hold ``apscheduler_jobs`` / ``apscheduler_schedules``,
+    which nothing reads: drop them at leisure.)
 ``subscriptions``, ``deliveries``, ``alerts``, ``notify_state`` — notifications (owned and
     indexed by ``scheduler.notify``): who wants which event, each delivery with its tries and
     last error, open alert episodes, and the change-stream resume token
