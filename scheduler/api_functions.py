@@ -23,6 +23,7 @@ from registry.builtins import BUILTIN_VERSION, BUILTINS
 from registry.resolver import DEFAULT_CACHE_DIR
 from registry.service import Registry
 from scheduler.auth import current_user, require
+from scheduler.config import default
 
 bp = Blueprint("api_functions", __name__)
 EXTENSION = "suanwang_registry"
@@ -33,7 +34,8 @@ def init_registry(app, db, *, cache_dir: str | None = None, roots: tuple[str, ..
     """Attach the registry to ``app``: ``REGISTRY_CACHE_DIR`` and ``REPO_ROOTS`` (a list) come from app.config."""
     registry = Registry(db, cache_dir or app.config.get("REGISTRY_CACHE_DIR") or str(DEFAULT_CACHE_DIR),
                         roots=tuple(roots if roots is not None else app.config.get("REPO_ROOTS") or ()),
-                        git_timeout_s=float(app.config.get("REGISTRY_GIT_TIMEOUT_S", 120)))
+                        git_timeout_s=float(app.config.get("REGISTRY_GIT_TIMEOUT_S",
+                                                           default("registry_git_timeout_s"))))
     app.extensions[EXTENSION] = registry
     return registry
 

@@ -85,7 +85,8 @@ def create_app(config: ServerConfig, store: Store | None = None) -> Flask:
         SECRET_KEY=config.secret_key or shared_secret_key(store),
         SESSION_COOKIE_NAME="suanwang_session", SESSION_COOKIE_HTTPONLY=True, SESSION_COOKIE_SAMESITE="Lax",
         PERMANENT_SESSION_LIFETIME=timedelta(hours=12),
-        REGISTRY_CACHE_DIR=config.registry_cache_dir, REPO_ROOTS=list(config.repo_roots))
+        REGISTRY_CACHE_DIR=config.registry_cache_dir, REPO_ROOTS=list(config.repo_roots),
+        REGISTRY_GIT_TIMEOUT_S=config.registry_git_timeout_s)
     if config.admin_token:
         store.users.ensure_admin("admin", config.admin_token)
 

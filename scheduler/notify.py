@@ -48,8 +48,9 @@ from fsm.states import Status
 from fsm.store import Store, server_now
 from fsm.store.users import has_role
 from fsm.store.workers import OFFLINE, ONLINE
+from scheduler.config import ServerConfig, default
 from scheduler.leader_loop import Job, JobRunner
-from scheduler.notify_channels import DeliveryFailed, SmtpSettings, TLS_MODES, send_email, send_webhook
+from scheduler.notify_channels import DeliveryFailed, SmtpSettings, send_email, send_webhook
 
 log = logging.getLogger("suanwang.notify")
 
@@ -78,35 +79,29 @@ MAX_PAGE = 500
 
 @dataclass(frozen=True)
 class NotifyConfig:
-    """How the leader delivers; ``from_server_config`` reads it from the server's settings."""
+    """How the leader delivers: the server's ``notify_*`` and ``smtp_*`` settings, whose meaning
+    and defaults are defined once in ``scheduler.config.ServerConfig``."""
 
     smtp: SmtpSettings = field(default_factory=SmtpSettings)
-    #: Tries of one delivery before it is recorded as failed.
-    max_attempts: int = 5
-    #: Wait before the second try; doubled for each later one, up to ``backoff_max_s``.
-    backoff_s: float = 5.0
-    backoff_max_s: float = 600.0
-    webhook_timeout_s: float = 10.0
-    #: Period of the worker, temperature, disk and queue-age checks.
-    check_s: float = 30.0
-    #: How long an idle sender waits before looking for due deliveries again.
-    poll_s: float = 1.0
-    #: A delivery being sent by a process that died is retried after this long.
-    sending_lease_s: float = 120.0
-    senders: int = 2
+    max_attempts: int = default("notify_max_attempts")
+    backoff_s: float = default("notify_backoff_s")
+    backoff_max_s: float = default("notify_backoff_max_s")
+    webhook_timeout_s: float = default("notify_webhook_timeout_s")
+    check_s: float = default("notify_check_s")
+    poll_s: float = default("notify_poll_s")
+    sending_lease_s: float = default("notify_sending_lease_s")
+    senders: int = default("notify_senders")
 
     @classmethod
-    def from_server_config(cls, config: Any) -> "NotifyConfig":
-        """Reads ``smtp_host``, ``smtp_port``, ``smtp_user``, ``smtp_password``, ``smtp_tls``,
-        ``mail_from`` and ``notify_*`` settings when the server's config has them."""
-        get = lambda name, default: getattr(config, name, None) or default  # noqa: E731
-        smtp = SmtpSettings(host=get("smtp_host", None), port=int(get("smtp_port", 25)), user=get("smtp_user", None),
-                            password=get("smtp_password", None), tls=get("smtp_tls", "none"),
-                            mail_from=get("mail_from", "suanwang@localhost"))
-        if smtp.tls not in TLS_MODES:
-            raise ValidationError(f"smtp_tls must be one of {', '.join(TLS_MODES)}, got {smtp.tls!r}")
-        return cls(smtp=smtp, max_attempts=int(get("notify_max_attempts", 5)),
-                   backoff_s=float(get("notify_backoff_s", 5.0)), check_s=float(get("notify_check_s", 30.0)))
+    def from_server_config(cls, config: ServerConfig) -> "NotifyConfig":
+        """The notifier's part of the server's (validated) settings."""
+        smtp = SmtpSettings(host=config.smtp_host, port=config.smtp_port, user=config.smtp_user,
+                            password=config.smtp_password, tls=config.smtp_tls, mail_from=config.mail_from,
+                            timeout_s=config.smtp_timeout_s)
+        return cls(smtp=smtp, max_attempts=config.notify_max_attempts, backoff_s=config.notify_backoff_s,
+                   backoff_max_s=config.notify_backoff_max_s, webhook_timeout_s=config.notify_webhook_timeout_s,
+                   check_s=config.notify_check_s, poll_s=config.notify_poll_s,
+                   sending_lease_s=config.notify_sending_lease_s, senders=config.notify_senders)
 
 
 def ensure_indexes(store: Store) -> None:

@@ -14,8 +14,10 @@ from pathlib import Path
 
 import click
 
+from scheduler.config import TLS_MODES, default as server_default
 from suanwang import settings
 from suanwang.cli_common import Group, api_options, mongo_option
+from worker.config import default as worker_default
 
 SUBCOMMANDS = ["up", "mongo", "server", "worker", "submit", "status", "user", "function", "repo", "schedule"]
 
@@ -42,8 +44,8 @@ def main(ctx: click.Context, config_path: str | None, verbose: bool) -> None:
 @main.command()
 @click.option("--data-dir", envvar="SUANWANG_DATA_DIR", default=str(settings.DEFAULT_DATA_DIR), show_default=True,
               help="database, token and logs")
-@click.option("--port", default=8080, show_default=True, envvar="SUANWANG_PORT", help="HTTP port")
-@click.option("--host", default="127.0.0.1", show_default=True, help="HTTP address to listen on")
+@click.option("--port", default=server_default("port"), show_default=True, envvar="SUANWANG_PORT", help="HTTP port")
+@click.option("--host", default=server_default("host"), show_default=True, help="HTTP address to listen on")
 @mongo_option(required=False)
 @click.option("--bind-ip", default="127.0.0.1", show_default=True,
               help="address the embedded MongoDB listens on (0.0.0.0 to let other machines' workers in)")
@@ -86,18 +88,19 @@ def mongo(data_dir, port, bind_ip):
 
 @main.command()
 @mongo_option()
-@click.option("--host", default="127.0.0.1", show_default=True, envvar="SUANWANG_HOST")
-@click.option("--port", type=int, default=8080, show_default=True, envvar="SUANWANG_PORT")
-@click.option("--threads", type=int, default=8, show_default=True, help="HTTP worker threads")
+@click.option("--host", default=server_default("host"), show_default=True, envvar="SUANWANG_HOST")
+@click.option("--port", type=int, default=server_default("port"), show_default=True, envvar="SUANWANG_PORT")
+@click.option("--threads", type=int, default=server_default("threads"), show_default=True, help="HTTP worker threads")
 @click.option("--admin-token", envvar="SUANWANG_ADMIN_TOKEN", help="make sure this token works for user admin")
 @click.option("--no-scheduler", is_flag=True, help="never run the periodic jobs in this process")
 @click.option("--smtp-host", envvar="SUANWANG_SMTP_HOST", help="mail server for e-mail notifications")
-@click.option("--smtp-port", type=int, default=25, show_default=True, envvar="SUANWANG_SMTP_PORT")
+@click.option("--smtp-port", type=int, default=server_default("smtp_port"), show_default=True,
+              envvar="SUANWANG_SMTP_PORT")
 @click.option("--smtp-user", envvar="SUANWANG_SMTP_USER")
 @click.option("--smtp-password", envvar="SUANWANG_SMTP_PASSWORD")
-@click.option("--smtp-tls", type=click.Choice(["none", "starttls", "ssl"]), default="none", show_default=True,
+@click.option("--smtp-tls", type=click.Choice(TLS_MODES), default=server_default("smtp_tls"), show_default=True,
               envvar="SUANWANG_SMTP_TLS")
-@click.option("--mail-from", default="suanwang@localhost", show_default=True, envvar="SUANWANG_MAIL_FROM")
+@click.option("--mail-from", default=server_default("mail_from"), show_default=True, envvar="SUANWANG_MAIL_FROM")
 @click.option("--metrics-token", envvar="SUANWANG_METRICS_TOKEN", help="require this token for /metrics")
 def server(mongo, host, port, threads, admin_token, no_scheduler, smtp_host, smtp_port, smtp_user, smtp_password,
            smtp_tls, mail_from, metrics_token):
@@ -121,9 +124,11 @@ def server(mongo, host, port, threads, admin_token, no_scheduler, smtp_host, smt
 @click.option("--name", envvar="SUANWANG_WORKER_NAME", help="worker name (default: the hostname)")
 @click.option("--tags", envvar="SUANWANG_WORKER_TAGS", default="", help="comma-separated tags, e.g. gpu,big")
 @click.option("--concurrency", type=int, envvar="SUANWANG_CONCURRENCY", help="slots (default: CPU count)")
-@click.option("--heartbeat", type=float, default=2.0, show_default=True, help="seconds between heartbeats")
+@click.option("--heartbeat", type=float, default=worker_default("heartbeat_s"), show_default=True,
+              help="seconds between heartbeats")
 @click.option("--cache-dir", envvar="SUANWANG_CACHE_DIR", help="function checkouts (default ~/.suanwang/cache)")
-@click.option("--drain-timeout", type=float, default=30.0, show_default=True, envvar="SUANWANG_DRAIN_TIMEOUT",
+@click.option("--drain-timeout", type=float, default=worker_default("drain_timeout_s"), show_default=True,
+              envvar="SUANWANG_DRAIN_TIMEOUT",
               help="seconds running attempts get to finish after SIGTERM")
 @click.option("--burst", is_flag=True, help="exit when nothing is left to claim")
 def worker(mongo, name, tags, concurrency, heartbeat, cache_dir, drain_timeout, burst):

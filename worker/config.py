@@ -1,4 +1,5 @@
-"""The worker daemon's settings: one frozen, validated object built at the edge (the CLI).
+"""The worker daemon's settings: each defined once, here, with its default; one frozen, validated
+object built at the edge (the CLI, whose option defaults are ``default(name)``).
 
 Fields left at ``None`` are filled in ``__post_init__`` from the others or from the machine
 (``lease_s`` from ``heartbeat_s``; ``gpus`` from NVML, ``mem_gb`` from psutil), so a config
@@ -9,7 +10,7 @@ from __future__ import annotations
 import os
 import re
 import socket
-from dataclasses import dataclass, field, fields
+from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
 
 from fsm.errors import ConfigError
@@ -129,6 +130,15 @@ class WorkerConfig:
         shown = {f.name: getattr(self, f.name) for f in fields(self)}
         shown["mongo_uri"] = re.sub(r"//([^:/@]+):[^@/]*@", r"//\1:***@", self.mongo_uri)
         return ", ".join(f"{k}={v!r}" for k, v in shown.items())
+
+
+def default(name: str):
+    """The default of the ``WorkerConfig`` field ``name`` (the CLI's option defaults); a default
+    the machine decides (name, concurrency, gpus, mem_gb, lease_s) is None here."""
+    spec = {f.name: f for f in fields(WorkerConfig)}[name]
+    if spec.default is not MISSING:
+        return spec.default
+    return None
 
 
 def _number(value) -> bool:
