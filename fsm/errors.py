@@ -14,7 +14,7 @@ DETAILS: dict[str, tuple[dict, str]] = {
     "index": ({"type": "integer", "minimum": 0}, "the item of a bulk request at fault (the whole request "
                                                  "was refused)"),
     "ids": ({"type": "array", "items": {"type": "string"}}, "the ids concerned (e.g. task ids that exist)"),
-    "right": ({"type": "string"}, "the right the caller lacks (scheduler.rights)"),
+    "right": ({"type": "string"}, "the right the caller lacks (fsm.rights)"),
     "role": ({"type": "string"}, "the lowest role that holds that right"),
     "grammar": ({"type": "string"}, "the identifier grammar a value broke (fsm.identifiers)"),
     "limit": ({"type": "number"}, "the limit a value went past"),

@@ -16,7 +16,7 @@ from pymongo.database import Database
 from fsm.errors import Conflict, Forbidden, FunctionNotFound, RegistryError, ValidationError
 from fsm.identifiers import FUNCTION_CODE, REPO_NAME, VERSION
 from fsm.store.spec import validate as validate_task
-from fsm.store.users import has_role
+from fsm import rights
 from registry.builtins import BUILTIN_VERSION, BUILTINS
 from registry.checkout import GitCache
 from registry.locations import check_location, check_name, check_syntax
@@ -34,13 +34,13 @@ def caller_name(user: dict) -> str:
 
 
 def require_registrant(user: dict | None, action: str) -> None:
-    if not user or not has_role(user, "super"):
+    if not rights.may(user, "manage_functions"):
         raise Forbidden(f"only admin and super-users may {action}"
                         + (f" (you are {caller_name(user)!r}, role {user.get('role')!r})" if user else ""))
 
 
 def require_admin(user: dict | None, action: str) -> None:
-    if not user or not has_role(user, "admin"):
+    if not rights.may(user, "manage_repos"):
         raise Forbidden(f"only admins may {action}")
 
 

@@ -120,7 +120,7 @@ def stats():
 
 
 @bp.get("/users")
-@require("admin")
+@require("manage_users")
 def list_users():
     users = [user_view(u) for u in service.list_users(store(), current_user())]
     return jsonify({"items": users, "total": len(users)})

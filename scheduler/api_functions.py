@@ -18,7 +18,7 @@ from bson import ObjectId
 from flask import Blueprint, current_app, jsonify, request
 
 from fsm.errors import ConfigError, Forbidden, ValidationError
-from fsm.store.users import has_role
+from fsm import rights
 from registry.builtins import BUILTIN_VERSION, BUILTINS
 from registry.resolver import DEFAULT_CACHE_DIR
 from registry.service import Registry
@@ -59,7 +59,7 @@ def _plain(doc: dict) -> dict:
 
 
 def _sees_private(user: dict) -> bool:
-    return has_role(user, "super")
+    return rights.may(user, "see_private_functions")
 
 
 def _body() -> dict:
@@ -99,7 +99,7 @@ def list_functions():
 
 
 @bp.post("/functions")
-@require("super")
+@require("manage_functions")
 def register_function():
     doc, created = _registry().register(current_user(), _body())
     return jsonify(_plain(doc)), 201 if created else 200
@@ -122,7 +122,7 @@ def show_function(code: str, version: str):
 
 
 @bp.patch("/functions/<code>/<version>")
-@require("super")
+@require("manage_functions")
 def change_function(code: str, version: str):
     body = _body()
     unknown = set(body) - {"public", "deprecated"}
@@ -134,14 +134,14 @@ def change_function(code: str, version: str):
 
 
 @bp.get("/repos")
-@require("admin")
+@require("manage_repos")
 def list_repos():
     repos = [{"name": r["_id"], **_plain(r)} for r in _registry().list_repos()]
     return jsonify({"items": repos, "total": len(repos)})
 
 
 @bp.post("/repos")
-@require("admin")
+@require("manage_repos")
 def add_repo():
     body = _body()
     unknown = set(body) - {"location", "url", "name", "description", "verify"}

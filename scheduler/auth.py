@@ -11,7 +11,7 @@ One module, so both fronts answer the same way:
   the ``csrf_token`` form field; the pages check every unsafe request (login and logout too),
   the API those a cookie authenticates (a bearer token cannot be sent by a forged page).
   A failure is always ``403 csrf_failed`` (``fsm.errors.CsrfFailed``).
-* Rights: ``require(right)`` guards a view with a right of ``scheduler.rights.RIGHTS`` (or a
+* Rights: ``require(right)`` guards a view with a right of ``fsm.rights.RIGHTS`` (or a
   role name); the service layer checks the same table.
 * ``install(app)`` makes every matched API route authenticate before its view runs, so an
   unknown and a known resource both answer 401 without credentials (nothing can be probed);
@@ -25,7 +25,7 @@ from flask import Flask, current_app, g, jsonify, request, session
 
 from fsm.errors import CsrfFailed, SuanwangError, Unauthorized
 from fsm.store import Store
-from scheduler import rights
+from fsm import rights
 
 #: ``app.extensions`` key of the app's ``fsm.store.Store``.
 STORE_KEY = "suanwang_store"
@@ -97,7 +97,7 @@ def check_csrf() -> None:
 
 
 def may(right: str) -> bool:
-    """Whether the caller (if any) holds ``right`` (a right of ``scheduler.rights`` or a role name)."""
+    """Whether the caller (if any) holds ``right`` (a right of ``fsm.rights`` or a role name)."""
     return rights.may(current_user(required=False), right)
 
 

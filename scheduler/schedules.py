@@ -22,11 +22,11 @@ import threading
 from datetime import datetime, timezone
 from typing import Any
 
-from fsm.errors import Conflict, Forbidden, NotFound, SuanwangError, ValidationError
+from fsm.errors import Conflict, NotFound, SuanwangError, ValidationError
 from fsm.identifiers import SCHEDULE_ID
 from fsm.store import Store, server_now
 from fsm.store.spec import validate
-from fsm.store.users import has_role
+from fsm import rights
 from registry import catalog
 from scheduler.leader_loop import Job
 from scheduler.schedule_triggers import build_trigger, due_runs, first_fire, parse_trigger, shorthand
@@ -62,7 +62,7 @@ def check_template(store: Store, template: Any, role: str) -> dict:
 
 # --------------------------------------------------------------- the verbs
 def _owner_filter(user: dict) -> dict:
-    return {} if has_role(user, "super") else {"owner": user["_id"]}
+    return {} if rights.may(user, "manage_schedule_any") else {"owner": user["_id"]}
 
 
 def _settings(body: dict, current: dict | None = None) -> dict:
@@ -91,8 +91,7 @@ def _next_fire_at(doc: dict, now: datetime) -> datetime | None:
 
 def create(store: Store, body: Any, user: dict) -> dict:
     """Check a schedule body and store it with its first fire time; the leader fires it from there."""
-    if not has_role(user, "business"):
-        raise Forbidden(f"creating schedules needs the business role or above; {user['_id']} is {user.get('role')}")
+    rights.check(user, "create_schedule")
     if not isinstance(body, dict):
         raise ValidationError("a schedule must be a JSON object")
     unknown = set(body) - TOP_FIELDS
@@ -122,7 +121,7 @@ def create(store: Store, body: Any, user: dict) -> dict:
 
 def get(store: Store, sid: str, user: dict) -> dict:
     doc = store.schedules.get(sid)
-    if doc is None or (not has_role(user, "super") and doc.get("owner") != user["_id"]):
+    if doc is None or (not rights.may(user, "manage_schedule_any") and doc.get("owner") != user["_id"]):
         raise NotFound(f"no schedule with id {sid!r}")
     return doc
 

@@ -4,7 +4,7 @@ Each function takes the store and the calling user (a users document without sec
 enforces roles, and raises ``fsm.errors`` that the HTTP layer turns into JSON. Documents
 come back as stored (``_id``, datetimes); the caller shapes them for its output.
 
-Who may do what (the rights of ``scheduler.rights``, which the pages check too):
+Who may do what (the rights of ``fsm.rights``, which the pages check too):
     publish             admin, super, business (business: public functions only; see
                         ``registry.catalog.resolve_version``); general may not
     read tasks          admin, super: every task; business, general: their own
@@ -25,7 +25,8 @@ from fsm.store.spec import TaskSpec, validate
 from fsm.store.users import ROLES
 from fsm.store.workers import DRAINING, ONLINE
 from registry import catalog
-from scheduler import resources, rights
+from fsm import rights
+from scheduler import resources
 
 #: Most tasks one publish request may carry.
 MAX_BULK = 10_000

@@ -9,7 +9,7 @@ import requests
 
 from fsm.errors import Forbidden
 from fsm.store.spec import validate
-from scheduler import rights
+from fsm import rights
 from tests.apiserver import api  # noqa: F401  (fixture)
 
 PASSWORD = "a-long-password"

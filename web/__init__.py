@@ -8,7 +8,7 @@ What a host app must give the blueprint (``create_app`` does; so does the tests'
     ``app.secret_key``              signs the session cookie and the CSRF tokens
 Browsers log in with a password (scrypt hashes, ``UserStore.by_password``); the signed session
 holds only ``session["user"]``, the user's name. Who is looking, their rights and the CSRF check
-are ``scheduler.auth`` and ``scheduler.rights``, the API's own: every unsafe request to the
+are ``scheduler.auth`` and ``fsm.rights``, the API's own: every unsafe request to the
 blueprint needs Flask-WTF's CSRF token (``web.session.csrf_protect``), else 403 ``csrf_failed``.
 Front-end libraries come from npm through ``scripts/build_web_assets.sh`` into ``static/vendor/``;
 without them the pages still render, with a note saying to run that script.

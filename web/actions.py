@@ -4,14 +4,15 @@ from __future__ import annotations
 from flask import abort, flash, jsonify, redirect, request, url_for
 
 from fsm.errors import SuanwangError
-from scheduler import rights, service
+from fsm import rights
+from scheduler import service
 from web import bp
 from web.session import can, local_path, login_required, store, user
 
 MAX_SELECTED = 1000
 
 
-#: Page action -> the right it needs (``scheduler.rights``); each task then goes through the service.
+#: Page action -> the right it needs (``fsm.rights``); each task then goes through the service.
 ACTION_RIGHTS = {"priority": "change_task", "enable": "change_task", "disable": "change_task",
                  "requeue": "change_task", "cancel": "cancel_task_own"}
 TASK_ACTIONS = set(ACTION_RIGHTS)

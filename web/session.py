@@ -7,7 +7,8 @@ from functools import wraps
 from flask import abort, redirect, request, url_for
 
 from fsm.errors import SuanwangError
-from scheduler import auth, rights
+from fsm import rights
+from scheduler import auth
 from scheduler.auth import store  # noqa: F401  (the pages' handle on the Store)
 from web import bp
 
@@ -51,7 +52,7 @@ def refused(exc: SuanwangError):
     return auth.error_response(exc)
 
 
-#: Templates and views ask ``can(right)`` (a right of ``scheduler.rights`` or a role name).
+#: Templates and views ask ``can(right)`` (a right of ``fsm.rights`` or a role name).
 can = auth.may
 
 

@@ -1,4 +1,4 @@
-"""Who may do what: one table of rights, read by the service layer, the API and the pages.
+"""Who may do what: one table of rights, read by the service layers, the API and the pages.
 
 A right names the lowest role that holds it (roles rank admin > super > business > general,
 ``fsm.store.users.RANK``). Rights ending in ``_own`` apply to the caller's own things only;
@@ -19,7 +19,8 @@ RIGHTS: dict[str, tuple[str, str]] = {
     "change_task": ("super", "re-prioritising, enabling/disabling and re-queueing tasks"),
     "manage_workers": ("admin", "draining or resuming a worker"),
     "manage_users": ("admin", "managing users"),
-    "manage_functions": ("super", "registering functions and repositories"),
+    "manage_functions": ("super", "registering and changing function versions"),
+    "manage_repos": ("admin", "adding and listing allowed repositories"),
     "see_private_functions": ("super", "seeing private functions"),
     "create_schedule": ("business", "creating schedules"),
     "manage_schedule_any": ("super", "reading and changing other users' schedules"),
