@@ -20,6 +20,7 @@ from __future__ import annotations
 import logging
 from dataclasses import replace
 import signal
+import socket
 import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -88,7 +89,8 @@ class Daemon:
         self._own_store = store is None
         self.store = store or Store(database(config.mongo_uri, config.db_name,
                                              serverSelectionTimeoutMS=SERVER_SELECTION_MS), create_indexes=False)
-        self.claimant = Claimant(name=config.name, gpus=config.gpus, mem_gb=config.mem_gb, tags=config.tags,
+        self.claimant = Claimant(name=config.name, host=socket.gethostname(), gpus=config.gpus,
+                                 mem_gb=config.mem_gb, tags=config.tags,
                                  lease_s=config.lease_s, distinct_grace_s=config.distinct_grace_s)
         self.resolver = make_resolver(self.store.db, config.cache_dir)
         self.executor = Executor(config.concurrency)

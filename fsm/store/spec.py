@@ -26,7 +26,7 @@ NAME_PATTERN = re.compile(r"^[A-Za-z_][A-Za-z0-9_.:-]{0,199}$")
 TAG_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
 ALLOWED = {"id", "function", "version", "args", "kwargs", "priority", "is_enabled", "redundancy", "quorum",
-           "timeout_s", "max_retries", "retry_backoff_s", "requires", "run_after", "delay_s"}
+           "timeout_s", "max_retries", "retry_backoff_s", "requires", "run_after", "delay_s", "distinct_hosts"}
 REQUIRES_ALLOWED = {"gpus", "mem_gb", "tags"}
 
 
@@ -113,6 +113,8 @@ class TaskSpec:
     requires: dict
     run_after: datetime | None = None
     id: str | None = None
+    #: never run two attempts of this task on one machine (stricter than distinct workers)
+    distinct_hosts: bool = False
     extra: dict = field(default_factory=dict)
 
 
@@ -154,6 +156,9 @@ def validate(body: Any, defaults: Defaults = Defaults()) -> TaskSpec:
     quorum = _int(body, "quorum", redundancy // 2 + 1 if redundancy > 1 else 1, 1, MAX_REDUNDANCY)
     if quorum > redundancy:
         raise ValidationError(f"'quorum' ({quorum}) cannot exceed 'redundancy' ({redundancy})", field="quorum")
+    distinct_hosts = body.get("distinct_hosts", False)
+    if not isinstance(distinct_hosts, bool):
+        raise ValidationError("'distinct_hosts' must be true or false", field="distinct_hosts")
     task_id = body.get("id")
     if task_id is not None and (not isinstance(task_id, str) or not ID_PATTERN.match(task_id)):
         raise ValidationError("'id' must be 1-128 characters: letters, digits and . _ : @ -", field="id")
@@ -165,4 +170,5 @@ def validate(body: Any, defaults: Defaults = Defaults()) -> TaskSpec:
         max_retries=_int(body, "max_retries", defaults.max_retries, 0, MAX_RETRIES),
         retry_backoff_s=_number(body, "retry_backoff_s", defaults.retry_backoff_s, 0, 3600),
         requires=_requires(body.get("requires")), run_after=_run_after(body), id=task_id,
+        distinct_hosts=distinct_hosts,
     )

@@ -23,7 +23,9 @@ from pymongo.write_concern import WriteConcern
 from fsm.decide import Plan, decide_attempt_end, decide_cancel, decide_requeue, digest
 from fsm.errors import Conflict, InvalidTransition, LeaseLost, TaskNotFound, ValidationError
 from fsm.states import FINAL, LIVE, AttemptState, Status, check
+from fsm.lanes import lane_of
 from fsm.store.db import server_now
+from fsm.store.lanes import LaneStore
 from fsm.store.schema import CLAIM_INDEX
 from fsm.store.spec import PRIORITY_RANGE, TaskSpec, _int
 
@@ -61,6 +63,8 @@ class Claimant:
 
     name: str
     gpus: int = 0
+    #: the machine: a task with ``distinct_hosts`` never runs twice on one
+    host: str = ""
     mem_gb: float = 1 << 20
     tags: tuple[str, ...] = ()
     lease_s: float = 15.0
@@ -94,6 +98,7 @@ class TaskStore:
         # crash only re-runs an attempt (its late result is refused). Publishes and attempt ends
         # stay majority-acknowledged and journaled, so no task and no result is ever lost.
         self._fast: Collection = self.tasks.with_options(write_concern=WriteConcern(w=1))
+        self.lanes = LaneStore(db)
 
     # ----------------------------------------------------------------- publish
     def document(self, spec: TaskSpec, submitted_by: str) -> dict:
@@ -103,7 +108,8 @@ class TaskStore:
         return {
             "_id": spec.id or new_id(), "function": spec.function, "version": spec.version,
             "args": spec.args, "kwargs": spec.kwargs, "priority": spec.priority, "is_enabled": spec.is_enabled,
-            "status": status.value, "requires": spec.requires, "redundancy": spec.redundancy,
+            "status": status.value, "requires": spec.requires, "lane": lane_of(spec.requires),
+            "distinct_hosts": spec.distinct_hosts, "redundancy": spec.redundancy,
             "quorum": spec.quorum, "timeout_s": spec.timeout_s, "max_retries": spec.max_retries,
             "retry_backoff_s": spec.retry_backoff_s, "open_slots": spec.redundancy, "failures": 0,
             "workers": [], "attempts": [], "result": None, "error": None, "reason": None,
@@ -118,6 +124,7 @@ class TaskStore:
         """
         if not docs:
             return []
+        self.lanes.register(doc["requires"] for doc in docs)
         now = server_now(self.db)
         for doc in docs:
             doc["created_at"] = doc["updated_at"] = now
@@ -135,10 +142,11 @@ class TaskStore:
     def claim_filter(self, who: Claimant) -> dict:
         return {
             "open_slots": {"$gt": 0}, "is_enabled": True,
+            "lane": {"$in": self.lanes.served_by(who.gpus, who.mem_gb, who.tags)},
             "status": {"$in": [Status.QUEUED.value, Status.RUNNING.value]},
             "requires.gpus": {"$lte": who.gpus}, "requires.mem_gb": {"$lte": who.mem_gb},
             "requires.tags": {"$not": {"$elemMatch": {"$nin": list(who.tags)}}},
-            "workers": {"$ne": who.name},
+            "workers": {"$ne": who.name}, "hosts": {"$ne": who.host},
         }
 
     def claim_next(self, who: Claimant) -> Claim | None:
@@ -178,6 +186,7 @@ class TaskStore:
         """A redundant task no other worker took within the grace period may run here again."""
         filt = self.claim_filter(who)
         filt["workers"] = who.name
+        filt["distinct_hosts"] = {"$ne": True}  # those never run twice on one machine
         # The server's clock inside the filter: no extra round trip on an empty queue.
         filt["$expr"] = {"$lt": ["$slot_open_since", {"$subtract": ["$$NOW", int(who.distinct_grace_s * 1000)]}]}
         return self._fast.find_one_and_update(filt, update, sort=CLAIM_SORT, projection=CLAIM_PROJECTION,
@@ -186,7 +195,8 @@ class TaskStore:
     @staticmethod
     def _claim_update(who: Claimant, attempt_id: str) -> list:
         lease_ms = int(who.lease_s * 1000)
-        attempt = {"id": lit(attempt_id), "worker": lit(who.name), "state": AttemptState.RUNNING.value,
+        attempt = {"id": lit(attempt_id), "worker": lit(who.name), "host": lit(who.host),
+                   "state": AttemptState.RUNNING.value,
                    "number": {"$add": [{"$size": "$attempts"}, 1]},
                    "started_at": "$$NOW", "lease_until": {"$add": ["$$NOW", lease_ms]}}
         entry = {"from": Status.QUEUED.value, "to": Status.RUNNING.value, "at": "$$NOW", "by": lit(who.name)}
@@ -195,6 +205,8 @@ class TaskStore:
             "open_slots": {"$subtract": ["$open_slots", 1]},
             "slot_open_since": "$$NOW",
             "workers": {"$concatArrays": ["$workers", [lit(who.name)]]},
+            "hosts": {"$cond": [{"$eq": ["$distinct_hosts", True]},
+                                {"$concatArrays": [{"$ifNull": ["$hosts", []]}, [lit(who.host)]]}, "$hosts"]},
             "attempts": {"$concatArrays": ["$attempts", [attempt]]},
             "history": {"$cond": [{"$eq": ["$status", Status.QUEUED.value]},
                                   {"$concatArrays": ["$history", [entry]]}, "$history"]},
