@@ -17,7 +17,7 @@ import click
 from suanwang import settings
 from suanwang.cli_common import Group, api_options, mongo_option
 
-SUBCOMMANDS = ["up", "mongo", "server", "worker", "submit", "status", "user", "function", "repo", "schedule"]
+SUBCOMMANDS = ["up", "mongo", "server", "worker", "submit", "status", "user", "function", "repo", "schedule", "why"]
 
 
 def _setup_logging(verbose: bool) -> None:
@@ -252,6 +252,9 @@ def _mount_optional() -> None:
         main.add_command(repo_group, "repo")
     except ImportError:
         pass
+    from suanwang.cli_why import why
+
+    main.add_command(why, "why")
     try:
         from suanwang.cli_schedule import schedule_group
 
