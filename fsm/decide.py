@@ -91,6 +91,12 @@ def decide_attempt_end(task: dict, attempt_id: str, state: AttemptState, *, resu
         if worker in remaining:
             remaining.remove(worker)
         plan.fields["workers"] = remaining
+        if task.get("distinct_hosts"):  # a failed attempt's machine may try again, like its worker
+            hosts = list(task.get("hosts", []))
+            host = next(a.get("host") for a in task["attempts"] if a["id"] == attempt_id)
+            if host in hosts:
+                hosts.remove(host)
+            plan.fields["hosts"] = hosts
         plan.fields["error"] = update["error"]
         if failures > task.get("max_retries", 0):
             return _finish(plan, task, others, Status.FAILED, reason="retries_exhausted")
@@ -140,7 +146,7 @@ def decide_requeue(task: dict) -> Plan:
     frm = Status(task["status"])
     plan = Plan(frm=frm, to=Status.QUEUED, reason="requeued")
     plan.fields.update(
-        open_slots=task.get("redundancy", 1), failures=0, workers=[], attempts=[],
+        open_slots=task.get("redundancy", 1), failures=0, workers=[], hosts=[], attempts=[],
         previous_attempts=task.get("previous_attempts", []) + task.get("attempts", []),
         result=None, error=None, reason=None, finished_at=None)
     return plan

@@ -59,7 +59,11 @@ def publish_tasks():
     if isinstance(payload, list):
         items = [{"id": d["_id"], "status": d["status"], "function": d["function"], "version": d["version"]}
                  for d in docs]
-        return jsonify({"items": items, "total": len(items)}), 201
+        answer = {"items": items, "total": len(items)}
+        warnings = sorted({w for d in docs for w in d.get("warnings", [])})
+        if warnings:
+            answer["warnings"] = warnings
+        return jsonify(answer), 201
     return jsonify(task_view(docs[0])), 201
 
 
@@ -73,6 +77,14 @@ def list_tasks():
 @bp.get("/tasks/<task_id>")
 def get_task(task_id):
     return jsonify(task_view(service.get_task(store(), task_id, current_user())))
+
+
+@bp.get("/tasks/<task_id>/explain")
+def explain_task(task_id):
+    """Why the task waits: which workers could take it, why the others cannot, what is ahead."""
+    from scheduler.service_explain import explain
+
+    return jsonify(explain(store(), task_id, current_user()))
 
 
 @bp.patch("/tasks/<task_id>")

@@ -80,6 +80,9 @@ def publish(store: Store, bodies: Any, user: dict) -> list[dict]:
         if "requires" not in body and requires:
             spec.requires = {**spec.requires, **requires}
     docs = [store.tasks.document(spec, user["_id"]) for spec in specs]
+    from scheduler.service_explain import publish_warnings  # here: that module imports this one
+
+    publish_warnings(store, docs)
     try:
         store.tasks.insert(docs)
     finally:

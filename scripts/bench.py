@@ -7,8 +7,11 @@ Starts its own mongod (the embedded one), then prints one table:
   3. end to end: N no-op tasks published in bulk over HTTP to all done, one worker with 2 slots
   4. publish-to-start latency for an idle worker, p50 / p99 (server clock on both ends)
   5. the same workload on Celery 5 (Redis broker, prefork concurrency 2), when Redis answers
+  6. claim lanes: a CPU worker's claim p50 with 0, 10,000 and 100,000 GPU-only tasks queued ahead
+     of its work, with lanes and (same data, same run) with the pre-lane claim query and index
 
 Usage: python scripts/bench.py [--tasks 5000] [--cycles 3000] [--latency-samples 200] [--skip-celery]
+                               [--lanes-only] [--lane-ahead 0,10000,100000]
 """
 from __future__ import annotations
 
@@ -104,6 +107,51 @@ def store_cycles(uri: str, clients: int, cycles: int) -> float:
     store = Store(database(uri, db_name))
     publish_direct(store, cycles)
     return _run_clients(_store_client, uri, db_name, clients, cycles)
+
+
+# ----------------------------------------------------------------- 6. claim lanes
+def _old_claim(store: Store, who: Claimant):
+    """The claim as it was before lanes: requirement filters over an index led by priority."""
+    from pymongo import ReturnDocument
+
+    filt = store.tasks.claim_filter(who)
+    del filt["lane"]
+    return store.db.tasks.find_one_and_update(filt, store.tasks._claim_update(who, "bench"), hint="claim_prelane",
+                                              sort=[("priority", -1), ("created_at", 1)],
+                                              return_document=ReturnDocument.AFTER)
+
+
+def lane_claims(uri: str, ahead: int, samples: int) -> tuple[float, float]:
+    """Claim p50 (ms) of one plain task behind ``ahead`` GPU-only ones: with lanes, and before lanes."""
+    from pymongo import ASCENDING, DESCENDING
+
+    store = Store(database(uri, f"lanes{ahead}"))
+    store.db.tasks.create_index([("is_enabled", ASCENDING), ("priority", DESCENDING), ("created_at", ASCENDING)],
+                                name="claim_prelane", partialFilterExpression={"open_slots": {"$gt": 0}})
+    gpu = validate({"function": "noop", "priority": 9, "requires": {"gpus": 1}})
+    for start in range(0, ahead, 5000):
+        store.tasks.insert([store.tasks.document(gpu, "bench") for _ in range(min(5000, ahead - start))])
+    who = Claimant(name="cpu-bench", gpus=0, distinct_grace_s=-1)
+    timings: dict[str, list[float]] = {"lanes": [], "before": []}
+    for i in range(samples):
+        for kind in ("lanes", "before"):
+            store.tasks.insert([store.tasks.document(validate({"function": "noop", "priority": 1}), "bench")])
+            began = time.perf_counter()
+            claim = store.tasks.claim_next(who) if kind == "lanes" else _old_claim(store, who)
+            timings[kind].append((time.perf_counter() - began) * 1000)
+            assert claim is not None
+    store.db.client.drop_database(f"lanes{ahead}")
+    return percentile(timings["lanes"], 50), percentile(timings["before"], 50)
+
+
+def lane_rows(uri: str, counts: list[int], samples: int) -> list[tuple[str, str, str]]:
+    rows, base = [], None
+    for ahead in counts:
+        with_lanes, before = lane_claims(uri, ahead, samples)
+        base = base or with_lanes
+        rows.append((f"claim p50, {ahead:,} unclaimable GPU tasks ahead", f"{with_lanes:.2f} ms",
+                     f"{with_lanes / base:.2f}x the empty case (target <= 2x); before lanes {before:.2f} ms"))
+    return rows
 
 
 # ------------------------------------------------------------- 3, 4. end to end
@@ -247,6 +295,9 @@ def main() -> None:
     parser.add_argument("--cycles", type=int, default=3000)
     parser.add_argument("--latency-samples", type=int, default=200)
     parser.add_argument("--skip-celery", action="store_true")
+    parser.add_argument("--lanes-only", action="store_true", help="only the claim-lane measurements")
+    parser.add_argument("--lane-ahead", default="0,10000,100000", help="unclaimable tasks ahead, comma-separated")
+    parser.add_argument("--lane-samples", type=int, default=200)
     args = parser.parse_args()
 
     workdir = Path(tempfile.mkdtemp(prefix="suanwang-bench-"))
@@ -254,6 +305,9 @@ def main() -> None:
     uri = mongo.start()
     rows = []
     try:
+        rows += lane_rows(uri, [int(n) for n in args.lane_ahead.split(",")], args.lane_samples)
+        if args.lanes_only:
+            return
         raw1 = raw_ceiling(uri, 1, args.cycles)
         raw2 = raw_ceiling(uri, 2, args.cycles)
         fair1 = raw_ceiling(uri, 1, args.cycles, claim_w1=True)
@@ -289,6 +343,10 @@ def main() -> None:
     finally:
         mongo.stop()
         shutil.rmtree(workdir, ignore_errors=True)
+        report(rows)
+
+
+def report(rows) -> None:
     width = max(len(r[0]) for r in rows)
     vwidth = max(len(r[1]) for r in rows)
     print(f"\n{'measure':<{width}}  {'value':<{vwidth}}  ratio / target")

@@ -19,7 +19,7 @@ from suanwang import settings
 from suanwang.cli_common import Group, api_options, mongo_option
 from worker.config import default as worker_default
 
-SUBCOMMANDS = ["up", "mongo", "server", "worker", "submit", "status", "user", "function", "repo", "schedule"]
+SUBCOMMANDS = ["up", "mongo", "server", "worker", "submit", "status", "user", "function", "repo", "schedule", "why"]
 
 
 def _setup_logging(verbose: bool) -> None:
@@ -257,6 +257,9 @@ def _mount_optional() -> None:
         main.add_command(repo_group, "repo")
     except ImportError:
         pass
+    from suanwang.cli_why import why
+
+    main.add_command(why, "why")
     try:
         from suanwang.cli_schedule import schedule_group
 

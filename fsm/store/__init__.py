@@ -8,6 +8,8 @@ from pymongo.database import Database
 
 from fsm.store.db import DatabaseError, database, server_now
 from fsm.store.leases import LeaseStore
+from fsm.store.machines import MachineStats
+from fsm.store.placement import PlacementReads
 from fsm.store.schema import ensure_indexes
 from fsm.store.schedules import ScheduleStore
 from fsm.store.tasks import Claim, Claimant, TaskStore
@@ -27,6 +29,8 @@ class Store:
         self.workers = WorkerStore(db)
         self.users = UserStore(db)
         self.wakeups = Wakeups(db)
+        self.placement = PlacementReads(db)
+        self.machines = MachineStats(db)
         self.leases = LeaseStore(db)
         self.schedules = ScheduleStore(db)
         if create_indexes:

@@ -8,6 +8,9 @@ server's clock (``$$NOW``) wherever a lease or a history entry depends on it.
     priority (int, higher first), is_enabled (bool: disabled tasks are never claimed)
     status                                 pending | queued | running | succeeded | failed | cancelled
     requires {gpus, mem_gb, tags}          what a worker must offer to claim it
+    lane                                   the claim lane derived from requires (``fsm.lanes``)
+    distinct_hosts, hosts [host]           refuse two attempts on one machine; the machines used
+    warnings [text]                        said at publish (e.g. fewer eligible workers than redundancy)
     redundancy, quorum                     run on k distinct workers; succeed when q results agree
     timeout_s, max_retries, retry_backoff_s
     open_slots                             attempts still to hand out (claimable while > 0)
@@ -27,6 +30,10 @@ server's clock (``$$NOW``) wherever a lease or a history entry depends on it.
     cpu {percent, per_core, count}, load [1, 5, 15], mem {total, used, percent}, disk {...},
     temps {sensor: celsius}, gpus [{index, name, util, mem_used, mem_total, temp}], gpu_note,
     tags, concurrency, running [attempt ids], functions, versions_ready
+``lanes`` — one document per claim lane that was ever published (``_id``: the lane name),
+    with its ``requires`` {gpus, mem_class, tags}; workers read it to know which lanes they serve
+``machine_stats`` — per (worker, function): recent outcomes, consecutive failures, mean run time,
+    and a quarantine (``quarantined_until``, ``quarantine_reason``) while the machine is distrusted
 ``worker_samples`` — downsampled heartbeat history for charts (TTL: 2 days)
 ``users`` — name (``_id``), role, password_hash, tokens [{hash, created_at, label}], groups
 ``functions`` — owned by ``registry.store`` (see there)
@@ -50,14 +57,19 @@ from pymongo import ASCENDING, DESCENDING, IndexModel
 from pymongo.database import Database
 from pymongo.errors import CollectionInvalid, OperationFailure
 
+from fsm.lanes import lane_name, lane_requires
+
 NAMESPACE_EXISTS = 48
 
-CLAIM_INDEX = "claim"
+CLAIM_INDEX = "claim_lane"
+#: The claim index before lanes; dropped on connect (its keys differ, so it cannot be renamed).
+OLD_CLAIM_INDEX = "claim"
 WAKEUPS_BYTES = 1 << 20
 
 TASK_INDEXES = [
-    # The claim: equality on is_enabled, then the sort; only claimable tasks are in it.
-    IndexModel([("is_enabled", ASCENDING), ("priority", DESCENDING), ("created_at", ASCENDING)],
+    # The claim: equality on is_enabled, an $in over the worker's lanes, then the sort (MongoDB
+    # merges the lanes' ranges by priority); only claimable tasks are in it.
+    IndexModel([("is_enabled", ASCENDING), ("lane", ASCENDING), ("priority", DESCENDING), ("created_at", ASCENDING)],
                name=CLAIM_INDEX, partialFilterExpression={"open_slots": {"$gt": 0}}),
     # The reaper's scan for expired leases; a worker's lease renewal scans the running ones.
     IndexModel([("attempts.state", ASCENDING), ("attempts.lease_until", ASCENDING)],
@@ -79,10 +91,16 @@ TASK_INDEXES = [
 
 def ensure_indexes(db: Database) -> None:
     """Create every collection's indexes (idempotent; called when a process connects)."""
+    if OLD_CLAIM_INDEX in db.tasks.index_information():
+        _add_missing_lanes(db)
+        db.tasks.drop_index(OLD_CLAIM_INDEX)
     db.tasks.create_indexes(TASK_INDEXES)
     db.workers.create_indexes([IndexModel([("state", ASCENDING), ("last_seen", ASCENDING)], name="state_seen")])
     db.users.create_indexes([IndexModel([("tokens.hash", ASCENDING)], name="token", sparse=True)])
     db.locks.create_indexes([IndexModel([("expires_at", ASCENDING)], name="expires")])
+    db.machine_stats.create_indexes([IndexModel([("worker", ASCENDING)], name="worker"),
+                                     IndexModel([("function", ASCENDING)], name="function"),
+                                     IndexModel([("quarantined_until", ASCENDING)], name="quarantined", sparse=True)])
     if "worker_samples" not in db.list_collection_names():
         try:
             db.create_collection("worker_samples", timeseries={"timeField": "at", "metaField": "worker",
@@ -98,3 +116,11 @@ def ensure_indexes(db: Database) -> None:
         except (CollectionInvalid, OperationFailure) as exc:
             if isinstance(exc, OperationFailure) and exc.code != NAMESPACE_EXISTS:
                 raise
+
+
+def _add_missing_lanes(db: Database) -> None:
+    """Tasks stored before lanes existed get theirs (once, when the old claim index is dropped)."""
+    for doc in db.tasks.find({"open_slots": {"$gt": 0}, "lane": {"$exists": False}}, {"requires": 1}):
+        parts = lane_requires(doc.get("requires") or {})
+        db.lanes.update_one({"_id": lane_name(parts)}, {"$setOnInsert": {"requires": parts}}, upsert=True)
+        db.tasks.update_one({"_id": doc["_id"]}, {"$set": {"lane": lane_name(parts)}})

@@ -86,6 +86,8 @@ FIELDS: dict[str, Field] = {
         "additionalProperties": False, "properties": {k: f.json_schema() for k, f in REQUIRES_FIELDS.items()}}),
     "run_after": Field("date-time", "not before this time (ISO 8601; not with delay_s)"),
     "delay_s": Field("number", "not before this many seconds from now (not with run_after)", 0, MAX_DELAY_S),
+    "distinct_hosts": Field("boolean", "never run two attempts of this task on one machine (stricter than "
+                                       "distinct workers)"),
 }
 REQUIRED = ("function",)
 ALLOWED = set(FIELDS)
@@ -188,6 +190,8 @@ class TaskSpec:
     requires: dict
     run_after: datetime | None = None
     id: str | None = None
+    #: never run two attempts of this task on one machine (stricter than distinct workers)
+    distinct_hosts: bool = False
     extra: dict = field(default_factory=dict)
 
 
@@ -230,6 +234,9 @@ def validate(body: Any, defaults: Defaults = Defaults()) -> TaskSpec:
     quorum = _bounded(body, "quorum", redundancy // 2 + 1 if redundancy > 1 else 1)
     if quorum > redundancy:
         raise ValidationError(f"'quorum' ({quorum}) cannot exceed 'redundancy' ({redundancy})", field="quorum")
+    distinct_hosts = body.get("distinct_hosts", False)
+    if not isinstance(distinct_hosts, bool):
+        raise ValidationError("'distinct_hosts' must be true or false", field="distinct_hosts")
     task_id = body.get("id")
     if task_id is not None and not TASK_ID.match(task_id):
         raise ValidationError(f"'id' must be {TASK_ID.rule}", field="id")
@@ -241,4 +248,5 @@ def validate(body: Any, defaults: Defaults = Defaults()) -> TaskSpec:
         max_retries=_bounded(body, "max_retries", defaults.max_retries),
         retry_backoff_s=_bounded(body, "retry_backoff_s", defaults.retry_backoff_s),
         requires=_requires(body.get("requires")), run_after=_run_after(body), id=task_id,
+        distinct_hosts=distinct_hosts,
     )

@@ -23,7 +23,9 @@ from pymongo.write_concern import WriteConcern
 from fsm.decide import Plan, decide_attempt_end, decide_cancel, decide_requeue, digest
 from fsm.errors import Conflict, InvalidTransition, LeaseLost, TaskNotFound, ValidationError
 from fsm.states import FINAL, LIVE, AttemptState, Status, check
+from fsm.lanes import lane_of
 from fsm.store.db import server_now
+from fsm.store.lanes import LaneStore
 from fsm.store.schema import CLAIM_INDEX
 from fsm.store.spec import PRIORITY_RANGE, TaskSpec, _int
 
@@ -36,6 +38,8 @@ CLAIM_PROJECTION = {"function": 1, "version": 1, "args": 1, "kwargs": 1, "timeou
 MAX_RACE_RETRIES = 50
 #: How long a task may be passed over for one whose version a worker already has.
 PREFER_WINDOW_S = 60
+#: How long a slower machine leaves a fresh task to a faster one (it then takes it: no starving).
+SLOW_YIELD_MS = 500
 
 # The status changes written without a Plan must be legal; checked once, at import.
 check(Status.QUEUED, Status.RUNNING)
@@ -61,6 +65,8 @@ class Claimant:
 
     name: str
     gpus: int = 0
+    #: the machine: a task with ``distinct_hosts`` never runs twice on one
+    host: str = ""
     mem_gb: float = 1 << 20
     tags: tuple[str, ...] = ()
     lease_s: float = 15.0
@@ -68,6 +74,10 @@ class Claimant:
     distinct_grace_s: float = 30.0
     #: "function@version" pairs this worker has checked out; claimed first within a priority band.
     prefer_versions: tuple[str, ...] = field(default=())
+    #: functions this machine is quarantined for (it keeps failing them while others succeed)
+    avoid_functions: tuple[str, ...] = ()
+    #: functions an idle peer runs clearly faster: their fresh tasks are left to it for a moment
+    slow_functions: tuple[str, ...] = ()
 
 
 @dataclass
@@ -94,6 +104,7 @@ class TaskStore:
         # crash only re-runs an attempt (its late result is refused). Publishes and attempt ends
         # stay majority-acknowledged and journaled, so no task and no result is ever lost.
         self._fast: Collection = self.tasks.with_options(write_concern=WriteConcern(w=1))
+        self.lanes = LaneStore(db)
 
     # ----------------------------------------------------------------- publish
     def document(self, spec: TaskSpec, submitted_by: str) -> dict:
@@ -103,7 +114,8 @@ class TaskStore:
         return {
             "_id": spec.id or new_id(), "function": spec.function, "version": spec.version,
             "args": spec.args, "kwargs": spec.kwargs, "priority": spec.priority, "is_enabled": spec.is_enabled,
-            "status": status.value, "requires": spec.requires, "redundancy": spec.redundancy,
+            "status": status.value, "requires": spec.requires, "lane": lane_of(spec.requires),
+            "distinct_hosts": spec.distinct_hosts, "redundancy": spec.redundancy,
             "quorum": spec.quorum, "timeout_s": spec.timeout_s, "max_retries": spec.max_retries,
             "retry_backoff_s": spec.retry_backoff_s, "open_slots": spec.redundancy, "failures": 0,
             "workers": [], "attempts": [], "result": None, "error": None, "reason": None,
@@ -118,6 +130,7 @@ class TaskStore:
         """
         if not docs:
             return []
+        self.lanes.register(doc["requires"] for doc in docs)
         now = server_now(self.db)
         for doc in docs:
             doc["created_at"] = doc["updated_at"] = now
@@ -133,13 +146,17 @@ class TaskStore:
 
     # ------------------------------------------------------------------ claim
     def claim_filter(self, who: Claimant) -> dict:
-        return {
+        filt = {
             "open_slots": {"$gt": 0}, "is_enabled": True,
+            "lane": {"$in": self.lanes.served_by(who.gpus, who.mem_gb, who.tags)},
             "status": {"$in": [Status.QUEUED.value, Status.RUNNING.value]},
             "requires.gpus": {"$lte": who.gpus}, "requires.mem_gb": {"$lte": who.mem_gb},
             "requires.tags": {"$not": {"$elemMatch": {"$nin": list(who.tags)}}},
-            "workers": {"$ne": who.name},
+            "workers": {"$ne": who.name}, "hosts": {"$ne": who.host},
         }
+        if who.avoid_functions:
+            filt["function"] = {"$nin": list(who.avoid_functions)}
+        return filt
 
     def claim_next(self, who: Claimant) -> Claim | None:
         """Claim one attempt of the most urgent task this worker may run, or None.
@@ -149,6 +166,10 @@ class TaskStore:
         """
         attempt_id = new_id()
         update = self._claim_update(who, attempt_id)
+        if who.slow_functions:
+            yielded, doc = self._claim_if_not_slow(who, update)
+            if yielded:
+                return Claim(doc, attempt_id) if doc else None
         doc = self._claim_preferred(who, update) if who.prefer_versions else None
         if doc is None:
             doc = self._fast.find_one_and_update(self.claim_filter(who), update, sort=CLAIM_SORT,
@@ -174,10 +195,23 @@ class TaskStore:
         return self._fast.find_one_and_update(filt, update, sort=CLAIM_SORT, projection=CLAIM_PROJECTION,
                                               hint=CLAIM_INDEX, return_document=ReturnDocument.AFTER)
 
+    def _claim_if_not_slow(self, who: Claimant, update: list) -> tuple[bool, dict | None]:
+        """When the most urgent task is of a function a peer runs faster, take it only once it has
+        waited ``SLOW_YIELD_MS`` (server clock), and take nothing else meanwhile: priority order holds.
+        Returns (decided, claimed document)."""
+        filt = self.claim_filter(who)
+        top = self.tasks.find_one(filt, {"function": 1}, sort=CLAIM_SORT, hint=CLAIM_INDEX)
+        if top is None or top["function"] not in who.slow_functions:
+            return False, None
+        filt.update(_id=top["_id"], **{"$expr": {"$lt": ["$created_at", {"$subtract": ["$$NOW", SLOW_YIELD_MS]}]}})
+        return True, self._fast.find_one_and_update(filt, update, projection=CLAIM_PROJECTION,
+                                                    return_document=ReturnDocument.AFTER)
+
     def _claim_repeat(self, who: Claimant, attempt_id: str, update: list) -> dict | None:
         """A redundant task no other worker took within the grace period may run here again."""
         filt = self.claim_filter(who)
         filt["workers"] = who.name
+        filt["distinct_hosts"] = {"$ne": True}  # those never run twice on one machine
         # The server's clock inside the filter: no extra round trip on an empty queue.
         filt["$expr"] = {"$lt": ["$slot_open_since", {"$subtract": ["$$NOW", int(who.distinct_grace_s * 1000)]}]}
         return self._fast.find_one_and_update(filt, update, sort=CLAIM_SORT, projection=CLAIM_PROJECTION,
@@ -186,7 +220,8 @@ class TaskStore:
     @staticmethod
     def _claim_update(who: Claimant, attempt_id: str) -> list:
         lease_ms = int(who.lease_s * 1000)
-        attempt = {"id": lit(attempt_id), "worker": lit(who.name), "state": AttemptState.RUNNING.value,
+        attempt = {"id": lit(attempt_id), "worker": lit(who.name), "host": lit(who.host),
+                   "state": AttemptState.RUNNING.value,
                    "number": {"$add": [{"$size": "$attempts"}, 1]},
                    "started_at": "$$NOW", "lease_until": {"$add": ["$$NOW", lease_ms]}}
         entry = {"from": Status.QUEUED.value, "to": Status.RUNNING.value, "at": "$$NOW", "by": lit(who.name)}
@@ -195,6 +230,8 @@ class TaskStore:
             "open_slots": {"$subtract": ["$open_slots", 1]},
             "slot_open_since": "$$NOW",
             "workers": {"$concatArrays": ["$workers", [lit(who.name)]]},
+            "hosts": {"$cond": [{"$eq": ["$distinct_hosts", True]},
+                                {"$concatArrays": [{"$ifNull": ["$hosts", []]}, [lit(who.host)]]}, "$hosts"]},
             "attempts": {"$concatArrays": ["$attempts", [attempt]]},
             "history": {"$cond": [{"$eq": ["$status", Status.QUEUED.value]},
                                   {"$concatArrays": ["$history", [entry]]}, "$history"]},
