@@ -8,7 +8,7 @@ schedules say when the next one is due); an error is logged and the job backs of
 so a long one (a change stream) ends when the runner stops.
 
 ``Leader`` runs the jobs added to it (``add``) only while this process holds the
-``scheduler`` lease (``fsm.store.leases``, timed by the MongoDB server's clock): it checks
+``scheduler`` lease (``fsm.store.locks``, timed by the MongoDB server's clock): it checks
 every third of the lease, starts the runner when it gains the lease, and stops it when the
 lease is lost, given back, or about to expire without a renewal. Other servers take over
 when the lease expires. Every job must be idempotent: at a hand-over two processes may run
@@ -25,7 +25,8 @@ import uuid
 from dataclasses import dataclass
 from typing import Callable
 
-from fsm.store import DatabaseError, Store
+from fsm.store import Store
+from fsm.store.driver import StoreError
 
 log = logging.getLogger("suanwang.leader")
 #: The lease the leader holds.
@@ -77,7 +78,7 @@ class JobRunner:
             except Exception as exc:  # noqa: BLE001 - a job outlives any one failure
                 failures += 1
                 delay = min(job.interval_s * 2 ** failures, max(job.backoff_max_s, job.interval_s))
-                if isinstance(exc, DatabaseError):
+                if isinstance(exc, StoreError):
                     log.warning("%s: MongoDB error (%s); next try in %gs", job.name, str(exc).split(",")[0][:200],
                                 delay)
                 else:
@@ -132,15 +133,15 @@ class Leader:
     # ------------------------------------------------------------------ lease
     def try_acquire(self) -> bool:
         asked = time.monotonic()
-        held = self.store.leases.acquire(self.lock, self.holder, self.lease_s)
+        held = self.store.locks.acquire(self.lock, self.holder, self.lease_s)
         if held:  # stop before the lease can expire on the server, even if renewals start failing
             self._valid_until = asked + self.lease_s * 2 / 3
         return held
 
     def release(self) -> None:
         try:
-            self.store.leases.release(self.lock, self.holder)
-        except DatabaseError as exc:
+            self.store.locks.release(self.lock, self.holder)
+        except StoreError as exc:
             log.warning("could not release the scheduler lease: %s", str(exc).split(",")[0][:200])
         self._valid_until = 0.0
 
@@ -149,7 +150,7 @@ class Leader:
         """One check: gain, keep or lose leadership; returns whether this process now leads."""
         try:
             held = self.try_acquire()
-        except DatabaseError as exc:
+        except StoreError as exc:
             held = self.lease_valid()
             log.warning("scheduler lease check failed (%s); %s", str(exc).split(",")[0][:200],
                         "still within the lease" if held else "not leading")

@@ -42,7 +42,8 @@ def start_scheduler(db_uri: str, db_name: str, log) -> Proc:
 
 
 def leader_holder(store: Store) -> str | None:
-    return store.leases.holder("scheduler")
+    doc = store.db.locks.find_one({"_id": "scheduler", "expires_at": {"$gt": server_now(store.db)}})
+    return doc and doc["holder"]
 
 
 def scheduled_tasks(store: Store, sid: str) -> list[dict]:

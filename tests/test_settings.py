@@ -47,8 +47,9 @@ def setting_reads(tree: ast.AST) -> list[tuple[str, str, int]]:
     ``getattr(config, "x")`` and ``app.config["X"]`` / ``app.config.get("X")``."""
     reads = []
     for node in ast.walk(tree):
-        if isinstance(node, ast.Attribute) and ast.unparse(node.value) in ("config", "self.config") \
-                and isinstance(node.ctx, ast.Load):
+        if isinstance(node, ast.Attribute) and isinstance(node.ctx, ast.Load) and (
+                ast.unparse(node.value) in ("config", "self.config")
+                or ast.unparse(node.value).endswith("config['SUANWANG']")):
             reads.append(("field", node.attr, node.lineno))
         elif isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "getattr" \
                 and len(node.args) >= 2 and ast.unparse(node.args[0]).endswith("config") \
@@ -78,11 +79,13 @@ def test_every_setting_read_is_defined():
 
 def test_the_scan_finds_an_undefined_setting():
     source = ("def f(config, app):\n    getattr(config, 'notify_retries', 5)\n    config.colour\n"
-              "    app.config.get('REGISTRY_TIMEOUT')\n    return config.port\n")
+              "    app.config.get('REGISTRY_TIMEOUT')\n    app.config['SUANWANG'].metrics_tokn\n    return config.port\n")
     reads = setting_reads(ast.parse(source))
     assert {(k, n) for k, n, _ in reads} == {("field", "notify_retries"), ("field", "colour"),
-                                            ("flask", "REGISTRY_TIMEOUT"), ("field", "port")}
-    assert sorted(n for k, n, _ in reads if k == "field" and n not in KNOWN) == ["colour", "notify_retries"]
+                                            ("flask", "REGISTRY_TIMEOUT"), ("flask", "SUANWANG"),
+                                            ("field", "metrics_tokn"), ("field", "port")}
+    assert sorted(n for k, n, _ in reads if k == "field" and n not in KNOWN) == ["colour", "metrics_tokn",
+                                                                                 "notify_retries"]
 
 
 def test_the_parts_take_their_defaults_from_the_definitions():

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from pymongo.database import Database
 
-from fsm.store.db import DatabaseError, database, server_now
-from fsm.store.leases import LeaseStore
+from fsm.store.db import database, server_now
+from fsm.store.locks import LockStore
 from fsm.store.machines import MachineStats
 from fsm.store.placement import PlacementReads
 from fsm.store.schema import ensure_indexes
@@ -31,7 +31,7 @@ class Store:
         self.wakeups = Wakeups(db)
         self.placement = PlacementReads(db)
         self.machines = MachineStats(db)
-        self.leases = LeaseStore(db)
+        self.locks = LockStore(db)
         self.schedules = ScheduleStore(db)
         if create_indexes:
             self.schedules.ensure_indexes()
@@ -45,5 +45,5 @@ class Store:
         self.db.client.close()
 
 
-__all__ = ["Store", "TaskStore", "WorkerStore", "UserStore", "Wakeups", "LeaseStore", "ScheduleStore", "Claim",
-           "Claimant", "database", "server_now", "ensure_indexes", "DatabaseError"]
+__all__ = ["Store", "TaskStore", "WorkerStore", "UserStore", "Wakeups", "LockStore", "ScheduleStore", "Claim",
+           "Claimant", "database", "server_now", "ensure_indexes"]

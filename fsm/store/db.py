@@ -6,16 +6,12 @@ from urllib.parse import urlparse
 
 from pymongo import MongoClient
 from pymongo.database import Database
-from pymongo.errors import PyMongoError
 from pymongo.read_concern import ReadConcern
 from pymongo.write_concern import WriteConcern
 
 from fsm.errors import ConfigError
 
 DEFAULT_DB = "suanwang"
-#: Base of every error MongoDB or the driver raises: callers outside ``fsm.store`` catch this
-#: (e.g. to log a transient outage briefly) without importing pymongo.
-DatabaseError = PyMongoError
 
 
 def client(uri: str, **kwargs) -> MongoClient:

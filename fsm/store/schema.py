@@ -39,7 +39,7 @@ server's clock (``$$NOW``) wherever a lease or a history entry depends on it.
 ``functions`` — owned by ``registry.store`` (see there)
 ``wakeups`` — a small capped collection; a publish inserts one document so idle
     workers tailing it wake within milliseconds
-``locks`` — named leases (``fsm.store.leases``; the leader holds ``scheduler``)
+``locks`` — named leases (``fsm.store.locks``; the leader holds ``scheduler``)
 ``schedules`` — schedule definitions, plain documents (trigger, task template, paused, owner,
     ``next_fire_at``; ``fsm.store.schedules``): a firing creates the task
     ``<schedule id>@<fire time>`` (with ``schedule_id`` and ``scheduled_for``), so a duplicate
