@@ -76,7 +76,7 @@ def _lookup() -> dict | None:
         return None
     if request.method not in SAFE_METHODS:
         check_csrf()  # a browser session changes nothing without the page's token
-    user = store().users.by_name(name)
+    user = store().users.find(name)
     if user is None:  # the user was removed since logging in
         session.clear()
     return user

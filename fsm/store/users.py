@@ -105,10 +105,6 @@ class UserStore:
             raise Unauthorized("the token is not valid")
         return user
 
-    def by_name(self, name: str) -> dict | None:
-        """The user called ``name`` without secrets (password hash, tokens), or None."""
-        return self.users.find_one({"_id": name}, {"password_hash": 0, "tokens": 0})
-
     def by_password(self, name: str, password: str) -> dict:
         user = self.users.find_one({"_id": name})
         # An unknown name costs the same scrypt as a wrong password: timing reveals no user names.
@@ -121,6 +117,10 @@ class UserStore:
 
     def list(self) -> list[dict]:
         return list(self.users.find({}, {"password_hash": 0, "tokens": 0}).sort("_id", 1))
+
+    def find(self, name: str) -> dict | None:
+        """The user without secrets, or None."""
+        return self.users.find_one({"_id": name}, {"password_hash": 0, "tokens": 0})
 
     def remove(self, name: str) -> None:
         if not self.users.delete_one({"_id": name}).deleted_count:
