@@ -225,3 +225,19 @@ def test_up_on_a_fresh_data_dir_prints_a_worker_uri_that_works(tmp_path):
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             raise
+
+
+def test_with_access_control_a_restart_on_all_interfaces_readvertises(tmp_path):
+    first = EmbeddedMongo(tmp_path / "db", auth=True)
+    first.start()
+    first.stop()
+    again = EmbeddedMongo(tmp_path / "db", port=first.port, bind_ip="0.0.0.0", advertise="127.0.0.2", auth=True)
+    uri = again.start()
+    try:
+        assert "@127.0.0.2:" in uri
+        db = database(again.worker_uri)
+        assert db.client.admin.command("hello")["hosts"] == [f"127.0.0.2:{first.port}"]
+        db.workers.insert_one({"_id": "w"})
+        db.client.close()
+    finally:
+        again.stop()

@@ -130,11 +130,12 @@ class EmbeddedMongo:
     @property
     def control_host(self) -> str:
         """Where this process talks to mongod: loopback when bound there (the localhost exception)."""
-        binds = [b.strip() for b in self.bind_ip.split(",")]
-        return "127.0.0.1" if {"0.0.0.0", "127.0.0.1", "localhost"} & set(binds) else self.host
+        binds = {b.strip() for b in self.bind_ip.split(",")}
+        return "127.0.0.1" if self.auth or {"0.0.0.0", "127.0.0.1", "localhost"} & binds else self.host
 
     def _bind_ips(self) -> str:
-        if self.auth and self.control_host != "127.0.0.1":
+        binds = {b.strip() for b in self.bind_ip.split(",")}
+        if self.auth and not {"0.0.0.0", "127.0.0.1", "localhost"} & binds:
             return f"{self.bind_ip},127.0.0.1"  # the first users are created over loopback
         return self.bind_ip
 
