@@ -30,3 +30,11 @@ def pid_sleep(path: str, seconds: float = 60.0):
     Path(path).write_text(str(os.getpid()))
     time.sleep(seconds)
     return "slept"
+
+
+def broken_on(bad: str, seconds: float = 0.0):
+    """Fails on the worker named ``bad`` (a broken machine), succeeds everywhere else."""
+    time.sleep(seconds)
+    if os.environ.get("CHAOS_WORKER") == bad:
+        raise RuntimeError(f"this machine ({bad}) is broken")
+    return os.environ.get("CHAOS_WORKER", "?")
