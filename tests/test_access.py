@@ -131,6 +131,7 @@ def test_a_real_worker_with_the_worker_user_runs_a_task_published_through_a_real
         assert {a["worker"] for a in ok["attempts"]} == {"w-auth"}
         # the heartbeat's samples and the worker's whoami were written under the worker user
         wait_for(lambda: db.worker_samples.count_documents({"worker": "w-auth"}) >= 1, 30, what="a sample")
+        wait_for(lambda: db.machine_stats.count_documents({"worker": "w-auth"}) >= 1, 30, what="its outcomes")
         assert "not authorized" not in worker.tail(20000), worker.tail()
         assert worker.stop() == 0, worker.tail()
         assert db.workers.find_one({"_id": "w-auth"})["state"] == "offline"

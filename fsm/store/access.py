@@ -50,6 +50,8 @@ WORKER_ACTIONS: dict[str, list[str]] = {
     # register (upsert), heartbeat, drain/offline state
     "workers": ["find", "insert", "update"],
     "worker_samples": ["find", "insert"],
+    # its outcomes per function (quarantines, slower-machine deferral) and its peers' figures
+    "machine_stats": ["find", "insert", "update"],
     # idle slots tail the capped collection; a worker may signal others
     "wakeups": ["find", "insert"],
     # function versions and their repositories: read only
