@@ -242,3 +242,30 @@ def test_with_access_control_a_restart_on_all_interfaces_readvertises(tmp_path):
         db.client.close()
     finally:
         again.stop()
+
+
+def test_the_worker_user_reads_and_writes_the_data_bucket_but_not_other_buckets(fresh):
+    import io
+
+    from gridfs import GridFSBucket
+
+    server = database(fresh.uri)
+    worker = database(fresh.worker_uri)
+    try:
+        # the server stores an argument (GridFS creates the bucket's indexes on the first upload)
+        arg_id = GridFSBucket(server, bucket_name=access.DATA_BUCKET).upload_from_stream("arg", io.BytesIO(b"x" * 10))
+        bucket = GridFSBucket(worker, bucket_name=access.DATA_BUCKET)
+        assert bucket.open_download_stream(arg_id).read() == b"x" * 10
+        # a large result stored by the worker, and an aborted upload cleaned up by it
+        result_id = bucket.upload_from_stream("result", io.BytesIO(b"y" * 300_000))
+        assert GridFSBucket(server, bucket_name=access.DATA_BUCKET).open_download_stream(result_id).read()[:1] == b"y"
+        aborted = bucket.open_upload_stream("partial")
+        aborted.write(b"z" * 300_000)
+        aborted.abort()
+        assert server[f"{access.DATA_BUCKET}.chunks"].count_documents({"files_id": aborted._id}) == 0
+        # other buckets are not the worker's
+        refused(lambda: GridFSBucket(worker, bucket_name="fs").upload_from_stream("x", io.BytesIO(b"x")))
+        refused(lambda: worker[f"{access.DATA_BUCKET}.files"].update_one({"_id": arg_id}, {"$set": {"x": 1}}))
+    finally:
+        worker.client.close()
+        server.client.close()
