@@ -79,6 +79,7 @@ def test_the_worker_user_cannot_touch_users_settings_or_the_registry(fresh):
     server = database(fresh.uri)
     server.users.insert_one({"_id": "alice", "role": "admin", "tokens": [{"hash": "h"}]})
     server.functions.insert_one({"_id": "f@1", "code": "f"})
+    server.command("collMod", "functions", validator={"code": {"$type": "string"}})  # the server sets validators
     server.repos.insert_one({"_id": "r", "url": "https://example.org/r.git"})
     worker = database(fresh.worker_uri)
     try:
@@ -95,6 +96,7 @@ def test_the_worker_user_cannot_touch_users_settings_or_the_registry(fresh):
         refused(lambda: worker.tasks.delete_many({}))
         refused(lambda: worker.tasks.insert_one({"_id": "forged"}))
         refused(lambda: worker.list_collection_names())
+        refused(lambda: worker.command("collMod", "tasks", validator={}))
         refused(lambda: worker.client.admin.command("createUser", "x", pwd="x", roles=["root"]))
         # what it may do: read function versions and repositories, and its own collections
         assert worker.functions.find_one({"_id": "f@1"})["code"] == "f"
@@ -179,6 +181,7 @@ def test_ensure_users_is_idempotent_and_redefines_the_role(secure_mongo):
         users = {u["user"]: u["roles"] for u in admin.admin.command("usersInfo")["users"]}
         assert users["suanwang-worker"] == [{"role": access.WORKER_ROLE, "db": "admin"}]
         assert {"role": "readWrite", "db": "suanwang"} in users["suanwang-server"]
+        assert {"role": access.SCHEMA_ROLE, "db": "admin"} in users["suanwang-server"]
     finally:
         admin.close()
 
@@ -269,3 +272,20 @@ def test_the_worker_user_reads_and_writes_the_data_bucket_but_not_other_buckets(
     finally:
         worker.client.close()
         server.client.close()
+
+
+def test_credentials_written_before_the_users_were_made_still_start(tmp_path):
+    # Given a data directory whose credentials file exists but whose users were never created
+    # (the first start was killed in between, or install_server.sh wrote the file)
+    old = EmbeddedMongo(tmp_path / "db")
+    old.start()
+    old.stop()
+    access.load_or_create_credentials(tmp_path / "db" / access.CREDENTIALS_FILE)
+    # When it starts with access control, the users are made with the stored passwords
+    again = EmbeddedMongo(tmp_path / "db", port=old.port, auth=True)
+    again.start()
+    try:
+        database(again.worker_uri).workers.insert_one({"_id": "w"})
+        assert database(again.uri).workers.find_one({"_id": "w"}) == {"_id": "w"}
+    finally:
+        again.stop()

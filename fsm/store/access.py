@@ -3,7 +3,8 @@
 Three users, all defined in the ``admin`` database (``authSource=admin``):
 
 ``admin``            ``root``: the operator's, for backups, upgrades and this module itself
-``suanwang-server``  ``readWrite`` on Suanwang's database (change streams included) and
+``suanwang-server``  ``readWrite`` on Suanwang's database (change streams included),
+                     ``suanwangSchema`` (``collMod``: collection validators) and
                      ``clusterMonitor`` (read-only ``serverStatus`` and replica-set status)
 ``suanwang-worker``  the custom role ``suanwangWorker``: only what a worker daemon does
 
@@ -36,12 +37,14 @@ log = logging.getLogger("suanwang.store.access")
 
 ADMIN_USER, SERVER_USER, WORKER_USER = "admin", "suanwang-server", "suanwang-worker"
 WORKER_ROLE = "suanwangWorker"
+#: ``collMod`` on Suanwang's database, which ``readWrite`` lacks: the server sets collection validators.
+SCHEMA_ROLE = "suanwangSchema"
 #: GridFS bucket of large data (``fsm.store.data``): its ``.files`` and ``.chunks`` collections.
 DATA_BUCKET = "data"
 CREDENTIALS_FILE = "credentials.json"
 KEYFILE = "keyfile"
 UNAUTHORIZED, AUTH_FAILED, USER_EXISTS = 13, 18, 51003
-ROLE_NOT_FOUND, USER_NOT_FOUND = 31, 11
+ROLE_EXISTS = 51002
 
 #: collection -> actions: every read and write on the worker's path, and nothing else.
 WORKER_ACTIONS: dict[str, list[str]] = {
@@ -70,8 +73,13 @@ def worker_privileges(db_name: str = DEFAULT_DB) -> list[dict]:
             for coll, actions in WORKER_ACTIONS.items()]
 
 
+def schema_privileges(db_name: str = DEFAULT_DB) -> list[dict]:
+    return [{"resource": {"db": db_name, "collection": ""}, "actions": ["collMod"]}]
+
+
 def server_roles(db_name: str = DEFAULT_DB) -> list[dict]:
-    return [{"role": "readWrite", "db": db_name}, {"role": "clusterMonitor", "db": "admin"}]
+    return [{"role": "readWrite", "db": db_name}, {"role": "clusterMonitor", "db": "admin"},
+            {"role": SCHEMA_ROLE, "db": "admin"}]
 
 
 # ------------------------------------------------------------------ credentials
@@ -130,20 +138,24 @@ def create_first_admin(client: MongoClient, password: str) -> None:
 
 
 def ensure_users(admin_client: MongoClient, creds: dict) -> None:
-    """Create or update the worker role and the three users (the client is authenticated as root)."""
+    """Create or update the roles and the three users (the client is authenticated as root)."""
     admin = admin_client.admin
     db_name = creds.get("db", DEFAULT_DB)
-    privileges = worker_privileges(db_name)
-    try:
-        admin.command("createRole", WORKER_ROLE, privileges=privileges, roles=[])
-    except OperationFailure as exc:
-        if exc.code != 51002:  # DuplicateKey: the role exists; redefine it as it is now
-            raise
-        admin.command("updateRole", WORKER_ROLE, privileges=privileges, roles=[])
+    _ensure_role(admin, WORKER_ROLE, worker_privileges(db_name))
+    _ensure_role(admin, SCHEMA_ROLE, schema_privileges(db_name))
     users = creds["users"]
     for name, roles in ((ADMIN_USER, [{"role": "root", "db": "admin"}]), (SERVER_USER, server_roles(db_name)),
                         (WORKER_USER, [{"role": WORKER_ROLE, "db": "admin"}])):
         _ensure_user(admin, name, users[name], roles)
+
+
+def _ensure_role(admin: Database, name: str, privileges: list[dict]) -> None:
+    try:
+        admin.command("createRole", name, privileges=privileges, roles=[])
+    except OperationFailure as exc:
+        if exc.code != ROLE_EXISTS:  # it exists: redefine it as it is now
+            raise
+        admin.command("updateRole", name, privileges=privileges, roles=[])
 
 
 def _ensure_user(admin: Database, name: str, password: str, roles: list[dict]) -> None:
@@ -174,8 +186,8 @@ def secure(host: str, port: int, creds_path: Path, db_name: str = DEFAULT_DB) ->
         ensure_users(admin, creds)
     except OperationFailure as exc:
         if exc.code == AUTH_FAILED:
-            raise EmbeddedMongoError(f"the users of this MongoDB do not match {creds_path}; restore that file "
-                              f"or reset the admin password (see the README, 'MongoDB users')") from exc
+            raise EmbeddedMongoError(f"the users of this MongoDB do not match {creds_path}: restore that file, "
+                                     "or see docs/MONGODB_ACCESS.md, 'A lost credentials file'") from exc
         raise
     finally:
         admin.close()
