@@ -48,6 +48,8 @@ PHONE = re.compile(r"^\+?[0-9]{5,16}$")
 HEADER_NAME = re.compile(r"^[A-Za-z0-9!#$%&'*+.^_`|~-]{1,64}$")
 FORBIDDEN_HEADERS = {"host", "content-length", "transfer-encoding", "connection"}
 MAX_BODY_BYTES, MAX_HEADERS, MAX_RECIPIENTS, MAX_DEPTH = 8192, 20, 20, 8
+#: The group robot refuses a text message longer than this (UTF-8 bytes).
+ROBOT_TEXT_BYTES = 2048
 ERROR_TEXT = 4000
 
 
@@ -182,11 +184,20 @@ def requests_for(channel: dict, payload: dict, subject: str, message: str) -> li
     values = fields_of(payload, subject, message)
     if channel["type"] == "sms":
         return [render(channel.get("body") or SMS_BODY, {**values, "to": to}) for to in channel["to"]]
-    body = render(channel.get("body") or WECHAT_BODY, values)
-    mentioned = channel.get("mentioned_mobile_list")
-    if mentioned and "body" not in channel:
-        body["text"]["mentioned_mobile_list"] = mentioned
+    if "body" in channel:
+        return [render(channel["body"], values)]
+    body = render(WECHAT_BODY, {**values, "message": _cut_utf8(values["message"], ROBOT_TEXT_BYTES)})
+    if channel.get("mentioned_mobile_list"):
+        body["text"]["mentioned_mobile_list"] = channel["mentioned_mobile_list"]
     return [body]
+
+
+def _cut_utf8(text: str, limit: int) -> str:
+    """At most ``limit`` bytes of UTF-8, cut on a character boundary (with an ellipsis when cut)."""
+    data = text.encode()
+    if len(data) <= limit:
+        return text
+    return data[:limit - 3].decode(errors="ignore") + "…"
 
 
 def send_gateway(channel: dict, payload: dict, subject: str, message: str, *, timeout_s: float = 10.0) -> None:

@@ -10,7 +10,7 @@ import pytest
 
 from fsm.store.embedded import free_port
 from scheduler import notify
-from scheduler.notify_gateways import render
+from scheduler.notify_gateways import ROBOT_TEXT_BYTES, render, requests_for
 from tests.procs import wait_for
 from tests.test_notify import ADMIN, api, fast, notifiers, publish, run, start_notifier  # noqa: F401 - fixtures
 
@@ -170,6 +170,13 @@ def test_bad_gateway_channels_get_clear_errors_and_write_nothing(api, store, cha
     assert resp.status_code == 422, resp.text
     assert words in resp.json()["error"]["message"], resp.text
     assert store.db.subscriptions.count_documents({}) == 0
+
+
+def test_the_robot_text_is_cut_to_its_limit_on_a_character_boundary():
+    channel = {"type": "wechat", "url": "https://qyapi.weixin.qq.com/x"}
+    [body] = requests_for(channel, {"event": "task.failed", "task": {"id": "t", "error": "错" * 2000}}, "s", "错" * 2000)
+    content = body["text"]["content"]
+    assert len(content.encode()) <= ROBOT_TEXT_BYTES and content.endswith("…") and content.startswith("错")
 
 
 def test_render_replaces_fields_in_strings_only_and_keeps_literal_braces():
