@@ -1,5 +1,5 @@
-"""Notifications: users subscribe to events; the leader detects them and delivers by e-mail
-or signed webhook, retrying with backoff, in threads of its own: never in the task path.
+"""Notifications: users subscribe to events; the leader detects them and delivers by e-mail,
+signed webhook, SMS or WeChat Work robot (HTTP gateways), retrying with backoff, in threads of its own: never in the task path.
 
 Collections:
 
@@ -9,7 +9,8 @@ Collections:
     task_id, function, worker      scope: each null means "any" (global when all are null)
     threshold      °C (worker.temperature), percent (worker.disk), minutes (queue.age)
     sensor         cpu | gpu | any (worker.temperature)
-    channel        {type: email, to: [addresses]} | {type: webhook, url, secret}
+    channel        {type: email, to: [addresses]} | {type: webhook, url, secret} |
+                   {type: sms | wechat, url, headers, body, ...} (``scheduler.notify_gateways``)
     owner, sees_all (super and admin hear of every task; others of their own), created_at
 ``deliveries`` — one message for one subscription (``_id``: subscription id + event key, so
     an event seen twice, e.g. replayed after a restart, is queued once)
@@ -51,6 +52,7 @@ from fsm.store.workers import OFFLINE, ONLINE
 from scheduler.config import ServerConfig, default
 from scheduler.leader_loop import Job, JobRunner
 from scheduler.notify_channels import DeliveryFailed, SmtpSettings, send_email, send_webhook
+from scheduler.notify_gateways import GATEWAY_TYPES, gateway_channel, public_channel, send_gateway, target
 
 log = logging.getLogger("suanwang.notify")
 
@@ -118,9 +120,13 @@ def ensure_indexes(store: Store) -> None:
 
 # ------------------------------------------------------------ subscriptions
 def _channel(raw: Any) -> dict:
+    if isinstance(raw, dict) and raw.get("type") in GATEWAY_TYPES:
+        return gateway_channel(raw)
     if not isinstance(raw, dict) or raw.get("type") not in ("email", "webhook"):
-        raise ValidationError("'channel' must be {\"type\": \"email\", \"to\": \"a@b.org\"} or "
-                              "{\"type\": \"webhook\", \"url\": \"https://...\"}", field="channel")
+        raise ValidationError("'channel' must be {\"type\": \"email\", \"to\": \"a@b.org\"}, "
+                              "{\"type\": \"webhook\", \"url\": \"https://...\"}, "
+                              "{\"type\": \"sms\", \"url\": \"https://gateway...\", \"to\": [\"+86...\"]} or "
+                              "{\"type\": \"wechat\", \"url\": \"https://qyapi.weixin.qq.com/...\"}", field="channel")
     if raw["type"] == "email":
         unknown = set(raw) - {"type", "to"}
         to = raw.get("to")
@@ -188,6 +194,8 @@ def subscription_view(doc: dict, *, show_secret: bool = False) -> dict:
     out = {"id": doc["_id"], **{k: v for k, v in doc.items() if k not in ("_id", "sees_all")}}
     if out["channel"].get("type") == "webhook" and not show_secret:
         out["channel"] = {k: v for k, v in out["channel"].items() if k != "secret"}
+    if out["channel"].get("type") in GATEWAY_TYPES and not show_secret:
+        out["channel"] = public_channel(out["channel"])
     return out
 
 
@@ -293,7 +301,8 @@ class Notifier:
         try:
             self.db.deliveries.insert_one({
                 "_id": did, "subscription_id": sub["_id"], "owner": sub["owner"], "event": event,
-                "channel_type": channel["type"], "target": channel.get("url") or channel.get("to"),
+                "channel_type": channel["type"],
+                "target": target(channel) if channel["type"] in GATEWAY_TYPES else channel.get("url") or channel.get("to"),
                 "payload": payload, "status": "pending", "attempts": 0, "next_try_at": now, "last_error": None,
                 "errors": [], "created_at": now, "sent_at": None})
         except DuplicateKeyError:
@@ -426,6 +435,8 @@ class Notifier:
         channel = sub["channel"]
         if channel["type"] == "webhook":
             send_webhook(channel["url"], channel["secret"], doc["payload"], timeout_s=self.config.webhook_timeout_s)
+        elif channel["type"] in GATEWAY_TYPES:
+            send_gateway(channel, doc["payload"], *describe(doc["payload"]), timeout_s=self.config.webhook_timeout_s)
         else:
             subject, text = describe(doc["payload"])
             send_email(self.config.smtp, channel["to"], subject, text)

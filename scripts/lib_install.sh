@@ -158,7 +158,8 @@ PY
 
 # ---------------------------------------------------------------------------- files
 sw_mask() {  # hide passwords and tokens in what a dry run prints
-  sed -E -e "s#(://[^:/@]*):[^@/]*@#\\1:***@#" -e "s#^(SUANWANG_ADMIN_TOKEN=).*#\\1'***'#"
+  sed -E -e "s#(://[^:/@]*):[^@/]*@#\\1:***@#" -e "s#^(SUANWANG_ADMIN_TOKEN=).*#\\1'***'#" \
+    -e 's#^( *"(admin|suanwang-server|suanwang-worker)": )"[^"]*"#\1"***"#'
 }
 
 # sw_put PATH MODE CONTENT: write CONTENT to PATH unless it is already there, and say which.

@@ -67,13 +67,25 @@ def up(data_dir, port, host, mongo, bind_ip, concurrency, worker_name):
               show_default=True)
 @click.option("--port", type=int, default=27017, show_default=True)
 @click.option("--bind-ip", default="127.0.0.1", show_default=True)
-def mongo(data_dir, port, bind_ip):
-    """Start only the embedded MongoDB (a single-node replica set) and print its URI."""
+@click.option("--no-auth", is_flag=True, help="no access control (only for a database nobody else can reach)")
+def mongo(data_dir, port, bind_ip, no_auth):
+    """Start only the embedded MongoDB (a single-node replica set) and print its URIs.
+
+    It runs with access control: the users admin, suanwang-server and suanwang-worker are
+    created on the first start, their passwords kept in DATA_DIR/credentials.json (mode 0600).
+    Printed: the server's and the workers' URIs, passwords masked (they would land in logs).
+    """
+    from fsm.store.access import mask_password
     from fsm.store.embedded import EmbeddedMongo
 
-    server = EmbeddedMongo(Path(data_dir).expanduser(), port=port, bind_ip=bind_ip)
-    uri = server.start()
-    click.echo(uri, err=False)
+    server = EmbeddedMongo(Path(data_dir).expanduser(), port=port, bind_ip=bind_ip, auth=not no_auth)
+    server.start()
+    if no_auth:
+        click.echo(server.uri)
+    else:
+        click.echo(f"server : {mask_password(server.uri)}")
+        click.echo(f"workers: {mask_password(server.worker_uri)}")
+        click.echo(f"passwords in {server.credentials_path} (mode 0600)")
     sys.stdout.flush()
     stop = []
     signal.signal(signal.SIGTERM, lambda *_: stop.append(1))

@@ -32,7 +32,8 @@ from pymongo.errors import ConnectionFailure, InvalidDocument as DriverInvalidDo
 
 from fsm.errors import Conflict, ConfigError, InvalidTransition, LeaseLost, SuanwangError
 from fsm.states import AttemptState
-from fsm.store import Claim, Claimant, Store, database, ensure_indexes
+from fsm.store import Claim, Claimant, Store, database
+from fsm.store.access import ensure_indexes_if_allowed
 from fsm.store.workers import DRAINING, OFFLINE
 from registry.builtins import BUILTINS
 from registry.resolver import make_resolver
@@ -132,7 +133,7 @@ class Daemon:
         delay = RETRY_START_S
         while True:
             try:
-                ensure_indexes(self.store.db)
+                ensure_indexes_if_allowed(self.store.db)  # a least-privilege worker leaves them to the server
                 self.store.workers.register(self.config.name, self.heartbeat.whoami(),
                                             stale_after_s=self.config.lease_s)
                 break
