@@ -243,9 +243,10 @@ def fire_due(store: Store, doc: dict, now: datetime) -> list[str]:
     return fired
 
 
-def run_due(store: Store, stop: threading.Event | None = None) -> float | None:
-    """One round of the leader's ``schedules`` job; returns the seconds until the next is due."""
-    now = server_now(store.db)
+def run_due(store: Store, stop: threading.Event | None = None, now: datetime | None = None) -> float | None:
+    """One round of the leader's ``schedules`` job at ``now`` (default: the server's clock);
+    returns the seconds until the next schedule is due (None when none will fire)."""
+    now = now or server_now(store.db)
     for doc in store.schedules.due(now):
         if stop is not None and stop.is_set():
             return None
