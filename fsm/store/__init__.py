@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from pymongo.database import Database
 
+from fsm.store.data import DataStore
 from fsm.store.db import database, server_now
 from fsm.store.schema import ensure_indexes
 from fsm.store.tasks import Claim, Claimant, TaskStore
@@ -25,6 +26,9 @@ class Store:
         self.workers = WorkerStore(db)
         self.users = UserStore(db)
         self.wakeups = Wakeups(db)
+        self.data = DataStore(db)
+        if create_indexes:
+            self.data.ensure_indexes()
 
     @classmethod
     def connect(cls, uri: str, name: str | None = None) -> "Store":
@@ -35,5 +39,5 @@ class Store:
         self.db.client.close()
 
 
-__all__ = ["Store", "TaskStore", "WorkerStore", "UserStore", "Wakeups", "Claim", "Claimant", "database",
+__all__ = ["Store", "DataStore", "TaskStore", "WorkerStore", "UserStore", "Wakeups", "Claim", "Claimant", "database",
            "server_now", "ensure_indexes"]
