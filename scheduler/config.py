@@ -11,6 +11,8 @@ from fsm.errors import ConfigError
 
 #: Largest request body the server reads; larger ones get 413 before they are read.
 DEFAULT_MAX_BODY_BYTES = 16 << 20
+#: Largest data object (an upload streams through GridFS; waitress spools it to disk first).
+DEFAULT_MAX_DATA_BYTES = 64 << 30
 
 
 @dataclass(frozen=True)
@@ -56,6 +58,12 @@ class ServerConfig:
     #: The registry's checkout cache and the local repository roots it may read (see ``registry``).
     registry_cache_dir: str | None = None
     repo_roots: tuple[str, ...] = field(default=())
+    #: Largest data object one upload may store (POST /api/v1/data), and each user's storage
+    #: quota in bytes (None: unlimited); data no task refers to is deleted after this many days
+    #: (None: kept).
+    max_data_bytes: int = DEFAULT_MAX_DATA_BYTES
+    data_quota_bytes: int | None = None
+    data_retention_days: float | None = 30.0
 
     def validate(self) -> "ServerConfig":
         """Raise ``ConfigError`` naming the first bad setting; return self."""
@@ -66,6 +74,12 @@ class ServerConfig:
         _int(self, "port", 0, 65535)
         _int(self, "threads", 1, 1024)
         _int(self, "max_body_bytes", 1024, 1 << 40)
+        _int(self, "max_data_bytes", 1024, 1 << 50)
+        if self.data_quota_bytes is not None:
+            _int(self, "data_quota_bytes", 0, 1 << 50)
+        if self.data_retention_days is not None and (isinstance(self.data_retention_days, bool) or not isinstance(
+                self.data_retention_days, (int, float)) or not self.data_retention_days > 0):
+            raise ConfigError(f"data_retention_days must be a positive number or None, got {self.data_retention_days!r}")
         for name in ("offline_after_s", "housekeeping_s", "leader_lease_s", "mongo_timeout_s"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
