@@ -23,6 +23,8 @@ DISTINCT_GRACE_S = 30.0
 SAMPLE_EVERY_S = 10.0
 DEFAULT_CACHE_DIR = str(Path.home() / ".suanwang" / "cache")
 MAX_CONCURRENCY = 1024
+INLINE_RESULT_BYTES = 256 << 10
+DATA_CACHE_BYTES = 20 << 30
 
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$")
 TAG_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")  # as fsm.store.spec accepts in requires.tags
@@ -65,6 +67,10 @@ class WorkerConfig:
     mem_gb: float | None = None
     #: how often a resource sample is stored for the charts
     sample_every_s: float = SAMPLE_EVERY_S
+    #: JSON results larger than this are stored in GridFS (``result_ref``) instead of inline
+    inline_result_bytes: int = INLINE_RESULT_BYTES
+    #: size limit of the data cache (``cache_dir/data``: inputs by sha256, least recently used evicted)
+    data_cache_bytes: int = DATA_CACHE_BYTES
 
     def __post_init__(self) -> None:
         def put(name, value):
@@ -122,6 +128,10 @@ class WorkerConfig:
             raise ConfigError(f"gpus must be an integer >= 0, got {self.gpus!r}")
         if not _number(self.mem_gb) or self.mem_gb < 0:
             raise ConfigError(f"mem_gb must be a number >= 0, got {self.mem_gb!r}")
+        for name in ("inline_result_bytes", "data_cache_bytes"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ConfigError(f"{name} must be a positive number of bytes, got {value!r}")
         if not isinstance(self.burst, bool):
             raise ConfigError(f"burst must be true or false, got {self.burst!r}")
         return self

@@ -19,8 +19,9 @@ from typing import IO, Any, Iterator
 from bson import ObjectId
 from bson.errors import InvalidId
 from gridfs import GridFSBucket
-from gridfs.errors import NoFile
+from gridfs.errors import CorruptGridFile, NoFile
 from pymongo import ASCENDING, DESCENDING, IndexModel
+from pymongo.errors import AutoReconnect, ConnectionFailure
 from pymongo.database import Database
 
 from fsm.errors import ChecksumMismatch, DataNotFound, PayloadTooLarge, QuotaExceeded
@@ -33,6 +34,8 @@ READ_BYTES = 1 << 20
 OCTET = "application/octet-stream"
 #: Task fields that refer to data objects (indexed): what retention and delete look at.
 REFERRING_FIELDS = ("data_refs", "result_ref.id", "attempts.result_ref.id")
+#: Errors after which a whole upload or download is worth trying again (mongod restarting).
+TRANSIENT_ERRORS = (AutoReconnect, ConnectionFailure, CorruptGridFile)
 
 
 def object_id(data_id: Any) -> ObjectId:
