@@ -17,7 +17,8 @@ import click
 from suanwang import settings
 from suanwang.cli_common import Group, api_options, mongo_option
 
-SUBCOMMANDS = ["up", "mongo", "server", "worker", "submit", "status", "user", "function", "repo", "schedule"]
+SUBCOMMANDS = ["up", "mongo", "server", "worker", "submit", "status", "user", "function", "repo", "schedule",
+               "data"]
 
 
 def _setup_logging(verbose: bool) -> None:
@@ -164,9 +165,10 @@ def _parse_value(text: str):
 @click.option("--tags", help="comma-separated tags a worker must have")
 @click.option("--disabled", is_flag=True, help="publish disabled (not claimed until enabled)")
 @click.option("--wait", is_flag=True, help="show progress and print the result")
+@click.option("-o", "--output", type=click.Path(dir_okay=False), help="with --wait: save the result to this file")
 @api_options
 def submit(function, args, kwargs, fn_version, priority, redundancy, quorum, timeout_s, max_retries, gpus, tags,
-           disabled, wait, server_url, token, data_dir):
+           disabled, wait, output, server_url, token, data_dir):
     """Publish a task: FUNCTION [ARGS...] (each ARG is JSON if it parses, else a string).
 
     Example: suanwang submit echo '{"x": 1}' --wait
@@ -195,9 +197,14 @@ def submit(function, args, kwargs, fn_version, priority, redundancy, quorum, tim
         click.echo(json.dumps({"id": task["id"], "status": task["status"]}))
         return
     final = client.wait(task["id"])
-    click.echo(json.dumps(final.get("result"), indent=2, default=str) if final["status"] == "succeeded"
-               else json.dumps({"status": final["status"], "reason": final.get("reason"),
-                                "error": final.get("error")}, indent=2, default=str))
+    if final["status"] == "succeeded" and (output or final.get("result_ref")):
+        from suanwang.cli_data import save_result
+
+        save_result(client, final, output)
+    else:
+        click.echo(json.dumps(final.get("result"), indent=2, default=str) if final["status"] == "succeeded"
+                   else json.dumps({"status": final["status"], "reason": final.get("reason"),
+                                    "error": final.get("error")}, indent=2, default=str))
     sys.exit(0 if final["status"] == "succeeded" else 1)
 
 
@@ -258,6 +265,9 @@ def _mount_optional() -> None:
         main.add_command(schedule_group, "schedule")
     except ImportError:
         pass
+    from suanwang.cli_data import data_group
+
+    main.add_command(data_group, "data")
 
 
 _mount_optional()
