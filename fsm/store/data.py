@@ -16,6 +16,7 @@ import hashlib
 from datetime import datetime, timedelta, timezone
 from typing import IO, Any, Iterator
 
+import gridfs.synchronous.grid_file as _grid_file
 from bson import ObjectId
 from bson.errors import InvalidId
 from gridfs import GridFSBucket
@@ -34,6 +35,11 @@ READ_BYTES = 1 << 20
 OCTET = "application/octet-stream"
 #: Task fields that refer to data objects (indexed): what retention and delete look at.
 REFERRING_FIELDS = ("data_refs", "result_ref.id", "attempts.result_ref.id")
+#: Bytes of chunks an upload sends per insert. pymongo batches up to 48 MB (twice that in
+#: memory while it encodes the batch); 8 MB keeps an upload's memory small and is as fast.
+UPLOAD_BATCH_BYTES = 8 << 20
+if getattr(_grid_file, "_UPLOAD_BUFFER_SIZE", 0) > UPLOAD_BATCH_BYTES:
+    _grid_file._UPLOAD_BUFFER_SIZE = UPLOAD_BATCH_BYTES
 #: Errors after which a whole upload or download is worth trying again (mongod restarting).
 TRANSIENT_ERRORS = (AutoReconnect, ConnectionFailure, CorruptGridFile)
 
