@@ -37,6 +37,8 @@ from scheduler.config import ServerConfig
 from scheduler.housekeeping import Leader
 
 log = logging.getLogger("suanwang.server")
+#: Response bytes buffered per connection before the app waits for the client to read.
+OUTBUF_BYTES = 4 << 20
 #: How long ``stop()`` lets requests in flight finish before closing connections.
 STOP_GRACE_S = 3.0
 
@@ -91,7 +93,10 @@ def http_server(app, config: ServerConfig):
     """A waitress server for ``app`` (not yet running) that refuses big bodies before reading them."""
     server = create_server(app, host=config.host, port=config.port, threads=config.threads, ident="suanwang",
                            # waitress refuses Content-Length >= this, so the limit itself is allowed
-                           max_request_body_size=config.max_body_bytes + 1, clear_untrusted_proxy_headers=True)
+                           max_request_body_size=config.max_body_bytes + 1, clear_untrusted_proxy_headers=True,
+                           # a streamed download stays in memory (up to the high watermark, where
+                           # the app waits for the client) instead of passing through temp files
+                           outbuf_overflow=OUTBUF_BYTES, outbuf_high_watermark=OUTBUF_BYTES)
     for listener in listeners(server):
         data_adj = copy.copy(listener.adj)
         data_adj.max_request_body_size = max(config.max_data_bytes, config.max_body_bytes) + 1
