@@ -100,8 +100,12 @@ def mongo(data_dir, port, bind_ip):
               envvar="SUANWANG_SMTP_TLS")
 @click.option("--mail-from", default="suanwang@localhost", show_default=True, envvar="SUANWANG_MAIL_FROM")
 @click.option("--metrics-token", envvar="SUANWANG_METRICS_TOKEN", help="require this token for /metrics")
+@click.option("--max-data-bytes", type=int, envvar="SUANWANG_MAX_DATA_BYTES", help="largest data upload (64 GiB)")
+@click.option("--data-quota-bytes", type=int, envvar="SUANWANG_DATA_QUOTA_BYTES", help="per-user storage quota")
+@click.option("--data-retention-days", type=float, envvar="SUANWANG_DATA_RETENTION_DAYS",
+              help="delete data no task refers to after this many days (30)")
 def server(mongo, host, port, threads, admin_token, no_scheduler, smtp_host, smtp_port, smtp_user, smtp_password,
-           smtp_tls, mail_from, metrics_token):
+           smtp_tls, mail_from, metrics_token, max_data_bytes, data_quota_bytes, data_retention_days):
     """The control center: HTTP API, web pages and periodic jobs (one scheduler per network)."""
     from scheduler.config import ServerConfig
     from scheduler.server import serve
@@ -111,10 +115,12 @@ def server(mongo, host, port, threads, admin_token, no_scheduler, smtp_host, smt
         if srv.new_admin_token:
             click.echo(f"created user admin; its API token (shown once):\n{srv.new_admin_token}")
 
+    data = {k: v for k, v in (("max_data_bytes", max_data_bytes), ("data_quota_bytes", data_quota_bytes),
+                              ("data_retention_days", data_retention_days)) if v is not None}
     sys.exit(serve(ServerConfig(mongo_uri=mongo, host=host, port=port, threads=threads, admin_token=admin_token,
                                 run_scheduler=not no_scheduler, smtp_host=smtp_host, smtp_port=smtp_port,
                                 smtp_user=smtp_user, smtp_password=smtp_password, smtp_tls=smtp_tls,
-                                mail_from=mail_from, metrics_token=metrics_token), ready=ready))
+                                mail_from=mail_from, metrics_token=metrics_token, **data), ready=ready))
 
 
 @main.command()
@@ -127,7 +133,11 @@ def server(mongo, host, port, threads, admin_token, no_scheduler, smtp_host, smt
 @click.option("--drain-timeout", type=float, default=30.0, show_default=True, envvar="SUANWANG_DRAIN_TIMEOUT",
               help="seconds running attempts get to finish after SIGTERM")
 @click.option("--burst", is_flag=True, help="exit when nothing is left to claim")
-def worker(mongo, name, tags, concurrency, heartbeat, cache_dir, drain_timeout, burst):
+@click.option("--inline-result-bytes", type=int, envvar="SUANWANG_INLINE_RESULT_BYTES",
+              help="JSON results larger than this go to GridFS (262144)")
+@click.option("--data-cache-bytes", type=int, envvar="SUANWANG_DATA_CACHE_BYTES", help="data cache size limit (20 GiB)")
+def worker(mongo, name, tags, concurrency, heartbeat, cache_dir, drain_timeout, burst, inline_result_bytes,
+           data_cache_bytes):
     """A worker daemon: claims tasks from MongoDB and runs them in child processes."""
     from worker.config import WorkerConfig
     from worker.daemon import run_worker
@@ -140,6 +150,9 @@ def worker(mongo, name, tags, concurrency, heartbeat, cache_dir, drain_timeout, 
         options["concurrency"] = concurrency
     if cache_dir:
         options["cache_dir"] = cache_dir
+    for key, value in (("inline_result_bytes", inline_result_bytes), ("data_cache_bytes", data_cache_bytes)):
+        if value is not None:
+            options[key] = value
     sys.exit(run_worker(WorkerConfig(**options)) or 0)
 
 
