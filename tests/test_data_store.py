@@ -64,3 +64,26 @@ def test_orphans_swept_and_unknown_ids(store):
             store.data.get(bad)
         with pytest.raises(DataNotFound):
             store.data.read(bad)
+
+
+def test_retention_keeps_what_tasks_use(store):
+    from datetime import datetime, timedelta, timezone
+
+    from fsm.store.spec import validate
+    from scheduler.service_data import retention
+
+    used = store.data.put_bytes(b"input", name="used", owner="ann")
+    result = store.data.put_bytes(b"result", name="result", owner="ann")
+    stray = store.data.put_bytes(b"stray", name="stray", owner="ann")
+    fresh = store.data.put_bytes(b"fresh", name="fresh", owner="ann")
+    doc = store.tasks.document(validate({"function": "echo", "args": [{"__data__": used["id"]}]}), "ann")
+    done = store.tasks.document(validate({"function": "echo"}), "ann")
+    store.tasks.insert([dict(doc, data_refs=[used["id"]]), dict(done, status="succeeded", result_ref={
+        "id": result["id"], "size": 6, "sha256": result["sha256"], "content_type": "application/octet-stream"})])
+    old = datetime.now(timezone.utc) - timedelta(days=40)
+    store.data.files.update_many({"_id": {"$ne": store.data.files.find_one({"filename": "fresh"})["_id"]}},
+                                 {"$set": {"uploadDate": old}})
+    done_now = retention(store, max_age_s=30 * 86400)
+    assert done_now["expired"] == [stray["id"]]
+    assert {m["name"] for m in store.data.page()[0]} == {"used", "result", "fresh"}
+    assert fresh["id"] not in done_now["expired"]
