@@ -15,6 +15,16 @@ from scheduler import service_data
 from scheduler.auth import current_user, store
 
 bp = Blueprint("data", __name__)
+#: OpenAPI summaries of these routes (merged by ``scheduler.openapi``).
+SUMMARIES = {
+    ("post", "/data"): "Upload a data object: ?name=NAME, the raw bytes as the body (streamed into GridFS); "
+                       "X-Content-SHA256 checked (422); 201 {id, name, size, sha256, owner, created_at}",
+    ("get", "/data"): "Data objects the caller may see (limit, skip, owner, name)",
+    ("get", "/data/{data_id}"): "One data object's metadata",
+    ("get", "/data/{data_id}/content"): "A data object's bytes (Range: 206; ETag: its sha256)",
+    ("delete", "/data/{data_id}"): "Delete a data object (its owner or an admin; 409 while a live task uses it)",
+    ("get", "/tasks/{task_id}/result"): "A succeeded task's whole result: the stored file or JSON, or the inline value",
+}
 FORM_TYPES = ("multipart/form-data", "application/x-www-form-urlencoded")
 
 
