@@ -379,6 +379,8 @@ class Daemon:
             except Exception as exc:  # noqa: BLE001 - an unknown id is permanent, the rest retried
                 log.warning("task %s: %s", claim.task_id, exc)
                 return largedata.fetch_failed(exc)
+            if claim.attempt_id in self._doomed:  # cancelled while its data was fetched
+                return Outcome(A.CANCELLED, error="stopped before it started")
             return self.executor.run(slot, claim.attempt_id, spec.entrypoint, spec.path, args, kwargs,
                                      float(task.get("timeout_s") or 3600.0))
 
