@@ -52,7 +52,7 @@ class JSONErrorTask(ErrorTask):
         error = self.request.error
         message = error.reason.lower()
         if error.code == 413:
-            limit = self.channel.adj.max_request_body_size - 1
+            limit = getattr(self.request, "adj", self.channel.adj).max_request_body_size - 1  # data uploads: theirs
             message = f"the request body is too large (limit {limit} bytes)"
         elif error.body:
             message = f"{message}: {error.body}"

@@ -67,6 +67,7 @@ def test_larger_than_json_limit_and_cut_off(store, db_uri, db_name):
         assert ok.status_code == 201, ok.text
         big = put(srv, os.urandom(4 << 20))
         assert big.status_code == 413 and big.json()["error"]["code"] == "too_large"
+        assert str(3 << 20) in big.json()["error"]["message"]
         too_big_json = srv.call("POST", "/tasks", "super", data=b"[" + b"1," * (1 << 20) + b"1]",
                                 headers={"Content-Type": "application/json"})
         assert too_big_json.status_code == 413
