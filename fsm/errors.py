@@ -132,3 +132,34 @@ class RegistryError(SuanwangError):
     """A function version cannot be registered, fetched or imported."""
 
     code, http_status = "registry", 422
+
+
+class DataNotFound(NotFound):
+    """No data object has that id."""
+
+    code = "data_not_found"
+
+
+class ChecksumMismatch(ValidationError):
+    """Uploaded or downloaded bytes do not have the sha256 they should."""
+
+    code = "checksum_mismatch"
+
+
+class QuotaExceeded(SuanwangError):
+    """Storing this would take the user past their storage quota."""
+
+    code, http_status = "insufficient_storage", 507
+
+
+class Permanent(SuanwangError):
+    """Raised by a task function (``from suanwang import Permanent``): fail now, never retry.
+
+    The executor also classifies as permanent what no retry can fix: a result that is not
+    JSON, arguments that do not fit the function's signature, an unknown data id.
+    """
+
+    code, http_status = "permanent", 422
+
+    def __init__(self, message: str = "permanent failure", **details):
+        super().__init__(message, **details)

@@ -29,7 +29,7 @@ from scheduler.config import ServerConfig
 
 log = logging.getLogger("suanwang.server")
 #: Blueprints other engineers add in their own modules, registered under /api/v1 when present.
-OPTIONAL_BLUEPRINTS = ("scheduler.api_schedules", "scheduler.api_notify")
+OPTIONAL_BLUEPRINTS = ("scheduler.api_schedules", "scheduler.api_notify", "scheduler.api_data")
 #: The web pages' blueprint, mounted at /. ``web`` sits above ``scheduler`` in the layers
 #: contract (it calls ``scheduler.auth`` and ``scheduler.service``), so it is found by name.
 PAGES_MODULE = "web"

@@ -17,6 +17,8 @@ from fsm.errors import ConfigError
 DEFAULT_MAX_BODY_BYTES = 16 << 20
 #: How mail reaches the SMTP server.
 TLS_MODES = ("none", "starttls", "ssl")
+#: Largest data object (an upload streams through GridFS; waitress spools it to disk first).
+DEFAULT_MAX_DATA_BYTES = 64 << 30
 
 
 @dataclass(frozen=True)
@@ -77,6 +79,12 @@ class ServerConfig:
     registry_cache_dir: str | None = None
     repo_roots: tuple[str, ...] = field(default=())
     registry_git_timeout_s: float = 120.0
+    #: Largest data object one upload may store (POST /api/v1/data), and each user's storage
+    #: quota in bytes (None: unlimited); data no task refers to is deleted after this many days
+    #: (None: kept).
+    max_data_bytes: int = DEFAULT_MAX_DATA_BYTES
+    data_quota_bytes: int | None = None
+    data_retention_days: float | None = 30.0
 
     def validate(self) -> "ServerConfig":
         """Raise ``ConfigError`` naming the first bad setting; return self."""
@@ -87,6 +95,12 @@ class ServerConfig:
         _int(self, "port", 0, 65535)
         _int(self, "threads", 1, 1024)
         _int(self, "max_body_bytes", 1024, 1 << 40)
+        _int(self, "max_data_bytes", 1024, 1 << 50)
+        if self.data_quota_bytes is not None:
+            _int(self, "data_quota_bytes", 0, 1 << 50)
+        if self.data_retention_days is not None and (isinstance(self.data_retention_days, bool) or not isinstance(
+                self.data_retention_days, (int, float)) or not self.data_retention_days > 0):
+            raise ConfigError(f"data_retention_days must be a positive number or None, got {self.data_retention_days!r}")
         for name in ("offline_after_s", "housekeeping_s", "leader_lease_s", "mongo_timeout_s", "smtp_timeout_s",
                      "notify_backoff_s", "notify_backoff_max_s", "notify_webhook_timeout_s", "notify_check_s",
                      "notify_poll_s", "notify_sending_lease_s", "registry_git_timeout_s"):

@@ -74,9 +74,16 @@ SENSORS = ("any", "cpu", "gpu")
 EMAIL = re.compile(r"^[^@\s,;<>]+@[^@\s,;<>]+\.[^@\s,;<>]+$|^[^@\s,;<>]+@localhost$")
 STREAM_STATE = "tasks_stream"
 CHANGE_STREAM_HISTORY_LOST = 286
-#: Change-stream filter: a task became succeeded or failed.
+#: Change-stream filter: a task became succeeded or failed. Only the fields the notifier needs
+#: travel (never the full document, nor a large updated field such as a result or the attempts),
+#: so no event can grow past MongoDB's 16 MB limit and stall the stream.
+WATCHED_FIELDS = ("status", "reason", "error")
 TASK_PIPELINE = [{"$match": {"operationType": "update", "updateDescription.updatedFields.status": {
-    "$in": [Status.SUCCEEDED.value, Status.FAILED.value]}}}]
+    "$in": [Status.SUCCEEDED.value, Status.FAILED.value]}}},
+    {"$project": {"operationType": 1, "documentKey": 1, "clusterTime": 1,
+                  **{f"updateDescription.updatedFields.{name}": 1 for name in WATCHED_FIELDS}}}]
+#: What the notifier reads of the task itself (one indexed lookup per event).
+TASK_FIELDS = {"function": 1, "version": 1, "submitted_by": 1, "finished_at": 1, "reason": 1, "attempts.id": 1}
 MAX_PAGE = 500
 
 
@@ -313,7 +320,8 @@ class Notifier:
         """A task became succeeded or failed: queue its deliveries; returns how many."""
         fields = change.get("updateDescription", {}).get("updatedFields", {})
         status = fields.get("status")
-        task = change.get("fullDocument") or {"_id": change["documentKey"]["_id"]}
+        task_id = change["documentKey"]["_id"]
+        task = change.get("fullDocument") or self.db.tasks.find_one({"_id": task_id}, TASK_FIELDS) or {"_id": task_id}
         task = {**task, "status": status, "reason": fields.get("reason", task.get("reason")),
                 "error": fields.get("error", task.get("error"))}
         if status == Status.SUCCEEDED.value:
@@ -488,16 +496,24 @@ class Notifier:
             self.db.notify_state.delete_one({"_id": STREAM_STATE})
         return 0  # the stream ended: open it again at once
 
+    def _handle(self, change: dict) -> None:
+        """One event; one that cannot be handled is logged and skipped, never retried forever."""
+        try:
+            self.on_task_change(change)
+        except PyMongoError:
+            raise  # MongoDB away: resume from the saved token, this event included
+        except Exception:  # noqa: BLE001
+            log.exception("skipped a task event it could not handle: %s", str(change.get("documentKey"))[:200])
+
     def _watch(self, stop: threading.Event) -> None:
         state = self.db.notify_state.find_one({"_id": STREAM_STATE})
         resume = {"resume_after": state["token"]} if state and state.get("token") else {}
         saved_at = 0.0
-        with self.db.tasks.watch(TASK_PIPELINE, full_document="updateLookup", max_await_time_ms=500,
-                                 **resume) as stream:
+        with self.db.tasks.watch(TASK_PIPELINE, max_await_time_ms=500, **resume) as stream:
             while not stop.is_set() and stream.alive:
                 change = stream.try_next()
                 if change is not None:
-                    self.on_task_change(change)
+                    self._handle(change)
                 token = stream.resume_token
                 idle_save = change is None and time.monotonic() - saved_at > 10
                 if token is not None and (change is not None or idle_save or not resume):

@@ -26,7 +26,7 @@ from fsm.store.users import ROLES
 from fsm.store.workers import DRAINING, ONLINE
 from registry import catalog
 from fsm import rights
-from scheduler import resources
+from scheduler import resources, service_data
 
 #: Most tasks one publish request may carry.
 MAX_BULK = 10_000
@@ -80,6 +80,7 @@ def publish(store: Store, bodies: Any, user: dict) -> list[dict]:
         if "requires" not in body and requires:
             spec.requires = {**spec.requires, **requires}
     docs = [store.tasks.document(spec, user["_id"]) for spec in specs]
+    service_data.check_references(store, docs, user)  # {"__data__": id} arguments: 404 / 403, nothing written
     from scheduler.service_explain import publish_warnings  # here: that module imports this one
 
     publish_warnings(store, docs)

@@ -19,7 +19,8 @@ from suanwang import settings
 from suanwang.cli_common import Group, api_options, mongo_option
 from worker.config import default as worker_default
 
-SUBCOMMANDS = ["up", "mongo", "server", "worker", "submit", "status", "user", "function", "repo", "schedule", "why"]
+SUBCOMMANDS = ["up", "mongo", "server", "worker", "submit", "status", "user", "function", "repo", "schedule", "why",
+               "data"]
 
 
 def _setup_logging(verbose: bool) -> None:
@@ -114,8 +115,12 @@ def mongo(data_dir, port, bind_ip, no_auth):
               envvar="SUANWANG_SMTP_TLS")
 @click.option("--mail-from", default=server_default("mail_from"), show_default=True, envvar="SUANWANG_MAIL_FROM")
 @click.option("--metrics-token", envvar="SUANWANG_METRICS_TOKEN", help="require this token for /metrics")
+@click.option("--max-data-bytes", type=int, envvar="SUANWANG_MAX_DATA_BYTES", help="largest data upload (64 GiB)")
+@click.option("--data-quota-bytes", type=int, envvar="SUANWANG_DATA_QUOTA_BYTES", help="per-user storage quota")
+@click.option("--data-retention-days", type=float, envvar="SUANWANG_DATA_RETENTION_DAYS",
+              help="delete data no task refers to after this many days (30)")
 def server(mongo, host, port, threads, admin_token, no_scheduler, smtp_host, smtp_port, smtp_user, smtp_password,
-           smtp_tls, mail_from, metrics_token):
+           smtp_tls, mail_from, metrics_token, max_data_bytes, data_quota_bytes, data_retention_days):
     """The control center: HTTP API, web pages and periodic jobs (one scheduler per network)."""
     from scheduler.config import ServerConfig
     from scheduler.server import serve
@@ -125,10 +130,12 @@ def server(mongo, host, port, threads, admin_token, no_scheduler, smtp_host, smt
         if srv.new_admin_token:
             click.echo(f"created user admin; its API token (shown once):\n{srv.new_admin_token}")
 
+    data = {k: v for k, v in (("max_data_bytes", max_data_bytes), ("data_quota_bytes", data_quota_bytes),
+                              ("data_retention_days", data_retention_days)) if v is not None}
     sys.exit(serve(ServerConfig(mongo_uri=mongo, host=host, port=port, threads=threads, admin_token=admin_token,
                                 run_scheduler=not no_scheduler, smtp_host=smtp_host, smtp_port=smtp_port,
                                 smtp_user=smtp_user, smtp_password=smtp_password, smtp_tls=smtp_tls,
-                                mail_from=mail_from, metrics_token=metrics_token), ready=ready))
+                                mail_from=mail_from, metrics_token=metrics_token, **data), ready=ready))
 
 
 @main.command()
@@ -143,7 +150,11 @@ def server(mongo, host, port, threads, admin_token, no_scheduler, smtp_host, smt
               envvar="SUANWANG_DRAIN_TIMEOUT",
               help="seconds running attempts get to finish after SIGTERM")
 @click.option("--burst", is_flag=True, help="exit when nothing is left to claim")
-def worker(mongo, name, tags, concurrency, heartbeat, cache_dir, drain_timeout, burst):
+@click.option("--inline-result-bytes", type=int, envvar="SUANWANG_INLINE_RESULT_BYTES",
+              help="JSON results larger than this go to GridFS (262144)")
+@click.option("--data-cache-bytes", type=int, envvar="SUANWANG_DATA_CACHE_BYTES", help="data cache size limit (20 GiB)")
+def worker(mongo, name, tags, concurrency, heartbeat, cache_dir, drain_timeout, burst, inline_result_bytes,
+           data_cache_bytes):
     """A worker daemon: claims tasks from MongoDB and runs them in child processes."""
     from worker.config import WorkerConfig
     from worker.daemon import run_worker
@@ -156,6 +167,9 @@ def worker(mongo, name, tags, concurrency, heartbeat, cache_dir, drain_timeout, 
         options["concurrency"] = concurrency
     if cache_dir:
         options["cache_dir"] = cache_dir
+    for key, value in (("inline_result_bytes", inline_result_bytes), ("data_cache_bytes", data_cache_bytes)):
+        if value is not None:
+            options[key] = value
     sys.exit(run_worker(WorkerConfig(**options)) or 0)
 
 
@@ -181,9 +195,10 @@ def _parse_value(text: str):
 @click.option("--tags", help="comma-separated tags a worker must have")
 @click.option("--disabled", is_flag=True, help="publish disabled (not claimed until enabled)")
 @click.option("--wait", is_flag=True, help="show progress and print the result")
+@click.option("-o", "--output", type=click.Path(dir_okay=False), help="with --wait: save the result to this file")
 @api_options
 def submit(function, args, kwargs, fn_version, priority, redundancy, quorum, timeout_s, max_retries, gpus, tags,
-           disabled, wait, server_url, token, data_dir):
+           disabled, wait, output, server_url, token, data_dir):
     """Publish a task: FUNCTION [ARGS...] (each ARG is JSON if it parses, else a string).
 
     Example: suanwang submit echo '{"x": 1}' --wait
@@ -212,9 +227,14 @@ def submit(function, args, kwargs, fn_version, priority, redundancy, quorum, tim
         click.echo(json.dumps({"id": task["id"], "status": task["status"]}))
         return
     final = client.wait(task["id"])
-    click.echo(json.dumps(final.get("result"), indent=2, default=str) if final["status"] == "succeeded"
-               else json.dumps({"status": final["status"], "reason": final.get("reason"),
-                                "error": final.get("error")}, indent=2, default=str))
+    if final["status"] == "succeeded" and (output or final.get("result_ref")):
+        from suanwang.cli_data import save_result
+
+        save_result(client, final, output)
+    else:
+        click.echo(json.dumps(final.get("result"), indent=2, default=str) if final["status"] == "succeeded"
+                   else json.dumps({"status": final["status"], "reason": final.get("reason"),
+                                    "error": final.get("error")}, indent=2, default=str))
     sys.exit(0 if final["status"] == "succeeded" else 1)
 
 
@@ -278,6 +298,9 @@ def _mount_optional() -> None:
         main.add_command(schedule_group, "schedule")
     except ImportError:
         pass
+    from suanwang.cli_data import data_group
+
+    main.add_command(data_group, "data")
 
 
 _mount_optional()

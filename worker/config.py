@@ -27,6 +27,8 @@ QUARANTINE_FAILURES = 3
 QUARANTINE_COOLDOWN_S = 300.0
 DEFAULT_CACHE_DIR = str(Path.home() / ".suanwang" / "cache")
 MAX_CONCURRENCY = 1024
+INLINE_RESULT_BYTES = 256 << 10
+DATA_CACHE_BYTES = 20 << 30
 
 
 
@@ -71,6 +73,10 @@ class WorkerConfig:
     quarantine_failures: int = QUARANTINE_FAILURES
     #: how long a quarantine lasts
     quarantine_cooldown_s: float = QUARANTINE_COOLDOWN_S
+    #: JSON results larger than this are stored in GridFS (``result_ref``) instead of inline
+    inline_result_bytes: int = INLINE_RESULT_BYTES
+    #: size limit of the data cache (``cache_dir/data``: inputs by sha256, least recently used evicted)
+    data_cache_bytes: int = DATA_CACHE_BYTES
 
     def __post_init__(self) -> None:
         def put(name, value):
@@ -133,6 +139,10 @@ class WorkerConfig:
         if not _number(self.quarantine_cooldown_s) or self.quarantine_cooldown_s < 0:
             raise ConfigError(f"quarantine_cooldown_s must be a number of seconds >= 0, got "
                               f"{self.quarantine_cooldown_s!r}")
+        for name in ("inline_result_bytes", "data_cache_bytes"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ConfigError(f"{name} must be a positive number of bytes, got {value!r}")
         if not isinstance(self.burst, bool):
             raise ConfigError(f"burst must be true or false, got {self.burst!r}")
         return self

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from pymongo.database import Database
 
+from fsm.store.data import DataStore
 from fsm.store.db import database, server_now
 from fsm.store.locks import LockStore
 from fsm.store.machines import MachineStats
@@ -35,6 +36,9 @@ class Store:
         self.schedules = ScheduleStore(db)
         if create_indexes:
             self.schedules.ensure_indexes()
+        self.data = DataStore(db)
+        if create_indexes:
+            self.data.ensure_indexes()
 
     @classmethod
     def connect(cls, uri: str, name: str | None = None) -> "Store":
@@ -45,5 +49,5 @@ class Store:
         self.db.client.close()
 
 
-__all__ = ["Store", "TaskStore", "WorkerStore", "UserStore", "Wakeups", "LockStore", "ScheduleStore", "Claim",
-           "Claimant", "database", "server_now", "ensure_indexes"]
+__all__ = ["Store", "DataStore", "TaskStore", "WorkerStore", "UserStore", "Wakeups", "LockStore", "ScheduleStore",
+           "Claim", "Claimant", "database", "server_now", "ensure_indexes"]
