@@ -23,6 +23,7 @@ from registry.builtins import BUILTIN_VERSION, BUILTINS
 from registry.resolver import DEFAULT_CACHE_DIR
 from registry.service import Registry
 from scheduler.auth import current_user, require
+from scheduler.query_args import query_params
 
 bp = Blueprint("api_functions", __name__)
 EXTENSION = "suanwang_registry"
@@ -85,6 +86,7 @@ def _builtins(code: str | None) -> list[dict]:
 
 
 @bp.get("/functions")
+@query_params("code", "active", "skip", "limit")
 def list_functions():
     user = current_user()
     code = request.args.get("code") or None
@@ -132,6 +134,7 @@ def change_function(code: str, version: str):
 
 
 @bp.get("/repos")
+@query_params()
 @require("admin")
 def list_repos():
     repos = [{"name": r["_id"], **_plain(r)} for r in _registry().list_repos()]

@@ -91,6 +91,7 @@ def create_app(config: ServerConfig, store: Store | None = None) -> Flask:
     from web import bp as web_bp
 
     app.register_blueprint(api_bp, url_prefix="/api/v1")
+    _root_probes(app)
     app.register_blueprint(functions_bp, url_prefix="/api/v1")
     init_registry(app, store.db)
     for module in OPTIONAL_BLUEPRINTS:
@@ -98,6 +99,21 @@ def create_app(config: ServerConfig, store: Store | None = None) -> Flask:
     app.register_blueprint(web_bp)
     _error_handlers(app)
     return app
+
+
+def _root_probes(app: Flask) -> None:
+    """``/metrics`` and ``/healthz`` at the root too, where Prometheus and load balancers look first;
+    and the JSON depth check before any view parses a body."""
+    from scheduler import api
+    from scheduler.request_guard import check_depth
+
+    app.add_url_rule("/metrics", "root_metrics", api.metrics, methods=["GET"])
+    app.add_url_rule("/healthz", "root_healthz", api.healthz, methods=["GET"])
+
+    @app.before_request
+    def json_depth():
+        if request.method in ("POST", "PUT", "PATCH") and request.is_json:
+            check_depth(request.get_data(cache=True))
 
 
 def _register_optional(app: Flask, module: str) -> None:

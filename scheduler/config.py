@@ -11,6 +11,8 @@ from fsm.errors import ConfigError
 
 #: Largest request body the server reads; larger ones get 413 before they are read.
 DEFAULT_MAX_BODY_BYTES = 16 << 20
+#: Highest task priority each role may set (a role not named: no cap beyond the task limit).
+DEFAULT_PRIORITY_CAPS = {"business": 100, "general": 100}
 
 
 @dataclass(frozen=True)
@@ -56,6 +58,8 @@ class ServerConfig:
     #: The registry's checkout cache and the local repository roots it may read (see ``registry``).
     registry_cache_dir: str | None = None
     repo_roots: tuple[str, ...] = field(default=())
+    #: Highest priority a role may give a task it publishes, schedules or re-prioritises ({role: cap}).
+    priority_caps: dict = field(default_factory=lambda: dict(DEFAULT_PRIORITY_CAPS))
 
     def validate(self) -> "ServerConfig":
         """Raise ``ConfigError`` naming the first bad setting; return self."""
@@ -74,6 +78,10 @@ class ServerConfig:
             value = getattr(self, name)
             if value not in (None, "") and (not isinstance(value, str) or len(value) < 8):
                 raise ConfigError(f"{name} must be a string of at least 8 characters when given")
+        caps = self.priority_caps
+        if not isinstance(caps, dict) or not all(isinstance(r, str) and isinstance(c, int) and not isinstance(c, bool)
+                                                 for r, c in caps.items()):
+            raise ConfigError(f"priority_caps must map role names to integers, got {caps!r}")
         if not isinstance(self.run_scheduler, bool):
             raise ConfigError("run_scheduler must be true or false")
         return self
