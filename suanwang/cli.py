@@ -111,8 +111,13 @@ def server(mongo, host, port, threads, admin_token, no_scheduler, smtp_host, smt
     from scheduler.config import ServerConfig
     from scheduler.server import serve
 
+    from web.assets import missing_note
+
     def ready(srv) -> None:
         click.echo(f"serving on {srv.url}/ (API under {srv.url}/api/v1)")
+        note = missing_note()
+        if note:
+            click.secho(note, fg="yellow", err=True)
         if srv.new_admin_token:
             click.echo(f"created user admin; its API token (shown once):\n{srv.new_admin_token}")
 

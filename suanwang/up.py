@@ -148,7 +148,11 @@ def run_up(data_dir: Path, port: int, mongo_uri: str | None, host: str, bind_ip:
         (data_dir / "server.url").write_text(url + "\n")
         worker.start()
         shown_host = socket.gethostname() if bind_ip not in ("127.0.0.1", "localhost") else "127.0.0.1"
+        from web.assets import missing_note
+
         echo("")
+        if missing_note():
+            echo(missing_note())
         echo("Suanwang is up.")
         echo(f"  web pages and API : {url}/  (API under {url}/api/v1)")
         echo(f"  admin token       : {token}")
