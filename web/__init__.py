@@ -25,4 +25,4 @@ STORE_KEY = "suanwang_store"
 
 bp = Blueprint("web", __name__, template_folder="templates", static_folder="static", static_url_path="/assets")
 
-from web import actions, data, pages  # noqa: E402,F401  (routes register on bp)
+from web import actions, data, display, pages  # noqa: E402,F401  (routes register on bp)
