@@ -105,8 +105,11 @@ def mongo(data_dir, port, bind_ip):
 @click.option("--repo-root", "repo_roots", multiple=True, envvar="SUANWANG_REPO_ROOTS", type=click.Path(file_okay=False),
               help="a directory whose local git repositories admins may register (repeatable; the variable "
               "takes a ':'-separated list)")
+@click.option("--priority-cap", "priority_caps", multiple=True, envvar="SUANWANG_PRIORITY_CAPS", metavar="ROLE=N",
+              help="highest priority ROLE may set (repeatable; default business=100 general=100; "
+              "ROLE=none lifts a cap)")
 def server(mongo, host, port, threads, admin_token, no_scheduler, smtp_host, smtp_port, smtp_user, smtp_password,
-           smtp_tls, mail_from, metrics_token, repo_roots):
+           smtp_tls, mail_from, metrics_token, repo_roots, priority_caps):
     """The control center: HTTP API, web pages and periodic jobs (one scheduler per network)."""
     from scheduler.config import ServerConfig
     from scheduler.server import serve
@@ -125,8 +128,28 @@ def server(mongo, host, port, threads, admin_token, no_scheduler, smtp_host, smt
                                 run_scheduler=not no_scheduler, smtp_host=smtp_host, smtp_port=smtp_port,
                                 smtp_user=smtp_user, smtp_password=smtp_password, smtp_tls=smtp_tls,
                                 mail_from=mail_from, metrics_token=metrics_token,
-                                repo_roots=tuple(str(Path(r).expanduser().resolve()) for r in repo_roots)),
+                                repo_roots=tuple(str(Path(r).expanduser().resolve()) for r in repo_roots),
+                                priority_caps=_priority_caps(priority_caps)),
                  ready=ready))
+
+
+def _priority_caps(items: tuple[str, ...]) -> dict:
+    """``("business=50", "general=none")`` over the defaults -> ``{"business": 50}``."""
+    from scheduler.config import DEFAULT_PRIORITY_CAPS
+
+    caps = dict(DEFAULT_PRIORITY_CAPS)
+    for item in items:
+        role, sep, value = item.partition("=")
+        if not sep or not role:
+            raise click.BadParameter(f"{item!r} is not ROLE=N", param_hint="--priority-cap")
+        if value.strip().lower() == "none":
+            caps.pop(role.strip(), None)
+            continue
+        try:
+            caps[role.strip()] = int(value)
+        except ValueError:
+            raise click.BadParameter(f"{item!r}: N must be an integer or none", param_hint="--priority-cap") from None
+    return caps
 
 
 @main.command()

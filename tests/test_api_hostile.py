@@ -96,3 +96,17 @@ def test_metrics_and_healthz_answer_at_the_root_too(api):
     for path in ("/healthz", "/api/v1/healthz"):
         resp = requests.get(api.base + path, timeout=10)
         assert resp.status_code == 200 and resp.json()["status"] == "ok"
+
+
+def test_the_priority_caps_are_a_server_setting(store, db_uri, db_name):
+    from suanwang.cli import _priority_caps
+    from tests.apiserver import start
+
+    assert _priority_caps(()) == {"business": 100, "general": 100}
+    assert _priority_caps(("business=5", "general=none", "super=1000")) == {"business": 5, "super": 1000}
+    running = start(store, db_uri, db_name, priority_caps=_priority_caps(("business=5",)))
+    try:
+        assert running.call("POST", "/tasks", "business", json={"function": "noop", "priority": 6}).status_code == 403
+        assert running.call("POST", "/tasks", "business", json={"function": "noop", "priority": 5}).status_code == 201
+    finally:
+        running.server.stop()
