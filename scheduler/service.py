@@ -21,7 +21,7 @@ from typing import Any
 from fsm.errors import Conflict, Forbidden, SuanwangError, ValidationError
 from fsm.states import Status
 from fsm.store import Store, server_now
-from fsm.store.tasks import ran_on
+from fsm.store.filters import ran_on
 from fsm.store.spec import TaskSpec, validate
 from fsm.store.users import ROLES, has_role
 from fsm.store.workers import DRAINING, ONLINE

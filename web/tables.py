@@ -10,7 +10,7 @@ import re
 from dataclasses import dataclass
 
 from fsm.states import Status
-from fsm.store.tasks import ran_on
+from fsm.store.filters import ran_on
 
 #: DataTables column -> (stored field, direction of the created_at tie-break relative to the field's),
 #: shaped like the indexes in ``fsm.store.schema`` so that MongoDB walks an index and never sorts in memory:

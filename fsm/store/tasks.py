@@ -55,12 +55,6 @@ def new_id() -> str:
     return str(ObjectId())
 
 
-def ran_on(worker: str) -> dict:
-    """The filter of tasks with any attempt on ``worker``: this round's (failed ones too: a failure
-    takes the worker off ``workers``) and earlier rounds' (``previous_attempts``, after a re-queue)."""
-    return {"$or": [{"attempts.worker": worker}, {"previous_attempts.worker": worker}]}
-
-
 @dataclass(frozen=True)
 class Claimant:
     """What a worker offers when it claims: its name and resources."""
