@@ -14,9 +14,10 @@ from fsm.errors import ValidationError
 
 #: Deepest JSON body the API accepts (a task's args then sit at most 62 levels below it).
 MAX_JSON_DEPTH = 64
-#: A JSON string; an unterminated one runs to the end (the parser refuses it later), so this is linear.
-_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"?', re.S)
-_NOT_BRACKET = re.compile(rb"[^\[\]{}]+")
+#: A JSON string (the unrolled-loop form: runs of plain characters, then one escape at a time); an
+#: unterminated one runs to the end (the parser refuses it later), so the scan stays linear.
+_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"?', re.S)
+_NOT_BRACKETS = bytes(set(range(256)) - set(b"[]{}"))
 _STEP = {ord("["): 1, ord("{"): 1, ord("]"): -1, ord("}"): -1}
 
 
@@ -28,7 +29,7 @@ class TooDeep(ValidationError):
 
 def json_depth(raw: bytes) -> int:
     """How deeply the JSON text ``raw`` nests arrays and objects (0 for a scalar)."""
-    brackets = _NOT_BRACKET.sub(b"", _STRING.sub(b"", raw))
+    brackets = _STRING.sub(b"", raw).translate(None, _NOT_BRACKETS)
     return max(accumulate(map(_STEP.__getitem__, brackets)), default=0)
 
 
