@@ -4,10 +4,11 @@ from __future__ import annotations
 from flask import abort, flash, jsonify, redirect, request, url_for
 
 from fsm.errors import SuanwangError
+from fsm.states import ACTION_TARGETS
 from web import bp
 from web.session import can, local_path, login_required, store, user
 
-TASK_ACTIONS = {"priority", "enable", "disable", "cancel", "requeue"}
+TASK_ACTIONS = set(ACTION_TARGETS)  # the actions of fsm.states; which apply to a task is the FSM's call
 MAX_SELECTED = 1000
 
 

@@ -10,7 +10,9 @@ from pathlib import Path
 VENDOR = Path(__file__).parent / "static" / "vendor"
 #: Files every page loads (the stamp is written last, once all of them are in place).
 REQUIRED = (".installed", "bootstrap.min.css", "bootstrap.bundle.min.js", "dataTables.min.js",
-            "dataTables.bootstrap5.min.js", "dataTables.bootstrap5.min.css", "chart.umd.js")
+            "dataTables.bootstrap5.min.js", "dataTables.bootstrap5.min.css", "chart.umd.js",
+            "dataTables.responsive.min.js", "responsive.bootstrap5.min.js", "responsive.bootstrap5.min.css",
+            "swagger-ui-bundle.js", "swagger-ui.css", "cytoscape.min.js", "fonts/noto-sans-sc.css")
 
 
 def missing() -> list[str]:
