@@ -91,7 +91,7 @@ def create_app(config: ServerConfig, store: Store | None = None) -> Flask:
     from web import bp as web_bp
 
     app.register_blueprint(api_bp, url_prefix="/api/v1")
-    _root_probes(app)
+    _app_wide_routes_and_checks(app)
     app.register_blueprint(functions_bp, url_prefix="/api/v1")
     init_registry(app, store.db)
     for module in OPTIONAL_BLUEPRINTS:
@@ -101,7 +101,7 @@ def create_app(config: ServerConfig, store: Store | None = None) -> Flask:
     return app
 
 
-def _root_probes(app: Flask) -> None:
+def _app_wide_routes_and_checks(app: Flask) -> None:
     """``/metrics`` and ``/healthz`` at the root too, where Prometheus and load balancers look first;
     and the JSON depth check before any view parses a body."""
     from scheduler import api
