@@ -19,6 +19,8 @@ DEFAULT_MAX_BODY_BYTES = 16 << 20
 TLS_MODES = ("none", "starttls", "ssl")
 #: Largest data object (an upload streams through GridFS; waitress spools it to disk first).
 DEFAULT_MAX_DATA_BYTES = 64 << 30
+#: Highest task priority each role may set (a role not named: no cap beyond the task limit).
+DEFAULT_PRIORITY_CAPS = {"business": 100, "general": 100}
 
 
 @dataclass(frozen=True)
@@ -85,6 +87,8 @@ class ServerConfig:
     max_data_bytes: int = DEFAULT_MAX_DATA_BYTES
     data_quota_bytes: int | None = None
     data_retention_days: float | None = 30.0
+    #: Highest priority a role may give a task it publishes, schedules or re-prioritises ({role: cap}).
+    priority_caps: dict = field(default_factory=lambda: dict(DEFAULT_PRIORITY_CAPS))
 
     def validate(self) -> "ServerConfig":
         """Raise ``ConfigError`` naming the first bad setting; return self."""
@@ -111,6 +115,10 @@ class ServerConfig:
             value = getattr(self, name)
             if value not in (None, "") and (not isinstance(value, str) or len(value) < 8):
                 raise ConfigError(f"{name} must be a string of at least 8 characters when given")
+        caps = self.priority_caps
+        if not isinstance(caps, dict) or not all(isinstance(r, str) and isinstance(c, int) and not isinstance(c, bool)
+                                                 for r, c in caps.items()):
+            raise ConfigError(f"priority_caps must map role names to integers, got {caps!r}")
         if not isinstance(self.run_scheduler, bool):
             raise ConfigError("run_scheduler must be true or false")
         _int(self, "smtp_port", 1, 65535)
