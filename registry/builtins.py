@@ -35,5 +35,18 @@ def cpu_burn(ms: float = 100):
     return n
 
 
-BUILTINS = {f.__name__: f for f in (noop, echo, sleep, fail, cpu_burn)}
+def file_info(path):
+    """The name, size and sha256 of a file (such as a ``{"__data__": id}`` argument's local copy)."""
+    import hashlib
+    from pathlib import Path
+
+    path = Path(path)
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return {"name": path.name, "size": path.stat().st_size, "sha256": digest.hexdigest()}
+
+
+BUILTINS = {f.__name__: f for f in (noop, echo, sleep, fail, cpu_burn, file_info)}
 BUILTIN_VERSION = "builtin"

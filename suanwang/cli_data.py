@@ -6,14 +6,11 @@ from pathlib import Path
 
 import click
 
-from suanwang import settings
-from suanwang.cli_common import Group, api_options
+from suanwang.cli_common import Group, api_client, api_options
 
 
-def _client(server_url: str, token: str | None, data_dir: str):
-    from suanwang.client import Client
-
-    return Client(server_url, token or settings.read_token(data_dir))
+def _client(server_url: str | None, token: str | None, data_dir: str | None):
+    return api_client(server_url, token, data_dir)
 
 
 def progress_bar(total: int | None, what: str):

@@ -5,8 +5,7 @@ import json
 
 import click
 
-from suanwang import settings
-from suanwang.cli_common import api_options
+from suanwang.cli_common import api_client, api_options
 
 
 @click.command("why")
@@ -18,9 +17,7 @@ def why(task_id, as_json, server_url, token, data_dir):
     from rich.console import Console
     from rich.table import Table
 
-    from suanwang.client import Client
-
-    answer = Client(server_url, token or settings.read_token(data_dir)).get(f"/tasks/{task_id}/explain")
+    answer = api_client(server_url, token, data_dir).get(f"/tasks/{task_id}/explain")
     if as_json:
         click.echo(json.dumps(answer, indent=2, default=str))
         return

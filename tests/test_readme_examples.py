@@ -57,6 +57,9 @@ def test_readme_examples_run_as_written(tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith("SUANWANG_")}
     env.update(HOME=str(home), PYTHONPATH=str(ROOT), PYTHONUNBUFFERED="1",
                PATH=f"{os.path.dirname(sys.executable)}:{env['PATH']}")
+    work = tmp_path / "work"  # the commands' current directory: files they write stay out of the repository
+    work.mkdir()
+    (work / "README.md").write_text((ROOT / "README.md").read_text())
     log = tmp_path / "up.log"
     up = subprocess.Popen([sys.executable, "-m", "suanwang", "up", "--port", str(port), "--repo-root", str(srv)],
                           env=env, cwd=ROOT, stdout=open(log, "wb"), stderr=subprocess.STDOUT,
@@ -76,7 +79,7 @@ def test_readme_examples_run_as_written(tmp_path):
                 continue
             stdin = "a-good-password\na-good-password\n" if "--password -" in line else None
             out = subprocess.run(["bash", "-c", "\n".join(["set -euo pipefail", *prelude, line])], env=env,
-                                 cwd=ROOT, input=stdin, capture_output=True, text=True, timeout=120)
+                                 cwd=work, input=stdin, capture_output=True, text=True, timeout=120)
             # then each succeeds,
             assert out.returncode == 0, f"{command}\n{out.stdout[-2000:]}\n{out.stderr[-2000:]}"
             if line.startswith("curl"):
@@ -96,6 +99,9 @@ def test_readme_examples_run_as_written(tmp_path):
 
 
 def _printed_id(stdout: str) -> str | None:
+    """The id a command printed: a JSON object's ``id``, or a bare id (``suanwang data put``)."""
+    if re.fullmatch(r"[0-9a-f]{24}", stdout.strip()):
+        return stdout.strip()
     try:
         value = json.loads(stdout)
     except ValueError:
@@ -106,7 +112,7 @@ def _printed_id(stdout: str) -> str | None:
 @pytest.mark.parametrize("row,value", [
     ("request body", "16 MiB"), ("JSON nesting", "64 levels"), ("`args` + `kwargs`", "1 MiB"),
     ("tasks per bulk request", "10,000"), ("`priority`", "1,000,000"), ("`redundancy`", "16"),
-    ("`max_retries`", "100"), ("`timeout_s`", "7 days"), ("page size", "500"), ("result", "8 MiB")])
+    ("`max_retries`", "100"), ("`timeout_s`", "7 days"), ("page size", "500"), ("result", "1024 MiB")])
 def test_the_readme_limits_are_the_code_limits(row, value):
     from fsm.store import spec
     from scheduler import config, request_guard, service
