@@ -25,7 +25,7 @@ from fsm.store.spec import TaskSpec, validate
 from fsm.store.users import ROLES, has_role
 from fsm.store.workers import DRAINING, ONLINE
 from registry import catalog
-from scheduler import resources
+from scheduler import resources, service_flow
 
 #: Most tasks one publish request may carry.
 MAX_BULK = 10_000
@@ -35,10 +35,11 @@ DEFAULT_PAGE = 50
 #: Fields a task listing returns (the detail adds args, result, history and attempts).
 LIST_FIELDS = {"function": 1, "version": 1, "status": 1, "priority": 1, "is_enabled": 1, "submitted_by": 1,
                "created_at": 1, "updated_at": 1, "started_at": 1, "finished_at": 1, "run_after": 1, "reason": 1,
-               "error": 1, "redundancy": 1, "quorum": 1, "workers": 1, "failures": 1}
+               "error": 1, "redundancy": 1, "quorum": 1, "workers": 1, "failures": 1, "parent": 1,
+               "progress": 1}
 #: Listing filters: query parameter -> task field (each an equality on a string).
 FILTERS = {"status": "status", "function": "function", "version": "version", "worker": "workers",
-           "submitted_by": "submitted_by", "reason": "reason"}
+           "submitted_by": "submitted_by", "reason": "reason", "parent": "parent"}
 SORTS = {"created_at", "updated_at", "finished_at", "priority", "function", "status"}
 PAGING = {"limit", "skip", "offset", "sort", "order"}
 
@@ -54,8 +55,10 @@ def _check_visible(user: dict, task: dict) -> None:
 
 
 # ------------------------------------------------------------------- publish
-def publish(store: Store, bodies: Any, user: dict) -> list[dict]:
+def publish(store: Store, bodies: Any, user: dict, parent: str | None = None) -> list[dict]:
     """Publish one task body or a list of them (bulk); returns the stored documents.
+
+    ``parent``: the running task that submits these (``current_task().submit``), set on each.
 
     Every body is validated, then every function version resolved, before anything is
     written: one bad item refuses the whole request (its index is named) and stores nothing.
@@ -71,6 +74,7 @@ def publish(store: Store, bodies: Any, user: dict) -> list[dict]:
         raise ValidationError(f"at most {MAX_BULK} tasks per request, got {len(items)}")
     specs = [_each(many, index, validate, body) for index, body in enumerate(items)]
     _check_ids(store, specs, many)
+    external = service_flow.check_dependencies(store, specs, user, sees_all(user))
     resolved: dict[tuple, tuple[str | None, dict]] = {}  # one registry lookup per (function, version)
     for index, (spec, body) in enumerate(zip(specs, items)):
         key = (spec.function, spec.version)
@@ -79,9 +83,11 @@ def publish(store: Store, bodies: Any, user: dict) -> list[dict]:
         spec.version, requires = resolved[key]
         if "requires" not in body and requires:
             spec.requires = {**spec.requires, **requires}
-    docs = [store.tasks.document(spec, user["_id"]) for spec in specs]
+    docs = [store.tasks.document(spec, user["_id"], parent) for spec in specs]
     try:
         store.tasks.insert(docs)
+        if external:  # dependencies that may have ended already: resolve their new dependents now
+            store.tasks.flow.settle_published(external)
     finally:
         store.wakeups.signal(n=len(docs))  # also after a partial insert: what was stored can run
     return docs

@@ -14,19 +14,23 @@ from typing import Any
 import bson
 
 from fsm.errors import PayloadTooLarge, ValidationError
+from fsm.references import RESULT, references
 
 #: Largest args + kwargs of one task, encoded as BSON.
 MAX_PAYLOAD_BYTES = 1 << 20
 MAX_REDUNDANCY = 16
 MAX_RETRIES = 100
 MAX_TIMEOUT_S = 7 * 86400
+#: Most dependencies one task may wait for.
+MAX_DEPENDS_ON = 1000
 PRIORITY_RANGE = (-1_000_000, 1_000_000)
 ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$")
 NAME_PATTERN = re.compile(r"^[A-Za-z_][A-Za-z0-9_.:-]{0,199}$")
 TAG_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
 ALLOWED = {"id", "function", "version", "args", "kwargs", "priority", "is_enabled", "redundancy", "quorum",
-           "timeout_s", "max_retries", "retry_backoff_s", "requires", "run_after", "delay_s"}
+           "timeout_s", "max_retries", "retry_backoff_s", "requires", "run_after", "delay_s",
+           "depends_on"}
 REQUIRES_ALLOWED = {"gpus", "mem_gb", "tags"}
 
 
@@ -114,6 +118,29 @@ class TaskSpec:
     run_after: datetime | None = None
     id: str | None = None
     extra: dict = field(default_factory=dict)
+    depends_on: list[str] = field(default_factory=list)
+
+
+def _depends_on(body: dict) -> list[str]:
+    """A list of distinct task ids (at most MAX_DEPENDS_ON); existence is checked by the service."""
+    value = body.get("depends_on", [])
+    if not isinstance(value, list):
+        raise ValidationError(f"'depends_on' must be a list of task ids, got {type(value).__name__}",
+                              field="depends_on")
+    if len(value) > MAX_DEPENDS_ON:
+        raise ValidationError(f"'depends_on' holds at most {MAX_DEPENDS_ON} task ids, got {len(value)}",
+                              field="depends_on")
+    bad = next((v for v in value if not isinstance(v, str) or not ID_PATTERN.match(v)), None)
+    if bad is not None:
+        raise ValidationError(f"'depends_on' must hold task ids; {bad!r} is not one", field="depends_on")
+    if len(set(value)) != len(value):
+        raise ValidationError("'depends_on' names a task twice", field="depends_on")
+    if value and ("run_after" in body or "delay_s" in body):
+        raise ValidationError("a task with 'depends_on' starts when its dependencies succeed; it cannot also "
+                              "have 'run_after' or 'delay_s'", field="depends_on")
+    if value and body.get("id") in value:
+        raise ValidationError(f"task {body['id']!r} cannot depend on itself", field="depends_on")
+    return list(value)
 
 
 def validate(body: Any, defaults: Defaults = Defaults()) -> TaskSpec:
@@ -165,4 +192,15 @@ def validate(body: Any, defaults: Defaults = Defaults()) -> TaskSpec:
         max_retries=_int(body, "max_retries", defaults.max_retries, 0, MAX_RETRIES),
         retry_backoff_s=_number(body, "retry_backoff_s", defaults.retry_backoff_s, 0, 3600),
         requires=_requires(body.get("requires")), run_after=_run_after(body), id=task_id,
+        depends_on=_result_refs_listed(args, kwargs, _depends_on(body)),
     )
+
+
+def _result_refs_listed(args: list, kwargs: dict, depends_on: list[str]) -> list[str]:
+    """Every ``{"__result__": id}`` must name a dependency: only then is the result there at run time."""
+    missing = sorted({ident for marker, ident in references([args, kwargs])
+                      if marker == RESULT and ident not in depends_on})
+    if missing:
+        raise ValidationError(f"{{\"__result__\": ...}} names task(s) not in 'depends_on': {', '.join(missing[:10])}",
+                              field="depends_on")
+    return depends_on

@@ -16,7 +16,7 @@ from bson import ObjectId
 from pymongo import ReturnDocument
 from pymongo.collection import Collection
 from pymongo.database import Database
-from pymongo.errors import BulkWriteError
+from pymongo.errors import BulkWriteError, PyMongoError
 from pymongo.read_concern import ReadConcern
 from pymongo.write_concern import WriteConcern
 
@@ -25,7 +25,9 @@ from fsm.errors import Conflict, InvalidTransition, LeaseLost, TaskNotFound, Val
 from fsm.states import FINAL, LIVE, AttemptState, Status, check
 from fsm.store.db import server_now
 from fsm.store.schema import CLAIM_INDEX
+from fsm.decide_deps import WAITING
 from fsm.store.spec import PRIORITY_RANGE, TaskSpec, _int
+from fsm.store.workflows import Workflows
 
 log = logging.getLogger("suanwang.store")
 
@@ -94,13 +96,14 @@ class TaskStore:
         # crash only re-runs an attempt (its late result is refused). Publishes and attempt ends
         # stay majority-acknowledged and journaled, so no task and no result is ever lost.
         self._fast: Collection = self.tasks.with_options(write_concern=WriteConcern(w=1))
+        self.flow = Workflows(self)
 
     # ----------------------------------------------------------------- publish
-    def document(self, spec: TaskSpec, submitted_by: str) -> dict:
-        """The new document for a validated spec (not yet stored)."""
-        delayed = spec.run_after is not None
-        status = Status.PENDING if delayed else Status.QUEUED
-        return {
+    def document(self, spec: TaskSpec, submitted_by: str, parent: str | None = None) -> dict:
+        """The new document for a validated spec (not yet stored); ``parent``: the submitting task."""
+        waits = bool(spec.depends_on)
+        status = Status.PENDING if spec.run_after is not None or waits else Status.QUEUED
+        doc = {
             "_id": spec.id or new_id(), "function": spec.function, "version": spec.version,
             "args": spec.args, "kwargs": spec.kwargs, "priority": spec.priority, "is_enabled": spec.is_enabled,
             "status": status.value, "requires": spec.requires, "redundancy": spec.redundancy,
@@ -109,6 +112,11 @@ class TaskStore:
             "workers": [], "attempts": [], "result": None, "error": None, "reason": None,
             "history": [], "run_after": spec.run_after, "submitted_by": submitted_by, "rev": 0,
         }
+        if waits:  # workflow fields only where used: the sparse indexes stay small
+            doc.update(depends_on=spec.depends_on, deps_done=[], reason=WAITING)
+        if parent is not None:
+            doc["parent"] = parent
+        return doc
 
     def insert(self, docs: list[dict]) -> list[str]:
         """Store new task documents (one round trip), stamped by the server's clock.
@@ -258,6 +266,7 @@ class TaskStore:
             if self._write(task, plan, by="reaper"):
                 log.warning("task %s: attempt %s on %s lost its lease", task_id, attempt["id"], attempt["worker"])
                 lost += 1
+                self._settle(task_id, plan)
 
     def promote_due(self) -> int:
         """Pending tasks whose run_after has come become queued; returns how many."""
@@ -282,7 +291,9 @@ class TaskStore:
         """
         if AttemptState(state) == AttemptState.SUCCEEDED and self._succeed_single(task_id, attempt_id, result,
                                                                                  logs, worker):
-            return Plan(frm=Status.RUNNING, to=Status.SUCCEEDED, fields={"result": result})
+            plan = Plan(frm=Status.RUNNING, to=Status.SUCCEEDED, fields={"result": result})
+            self._settle(task_id, plan)
+            return plan
         for _ in range(MAX_RACE_RETRIES):
             filt = {"_id": task_id, "attempts": {"$elemMatch": {"id": attempt_id, "state": "running"}}}
             if worker:
@@ -294,6 +305,7 @@ class TaskStore:
             plan = decide_attempt_end(task, attempt_id, AttemptState(state), result=result, error=error,
                                       traceback=traceback, logs=logs)
             if self._write(task, plan, by=worker or "worker"):
+                self._settle(task_id, plan)
                 return plan
         raise Conflict(f"task {task_id} kept changing; gave up after {MAX_RACE_RETRIES} tries")
 
@@ -326,7 +338,21 @@ class TaskStore:
 
     # ------------------------------------------------------------ user verbs
     def cancel(self, task_id: str, by: str) -> Plan:
-        return self._decide_loop(task_id, decide_cancel, by)
+        plan = self._decide_loop(task_id, decide_cancel, by)
+        self._settle(task_id, plan)
+        return plan
+
+    def _settle(self, task_id: str, plan: Plan) -> None:
+        """Right after a final write: release or cancel dependents, cancel children (``Workflows``).
+
+        A failure here is only logged: the housekeeping sweep finishes the job.
+        """
+        if plan.to not in FINAL:
+            return
+        try:
+            self.flow.settle(task_id, plan.to.value)
+        except (PyMongoError, Conflict) as exc:
+            log.warning("task %s: settling its dependents failed (%s); the sweep will retry", task_id, exc)
 
     def requeue(self, task_id: str, by: str) -> Plan:
         def decide(task: dict) -> Plan:

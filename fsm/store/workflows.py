@@ -1,0 +1,164 @@
+"""Workflow verbs over ``tasks``: dependencies (``depends_on``), child tasks (``parent``), results.
+
+A task published with ``depends_on`` waits in ``pending`` (reason ``waiting_for_dependencies``).
+Right after a task reaches a final state, ``settle`` visits each waiting dependent once per
+edge: a success is counted in the dependent's ``deps_done`` (the last one queues it), a
+failure or cancel cancels it (``upstream_failed``), and that cancel settles its own
+dependents in turn. Each change is a decision of ``fsm.decide_deps`` written by the task
+store's compare-and-set writer, so each is checked by the FSM table and lands in the history;
+visiting an edge twice changes nothing. A crash between a task's final write and its
+``settle`` is repaired by ``sweep`` (run by housekeeping). A cancelled task also cancels its
+live children (``parent_cancelled``).
+"""
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Iterable
+
+from fsm.decide import decide_cancel
+from fsm.decide_deps import PARENT_CANCELLED, WAITING, decide_dependency_failed, decide_dependency_succeeded
+from fsm.errors import Conflict, InvalidTransition
+from fsm.states import FINAL, LIVE, Status
+
+if TYPE_CHECKING:  # pragma: no cover
+    from fsm.store.tasks import TaskStore
+
+log = logging.getLogger("suanwang.store.workflows")
+
+MAX_RACE_RETRIES = 50
+FINAL_VALUES = [s.value for s in FINAL]
+LIVE_VALUES = [s.value for s in LIVE]
+#: Most tasks a workflow graph shows.
+GRAPH_LIMIT = 300
+#: Fields the graph and the related-task lists show.
+NODE_FIELDS = {"function": 1, "status": 1, "depends_on": 1, "parent": 1, "progress": 1}
+
+
+class Workflows:
+    """Reached as ``store.tasks.flow``."""
+
+    def __init__(self, tasks: "TaskStore"):
+        self._store = tasks
+        self.tasks = tasks.tasks
+
+    # ------------------------------------------------------------ settling
+    def settle(self, task_id: str, status: str | None = None) -> int:
+        """Propagate a final task to its dependents (transitively) and children; returns changes made."""
+        changed = 0
+        stack: list[tuple[str, str | None]] = [(task_id, status)]
+        while stack:
+            tid, st = stack.pop()
+            if st is None:
+                doc = self.tasks.find_one({"_id": tid}, {"status": 1})
+                st = doc and doc["status"]
+            if st not in FINAL_VALUES:
+                continue
+            ok = st == Status.SUCCEEDED.value
+            for dependent in self.tasks.find({"depends_on": tid, "status": Status.PENDING.value}, {"_id": 1}):
+                plan = self._edge(dependent["_id"], tid, ok)
+                if plan is not None:
+                    changed += 1
+                    if plan.to == Status.CANCELLED:
+                        stack.append((dependent["_id"], Status.CANCELLED.value))
+            if st == Status.CANCELLED.value:
+                for child in self.tasks.find({"parent": tid, "status": {"$in": LIVE_VALUES}}, {"_id": 1}):
+                    if self._cancel_child(child["_id"], tid):
+                        changed += 1
+                        stack.append((child["_id"], Status.CANCELLED.value))
+        return changed
+
+    def settle_published(self, dependencies: Iterable[str]) -> int:
+        """New dependents of tasks that had already ended: resolve them at once."""
+        ids = list(set(dependencies))
+        if not ids:
+            return 0
+        done = self.tasks.find({"_id": {"$in": ids}, "status": {"$in": FINAL_VALUES}}, {"status": 1})
+        return sum(self.settle(d["_id"], d["status"]) for d in done)
+
+    def _edge(self, task_id: str, dependency: str, succeeded: bool):
+        decide = decide_dependency_succeeded if succeeded else decide_dependency_failed
+        for _ in range(MAX_RACE_RETRIES):
+            task = self.tasks.find_one({"_id": task_id})
+            plan = decide(task, dependency) if task else None
+            if plan is None:
+                return None
+            if self._store._write(task, plan, by=f"dependency {dependency}"):
+                return plan
+        raise Conflict(f"task {task_id} kept changing; gave up after {MAX_RACE_RETRIES} tries")
+
+    def _cancel_child(self, task_id: str, parent: str) -> bool:
+        for _ in range(MAX_RACE_RETRIES):
+            task = self.tasks.find_one({"_id": task_id})
+            if task is None or task["status"] not in LIVE_VALUES:
+                return False
+            try:
+                plan = decide_cancel(task)
+            except InvalidTransition:
+                return False
+            plan.reason = plan.fields["reason"] = PARENT_CANCELLED
+            if self._store._write(task, plan, by=f"parent {parent}"):
+                return True
+        raise Conflict(f"task {task_id} kept changing; gave up after {MAX_RACE_RETRIES} tries")
+
+    def sweep(self, limit: int = 1000) -> int:
+        """Repair what a crash between a final write and its ``settle`` left behind; returns changes."""
+        waiting = self.tasks.find({"status": Status.PENDING.value, "reason": WAITING},
+                                  {"depends_on": 1, "deps_done": 1}).limit(limit)
+        needed = {d for w in waiting for d in w.get("depends_on", []) if d not in w.get("deps_done", [])}
+        orphans = self.tasks.find({"parent": {"$exists": True}, "status": {"$in": LIVE_VALUES}},
+                                  {"parent": 1}).limit(limit)
+        parents = {c["parent"] for c in orphans}
+        changed = 0
+        if needed:
+            changed += self.settle_published(needed)
+        if parents:
+            for doc in self.tasks.find({"_id": {"$in": list(parents)}, "status": Status.CANCELLED.value},
+                                       {"status": 1}):
+                changed += self.settle(doc["_id"], doc["status"])
+        return changed
+
+    # --------------------------------------------------------------- reads
+    def existing(self, ids: Iterable[str], submitted_by: str | None = None) -> set[str]:
+        """Which of these task ids exist (and, with ``submitted_by``, belong to that user)."""
+        query: dict = {"_id": {"$in": list(set(ids))}}
+        if submitted_by is not None:
+            query["submitted_by"] = submitted_by
+        return {d["_id"] for d in self.tasks.find(query, {"_id": 1})}
+
+    def results(self, ids: Iterable[str]) -> dict[str, dict]:
+        """``{id: {status, result, result_ref}}`` of the given tasks (the worker's ``__result__`` lookup)."""
+        return {d["_id"]: d for d in self.tasks.find({"_id": {"$in": list(set(ids))}},
+                                                     {"status": 1, "result": 1, "result_ref": 1})}
+
+    def related(self, task: dict, limit: int = 500) -> dict[str, list[dict]]:
+        """The task's dependencies, dependents and children, each ``{_id, function, status}``."""
+        fields = {"function": 1, "status": 1}
+        deps = list(self.tasks.find({"_id": {"$in": task.get("depends_on", [])}}, fields))
+        order = {d: i for i, d in enumerate(task.get("depends_on", []))}
+        deps.sort(key=lambda d: order[d["_id"]])
+        dependents = list(self.tasks.find({"depends_on": task["_id"]}, fields).limit(limit))
+        children = list(self.tasks.find({"parent": task["_id"]}, fields).sort("created_at", 1).limit(limit))
+        return {"dependencies": deps, "dependents": dependents, "children": children}
+
+    def graph(self, task_id: str, limit: int = GRAPH_LIMIT) -> dict:
+        """The workflow around a task: ``{"nodes": [...], "edges": [...], "truncated"}``.
+
+        Walks dependency and parent links both ways, one query per direction and step.
+        """
+        nodes: dict[str, dict] = {}
+        expanded: set[str] = set()  # ids whose neighbours were asked for
+        frontier = {task_id}
+        while frontier and len(nodes) < limit:
+            ids = list(frontier)
+            expanded |= frontier
+            for doc in self.tasks.find({"$or": [{"_id": {"$in": ids}}, {"depends_on": {"$in": ids}},
+                                                {"parent": {"$in": ids}}]}, NODE_FIELDS).limit(limit):
+                nodes.setdefault(doc["_id"], doc)
+            upward = {x for d in nodes.values() for x in [*d.get("depends_on", []), d.get("parent")] if x}
+            frontier = (set(nodes) | upward) - expanded
+        edges = [{"source": dep, "target": tid, "kind": "depends_on"} for tid, d in nodes.items()
+                 for dep in d.get("depends_on", []) if dep in nodes]
+        edges += [{"source": d["parent"], "target": tid, "kind": "parent"} for tid, d in nodes.items()
+                  if d.get("parent") in nodes]
+        return {"nodes": [{"id": k, "function": v.get("function"), "status": v.get("status")}
+                          for k, v in nodes.items()], "edges": edges, "truncated": len(nodes) >= limit}
