@@ -36,8 +36,11 @@ from fsm.store.workers import DRAINING, OFFLINE
 from registry.builtins import BUILTINS
 from registry.resolver import make_resolver
 from worker.config import WorkerConfig
+from worker import results
 from worker.executor import Executor, Outcome
 from worker.heartbeat import Heartbeat
+from worker.live import LiveReporter
+from worker.requests import ChildRequests
 
 log = logging.getLogger("suanwang.worker")
 
@@ -91,8 +94,9 @@ class Daemon:
         self.claimant = Claimant(name=config.name, gpus=config.gpus, mem_gb=config.mem_gb, tags=config.tags,
                                  lease_s=config.lease_s, distinct_grace_s=config.distinct_grace_s)
         self.resolver = make_resolver(self.store.db, config.cache_dir)
-        self.executor = Executor(config.concurrency)
+        self.executor = Executor(config.concurrency, requests=ChildRequests(self.publish_child))
         self.heartbeat = Heartbeat(self)
+        self.live = LiveReporter(self)
         self.trouble = Trouble()
         self._lock = threading.Lock()
         self._running: dict[str, tuple[str, int]] = {}  # attempt id -> (task id, slot)
@@ -365,8 +369,13 @@ class Daemon:
             return Outcome(A.FAILED, error=f"cannot prepare {task['function']}: {type(exc).__name__}: {exc}")
         if claim.attempt_id in self._doomed:
             return Outcome(A.CANCELLED, error="stopped before it started")
-        return self.executor.run(slot, claim.attempt_id, spec.entrypoint, spec.path, task.get("args") or [],
-                                 task.get("kwargs") or {}, float(task.get("timeout_s") or 3600.0))
+        try:  # {"__result__": id} arguments become their dependencies' results
+            args, kwargs = results.resolve(self.store, task.get("args") or [], task.get("kwargs") or {},
+                                           self.config.cache_dir)
+        except SuanwangError as exc:
+            return Outcome(A.FAILED, error=exc.message)
+        return self.executor.run(slot, claim.attempt_id, spec.entrypoint, spec.path, args, kwargs,
+                                 float(task.get("timeout_s") or 3600.0), self._meta(claim))
 
     def _finish(self, claim: Claim, outcome: Outcome) -> None:
         """Write the outcome, retrying while MongoDB is away, until it is stored or refused."""
@@ -470,10 +479,37 @@ class Daemon:
                 gen = self._wake_gen
                 self._cv.wait_for(lambda: self._wake_gen != gen or self._stopping.is_set(), timeout)
 
+    # ------------------------------------------------ what a running task asks
+    def _meta(self, claim: Claim) -> dict:
+        """What ``current_task()`` tells the task about itself."""
+        number = next((a.get("number") for a in claim.task.get("attempts", []) if a.get("id") == claim.attempt_id),
+                      None)
+        return {"task_id": claim.task_id, "attempt": number, "worker": self.config.name}
+
+    def publish_child(self, attempt_id: str, body) -> str:
+        """``current_task().submit``: publish a child task as the parent task's submitter, with its rights."""
+        from scheduler import service  # the application layer (no Flask): only daemons that use it load it
+
+        with self._lock:
+            task_id = self._running.get(attempt_id, (None, None))[0]
+        if task_id is None or attempt_id in self._doomed:
+            raise LeaseLost(f"attempt {attempt_id} no longer runs here; the child task was not published")
+        if not isinstance(body, dict):
+            raise SuanwangError("a child task is one task body (an object)")
+        user = self.store.tasks.flow.submitter(task_id)
+        if user is None:
+            raise SuanwangError(f"the submitter of task {task_id} no longer exists; no child task can be published")
+        return service.publish(self.store, body, user, parent=task_id)[0]["_id"]
+
     # ------------------------------------------------- used by the heartbeat
     def running_ids(self) -> list[str]:
         with self._lock:
             return list(self._running)
+
+    def running_slots(self) -> dict[str, tuple[str, int]]:
+        """Running attempts: attempt id -> (task id, slot)."""
+        with self._lock:
+            return dict(self._running)
 
     def lost(self, attempt_id: str) -> None:
         """The store no longer counts this attempt as ours: kill it, never record it."""

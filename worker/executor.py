@@ -33,6 +33,8 @@ from multiprocessing.connection import wait as wait_ready
 from typing import Any
 
 from fsm.states import AttemptState
+from worker import context, proctree
+from worker.requests import ChildRequests
 
 log = logging.getLogger("suanwang.worker.executor")
 
@@ -76,6 +78,7 @@ def _watch_lifeline(lifeline) -> None:
         lifeline.recv()
     except BaseException:
         pass
+    proctree.kill_descendants(os.getpid())  # also grandchildren that left the process group
     os.killpg(0, signal.SIGKILL)
 
 
@@ -113,7 +116,7 @@ def _run_one(entrypoint: str, path: str | None, args: list, kwargs: dict) -> tup
     except Exception as exc:  # FunctionNotFound, RegistryError: the message says it all
         return ("error", getattr(exc, "message", None) or f"{type(exc).__name__}: {exc}", None)
     try:
-        result = func(*args, **kwargs)
+        result = context.call(func, args, kwargs)  # awaits an ``async def`` entrypoint
     except BaseException as exc:  # SystemExit and KeyboardInterrupt from user code fail the attempt too
         frames = traceback.format_exception(type(exc), exc, exc.__traceback__.tb_next)  # without this frame
         return ("error", f"{type(exc).__name__}: {exc}".rstrip(": "), "".join(frames))
@@ -133,6 +136,11 @@ def _run_one(entrypoint: str, path: str | None, args: list, kwargs: dict) -> tup
 def child_main(conn, lifeline, log_path: str) -> None:
     """The child's loop: one message in, one answer out, until the pipe closes."""
     os.setsid()  # its own process group: killing it kills what it started, and Ctrl-C is the daemon's
+    proctree.become_subreaper()  # orphaned grandchildren stay in its tree, so kill_tree finds them
+    # Processes the task starts are forked, as Python's default on Linux; the forkserver this
+    # child came from is the daemon's, not the task's.
+    multiprocessing.set_start_method("fork", force=True)
+    conn_lock = threading.Lock()  # the task's threads may report progress or submit at once
     threading.Thread(target=_watch_lifeline, args=(lifeline,), name="lifeline", daemon=True).start()
     out = _redirect_output(log_path)
     conn.send(("ready", os.getpid()))
@@ -143,9 +151,14 @@ def child_main(conn, lifeline, log_path: str) -> None:
             return
         if message is None:
             return
-        attempt_id, entrypoint, path, args, kwargs = message
+        attempt_id, entrypoint, path, args, kwargs, *rest = message
         os.ftruncate(out, 0)
-        reply = _run_one(entrypoint, path, args, kwargs)
+        context.begin(conn, conn_lock, attempt_id, rest[0] if rest else {})
+        try:
+            reply = _run_one(entrypoint, path, args, kwargs)
+        finally:
+            context.end()
+            proctree.kill_descendants(os.getpid())  # what the attempt started ends with it
         try:
             sys.stdout.flush()
             sys.stderr.flush()
@@ -170,8 +183,11 @@ def _context():
 class Child:
     """One slot: a persistent child process and the attempt it runs (if any)."""
 
-    def __init__(self, index: int, log_dir: str, ctx=None):
+    def __init__(self, index: int, log_dir: str, ctx=None, requests: ChildRequests | None = None):
         self.index = index
+        self.requests = requests or ChildRequests()
+        #: The running attempt's last reported progress (``worker.requests``), None when none.
+        self.progress: dict | None = None
         self.log_path = os.path.join(log_dir, f"slot-{index}.log")
         self._ctx = ctx or _context()
         self._lock = threading.Lock()
@@ -189,7 +205,8 @@ class Child:
             pass
         parent, child = self._ctx.Pipe(duplex=True)
         life_r, life_w = self._ctx.Pipe(duplex=False)  # the daemon only holds life_w; never writes
-        proc = self._ctx.Process(target=child_main, args=(child, life_r, self.log_path), daemon=True,
+        # Not daemonic: a task may start processes of its own (Pool, ProcessPoolExecutor).
+        proc = self._ctx.Process(target=child_main, args=(child, life_r, self.log_path), daemon=False,
                                  name=f"suanwang-slot-{self.index}")
         proc.start()
         child.close()
@@ -241,13 +258,7 @@ class Child:
     def _signal(proc, sig) -> None:
         if proc.pid is None:
             return
-        try:
-            os.killpg(proc.pid, sig)  # the child leads its own group (setsid)
-        except OSError:
-            try:
-                os.kill(proc.pid, sig)
-            except OSError:
-                pass
+        proctree.kill_tree(proc.pid, sig)  # the child, its group, and every descendant
 
     def close(self) -> None:
         self._closed = True
@@ -260,18 +271,21 @@ class Child:
         return self._attempt
 
     def run(self, attempt_id: str, entrypoint: str, path: str | None, args: list, kwargs: dict,
-            timeout_s: float) -> Outcome:
-        """Run one attempt to its end (blocking); the child is replaced if it had to die."""
+            timeout_s: float, meta: dict | None = None) -> Outcome:
+        """Run one attempt to its end (blocking); the child is replaced if it had to die.
+
+        ``meta`` (task_id, attempt, worker) is what ``current_task()`` tells the task.
+        """
         problem = self._wait_ready()  # a fresh child's start does not count against the timeout
         if problem:
             self._replace()
             return Outcome(AttemptState.CRASHED, error=problem, logs=self._read_logs())
         began = time.monotonic()
         with self._lock:
-            self._attempt, self._kill_reason = attempt_id, None
+            self._attempt, self._kill_reason, self.progress = attempt_id, None, None
+        message = (attempt_id, entrypoint, path, list(args or []), dict(kwargs or {}))
         try:
-            outcome = self._exchange(attempt_id, (attempt_id, entrypoint, path, list(args or []),
-                                                  dict(kwargs or {})), timeout_s, began)
+            outcome = self._exchange(attempt_id, message + ((meta,) if meta else ()), timeout_s, began)
         finally:
             with self._lock:
                 self._attempt = None
@@ -295,9 +309,13 @@ class Child:
             ready = wait_ready([conn, proc.sentinel], remaining)
             if conn in ready:
                 try:
-                    got_id, reply, logs = conn.recv()
+                    got = conn.recv()
                 except (EOFError, OSError):
                     return self._died()
+                if isinstance(got, dict):  # progress or a child task, sent while the attempt runs
+                    self.requests.handle(self, attempt_id, got, conn)
+                    continue
+                got_id, reply, logs = got
                 if got_id != attempt_id:  # cannot happen with one attempt per child; be loud if it does
                     return self._ended(AttemptState.CRASHED, f"the executor answered for {got_id}, not {attempt_id}")
                 if self._kill_reason:
@@ -359,10 +377,10 @@ class Child:
 class Executor:
     """``slots`` persistent child processes; ``run(slot, ...)`` is called by that slot's thread."""
 
-    def __init__(self, slots: int):
+    def __init__(self, slots: int, requests: ChildRequests | None = None):
         self._dir = tempfile.mkdtemp(prefix="suanwang-worker-")
         ctx = _context()
-        self.children = [Child(i, self._dir, ctx) for i in range(slots)]
+        self.children = [Child(i, self._dir, ctx, requests) for i in range(slots)]
         self._started = False
 
     def start(self) -> "Executor":
@@ -373,9 +391,9 @@ class Executor:
         return self
 
     def run(self, slot: int, attempt_id: str, entrypoint: str, path: str | None, args: list, kwargs: dict,
-            timeout_s: float) -> Outcome:
+            timeout_s: float, meta: dict | None = None) -> Outcome:
         self.start()
-        return self.children[slot].run(attempt_id, entrypoint, path, args, kwargs, timeout_s)
+        return self.children[slot].run(attempt_id, entrypoint, path, args, kwargs, timeout_s, meta)
 
     def kill(self, attempt_id: str, reason: str = "cancelled") -> bool:
         """Stop an attempt wherever it runs; False when no slot runs it (already ended)."""

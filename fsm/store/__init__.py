@@ -7,6 +7,7 @@ from __future__ import annotations
 from pymongo.database import Database
 
 from fsm.store.db import database, server_now
+from fsm.store.live import LiveReports
 from fsm.store.schema import ensure_indexes
 from fsm.store.tasks import Claim, Claimant, TaskStore
 from fsm.store.users import UserStore
@@ -25,6 +26,7 @@ class Store:
         self.workers = WorkerStore(db)
         self.users = UserStore(db)
         self.wakeups = Wakeups(db)
+        self.live = LiveReports(db)
 
     @classmethod
     def connect(cls, uri: str, name: str | None = None) -> "Store":

@@ -34,7 +34,7 @@ log = logging.getLogger("suanwang.store")
 CLAIM_SORT = [("priority", -1), ("created_at", 1)]
 #: Only what a worker needs to run the attempt; the rest stays on the server.
 CLAIM_PROJECTION = {"function": 1, "version": 1, "args": 1, "kwargs": 1, "timeout_s": 1, "priority": 1,
-                    "redundancy": 1, "requires": 1, "status": 1}
+                    "redundancy": 1, "requires": 1, "status": 1, "attempts.id": 1, "attempts.number": 1}
 MAX_RACE_RETRIES = 50
 #: How long a task may be passed over for one whose version a worker already has.
 PREFER_WINDOW_S = 60

@@ -125,6 +125,13 @@ class Workflows:
             query["submitted_by"] = submitted_by
         return {d["_id"] for d in self.tasks.find(query, {"_id": 1})}
 
+    def submitter(self, task_id: str) -> dict | None:
+        """The user (without secrets) who submitted a task: its child tasks are published as them."""
+        task = self.tasks.find_one({"_id": task_id}, {"submitted_by": 1})
+        if task is None:
+            return None
+        return self._store.db.users.find_one({"_id": task["submitted_by"]}, {"password_hash": 0, "tokens": 0})
+
     def results(self, ids: Iterable[str]) -> dict[str, dict]:
         """``{id: {status, result, result_ref}}`` of the given tasks (the worker's ``__result__`` lookup)."""
         return {d["_id"]: d for d in self.tasks.find({"_id": {"$in": list(set(ids))}},
