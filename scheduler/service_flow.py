@@ -35,3 +35,15 @@ def check_dependencies(store: Store, specs: list[TaskSpec], user: dict, sees_all
         raise ValidationError(f"'depends_on' forms a cycle: {' -> '.join(cycle)} (nothing was published)",
                               field="depends_on", cycle=cycle) from None
     return external
+
+
+def task_workflow(store: Store, task: dict, user: dict) -> dict:
+    """What a task page shows around a task (already checked visible): its dependencies, dependents,
+    parent and children (each ``{_id, function, status}``), and the workflow graph around it."""
+    related = store.tasks.flow.related(task)
+    graph = store.tasks.flow.graph(task["_id"])
+    nodes = {n["id"]: n for n in graph["nodes"]}
+    parent = task.get("parent")
+    if parent:
+        parent = {"_id": parent, **{k: v for k, v in nodes.get(parent, {}).items() if k != "id"}}
+    return {**related, "parent": parent, "graph": graph}
