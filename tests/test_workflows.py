@@ -177,3 +177,17 @@ def test_progress_and_log_lines_are_seen_while_the_task_runs(running, tmp_path):
     done = final(running, task_id)
     assert done["status"] == "succeeded" and done["result"] == 20
     assert "working on step 20" in done["attempts"][0]["logs"]
+
+
+def test_submit_wait_draws_the_tasks_progress(running, tmp_path):
+    import subprocess
+    import sys
+
+    marker = tmp_path / "go"
+    marker.touch()
+    out = subprocess.run([sys.executable, "-m", "suanwang", "submit", f"{F}:slow_progress", str(marker), "10", "0.1",
+                          "--wait", "--server-url", f"http://127.0.0.1:{running.port}", "--token", running.token],
+                         capture_output=True, text=True, timeout=120, env={**running.procs[0].env, "COLUMNS": "160"})
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "10"
+    assert "100%" in out.stderr and "step 10 of 10" in out.stderr and "succeeded" in out.stderr

@@ -374,8 +374,10 @@ class Daemon:
                                            self.config.cache_dir)
         except SuanwangError as exc:
             return Outcome(A.FAILED, error=exc.message)
-        return self.executor.run(slot, claim.attempt_id, spec.entrypoint, spec.path, args, kwargs,
-                                 float(task.get("timeout_s") or 3600.0), self._meta(claim))
+        outcome = self.executor.run(slot, claim.attempt_id, spec.entrypoint, spec.path, args, kwargs,
+                                    float(task.get("timeout_s") or 3600.0), self._meta(claim))
+        self.live.last_progress(claim.task_id, claim.attempt_id, self.executor.children[slot].progress)
+        return outcome
 
     def _finish(self, claim: Claim, outcome: Outcome) -> None:
         """Write the outcome, retrying while MongoDB is away, until it is stored or refused."""

@@ -38,3 +38,13 @@ class LiveReporter:
         for gone in set(self._sent) - set(running):
             del self._sent[gone]
         return written
+
+    def last_progress(self, task_id: str, attempt_id: str, progress: dict | None) -> None:
+        """The attempt ended: store its last progress if no heartbeat did (before the outcome is written)."""
+        sent = self._sent.pop(attempt_id, (None, None))[0]
+        if progress is None or progress == sent:
+            return
+        try:
+            self.daemon.store.live.report(task_id, attempt_id, self.daemon.config.name, progress=progress)
+        except Exception as exc:  # only a display: the outcome matters more
+            log.warning("task %s: could not store its last progress: %s", task_id, exc)
