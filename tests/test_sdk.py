@@ -96,3 +96,16 @@ def test_importing_suanwang_in_a_task_loads_no_http_client():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]"
+
+
+def test_the_readme_sdk_example_runs(live, monkeypatch, capsys):
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    section = readme[readme.index("The SDK, from any Python program"):]
+    code = section[section.index("```python\n") + 10:section.index("```\n", section.index("```python\n") + 10)]
+    monkeypatch.setenv("SUANWANG_SERVER", server_url(live))
+    monkeypatch.setenv("SUANWANG_TOKEN", live.token)
+    exec(compile(code, "README.md", "exec"), {})
+    assert capsys.readouterr().out.splitlines() == ["[['the', 3], ['fox', 1]]", "[0, 1, 2, 3, 4]",
+                                                    "RuntimeError: boom"]
