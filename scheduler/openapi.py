@@ -20,6 +20,8 @@ TASK_BODY = {
             "gpus": {"type": "integer"}, "mem_gb": {"type": "number"},
             "tags": {"type": "array", "items": {"type": "string"}}}},
         "run_after": {"type": "string", "format": "date-time"}, "delay_s": {"type": "number"},
+        "depends_on": {"type": "array", "items": {"type": "string"}, "maxItems": 1000, "uniqueItems": True,
+                       "description": "task ids (of this request too) that must succeed first"},
     },
 }
 PATCH_BODY = {"type": "object", "additionalProperties": False, "minProperties": 1, "properties": {

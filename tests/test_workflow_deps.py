@@ -137,3 +137,17 @@ def test_dependency_decisions_are_idempotent():
     assert plan.to.value == "queued" and plan.fields["deps_done"] == ["a", "b"]
     assert decide_dependency_failed({**task, "status": "queued"}, "a") is None  # no longer waiting
     assert decide_dependency_failed(task, "b").fields["reason"] == "upstream_failed"
+
+
+def test_the_sweep_goes_round_every_waiting_task_in_bounded_rounds(api):
+    store = api.store
+    firsts = [api.publish({"function": "echo"})["id"] for _ in range(7)]
+    waiting = store.tasks.insert([store.tasks.document(validate({"function": "echo", "depends_on": [f]}), "admin")
+                                  for f in firsts])
+    store.db.tasks.update_many({"_id": {"$in": firsts}}, {"$set": {"status": "succeeded"}})  # crashed mid-way
+    rounds = 0
+    while any(store.tasks.get(t)["status"] == "pending" for t in waiting):
+        assert store.tasks.flow.sweep(limit=3) <= 3
+        rounds += 1
+        assert rounds <= 3
+    assert rounds == 3 and {store.tasks.get(t)["status"] for t in waiting} == {"queued"}

@@ -34,12 +34,12 @@ from typing import Any
 
 from fsm.states import AttemptState
 from worker import context, proctree
+from worker.childio import LOG_TAIL, read_tail  # noqa: F401 - LOG_TAIL: part of this module's interface
+from worker.childio import redirect_output as _redirect_output, watch_lifeline as _watch_lifeline
 from worker.requests import ChildRequests
 
 log = logging.getLogger("suanwang.worker.executor")
 
-#: Bytes of stdout/stderr kept per attempt.
-LOG_TAIL = 4000
 #: Largest result (as JSON text): a task document must stay well under MongoDB's 16 MiB.
 MAX_RESULT_BYTES = 8 << 20
 #: How long a fresh child may take to say it is ready.
@@ -70,41 +70,6 @@ class _Spec:
 
 
 # ------------------------------------------------------------------ the child
-def _watch_lifeline(lifeline) -> None:
-    """Block until the daemon's end of ``lifeline`` closes (it exited or was killed), then SIGKILL
-    this child's process group: an orphaned attempt must not run on after its lease is gone.
-    (The child's parent is the fork server, which outlives the daemon while children live.)"""
-    try:
-        lifeline.recv()
-    except BaseException:
-        pass
-    proctree.kill_descendants(os.getpid())  # also grandchildren that left the process group
-    os.killpg(0, signal.SIGKILL)
-
-
-def _redirect_output(log_path: str) -> int:
-    fd = os.open(log_path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o600)
-    null = os.open(os.devnull, os.O_RDONLY)
-    os.dup2(null, 0)
-    os.dup2(fd, 1)
-    os.dup2(fd, 2)
-    os.close(fd)
-    os.close(null)
-    sys.stdout = open(1, "w", encoding="utf-8", errors="replace", buffering=1, closefd=False)
-    sys.stderr = open(2, "w", encoding="utf-8", errors="replace", buffering=1, closefd=False)
-    return 1
-
-
-def read_tail(fd: int, limit: int = LOG_TAIL) -> str:
-    size = os.fstat(fd).st_size
-    if size == 0:
-        return ""
-    start = max(0, size - limit)
-    data = os.pread(fd, size - start, start)
-    text = data.decode("utf-8", errors="replace")
-    return ("…" + text) if start else text
-
-
 def _run_one(entrypoint: str, path: str | None, args: list, kwargs: dict) -> tuple:
     """Load and call the function; ('ok', result) or ('error', message, traceback)."""
     import traceback

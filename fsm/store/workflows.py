@@ -40,6 +40,7 @@ class Workflows:
     def __init__(self, tasks: "TaskStore"):
         self._store = tasks
         self.tasks = tasks.tasks
+        self._sweep_at: dict[str, int] = {}  # where each sweep query goes on next time
 
     # ------------------------------------------------------------ settling
     def settle(self, task_id: str, status: str | None = None) -> int:
@@ -101,21 +102,35 @@ class Workflows:
         raise Conflict(f"task {task_id} kept changing; gave up after {MAX_RACE_RETRIES} tries")
 
     def sweep(self, limit: int = 1000) -> int:
-        """Repair what a crash between a final write and its ``settle`` left behind; returns changes."""
-        waiting = self.tasks.find({"status": Status.PENDING.value, "reason": WAITING},
-                                  {"depends_on": 1, "deps_done": 1}).limit(limit)
+        """Repair what a crash between a final write and its ``settle`` left behind; returns changes.
+
+        Each call reads at most ``limit`` waiting tasks and ``limit`` live children through the
+        ``status_created`` index, going on where the previous call stopped, so every one is seen
+        within a few rounds however many there are.
+        """
+        waiting = self._rotate("waiting", {"status": Status.PENDING.value, "reason": WAITING},
+                               {"depends_on": 1, "deps_done": 1}, limit)
         needed = {d for w in waiting for d in w.get("depends_on", []) if d not in w.get("deps_done", [])}
-        orphans = self.tasks.find({"parent": {"$exists": True}, "status": {"$in": LIVE_VALUES}},
-                                  {"parent": 1}).limit(limit)
-        parents = {c["parent"] for c in orphans}
-        changed = 0
-        if needed:
-            changed += self.settle_published(needed)
+        children = self._rotate("children", {"status": {"$in": LIVE_VALUES}, "parent": {"$exists": True}},
+                                {"parent": 1}, limit)
+        parents = {c["parent"] for c in children}
+        changed = self.settle_published(needed) if needed else 0
         if parents:
             for doc in self.tasks.find({"_id": {"$in": list(parents)}, "status": Status.CANCELLED.value},
                                        {"status": 1}):
                 changed += self.settle(doc["_id"], doc["status"])
         return changed
+
+    def _rotate(self, name: str, query: dict, projection: dict, limit: int) -> list[dict]:
+        """The next ``limit`` matches in creation order after the last call's; from the start once done.
+
+        An offset, not a created_at bound: the tasks of one bulk publish share their created_at.
+        """
+        offset = self._sweep_at.get(name, 0)
+        docs = list(self.tasks.find(query, projection, hint="status_created").sort("created_at", 1)
+                    .skip(offset).limit(limit))
+        self._sweep_at[name] = offset + len(docs) if len(docs) == limit else 0
+        return docs
 
     # --------------------------------------------------------------- reads
     def existing(self, ids: Iterable[str], submitted_by: str | None = None) -> set[str]:
