@@ -1,9 +1,10 @@
-"""Pure decisions for workflows: a dependency ended, so what happens to the task waiting on it?
+"""Pure decisions for workflows: a dependency failed, so what happens to the task waiting on it?
 
 No I/O. The store reads the waiting task, asks for a ``Plan`` and writes it with its one
-compare-and-set writer (``TaskStore._write``), so each change is checked against the FSM
+compare-and-set writer (``TaskStore._write``), so the change is checked against the FSM
 table and lands in the task's history. A ``None`` plan means there is nothing to do (the
-edge was already counted, or the task no longer waits): the decisions are idempotent.
+task no longer waits): the decision is idempotent. (A succeeded dependency is counted by one
+conditional update in ``fsm.store.workflows``, which never loses a race; see there.)
 """
 from __future__ import annotations
 
@@ -14,29 +15,16 @@ from fsm.states import Status, check
 WAITING = "waiting_for_dependencies"
 #: Why a dependent was cancelled: a dependency failed or was cancelled.
 UPSTREAM_FAILED = "upstream_failed"
+#: The history reason of the release, once every dependency succeeded.
+DEPENDENCIES_SUCCEEDED = "dependencies_succeeded"
 #: Why a child task was cancelled: its parent was.
 PARENT_CANCELLED = "parent_cancelled"
 
-check(Status.PENDING, Status.QUEUED)
 check(Status.PENDING, Status.CANCELLED)
 
 
 def waiting(task: dict) -> bool:
     return task.get("status") == Status.PENDING.value and task.get("reason") == WAITING
-
-
-def decide_dependency_succeeded(task: dict, dependency: str) -> Plan | None:
-    """Count one succeeded dependency; the last one queues the task."""
-    if not waiting(task) or dependency not in task.get("depends_on", []) \
-            or dependency in task.get("deps_done", []):
-        return None
-    done = [*task.get("deps_done", []), dependency]
-    plan = Plan(frm=Status.PENDING, fields={"deps_done": done})
-    if set(task["depends_on"]) <= set(done):
-        plan.to, plan.reason = Status.QUEUED, "dependencies_succeeded"
-        plan.fields["reason"] = None
-        check(plan.frm, plan.to)
-    return plan
 
 
 def decide_dependency_failed(task: dict, dependency: str) -> Plan | None:

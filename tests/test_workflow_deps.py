@@ -1,7 +1,7 @@
 """Dependencies between tasks over the real API and a real mongod: waiting, release, failure, repair."""
 import pytest
 
-from fsm.decide_deps import decide_dependency_failed, decide_dependency_succeeded
+from fsm.decide_deps import decide_dependency_failed
 from fsm.store import Claimant
 from fsm.store.spec import validate
 from scheduler.housekeeping import tick
@@ -128,15 +128,26 @@ def test_cancelling_a_parent_cancels_its_live_children_and_the_list_filters_by_p
     assert status(api.store, kids[1])[0] == "succeeded"
 
 
-def test_dependency_decisions_are_idempotent():
+def test_the_failure_decision_is_idempotent():
     task = {"_id": "t", "status": "pending", "reason": "waiting_for_dependencies", "depends_on": ["a", "b"],
             "deps_done": ["a"]}
-    assert decide_dependency_succeeded(task, "a") is None  # counted already
-    assert decide_dependency_succeeded(task, "x") is None  # not a dependency
-    plan = decide_dependency_succeeded(task, "b")
-    assert plan.to.value == "queued" and plan.fields["deps_done"] == ["a", "b"]
     assert decide_dependency_failed({**task, "status": "queued"}, "a") is None  # no longer waiting
-    assert decide_dependency_failed(task, "b").fields["reason"] == "upstream_failed"
+    assert decide_dependency_failed({**task, "status": "cancelled"}, "a") is None
+    assert decide_dependency_failed(task, "x") is None  # not a dependency
+    plan = decide_dependency_failed(task, "b")
+    assert plan.to.value == "cancelled" and plan.fields["reason"] == "upstream_failed"
+
+
+def test_counting_an_edge_twice_changes_nothing(api):
+    a = api.publish({"function": "echo"})["id"]
+    other = api.publish({"function": "echo", "priority": -1})["id"]
+    both = api.publish({"function": "echo", "depends_on": [a, other]})["id"]
+    run(api.store, a, result=1)
+    before = api.store.tasks.get(both)
+    assert before["deps_done"] == [a] and before["status"] == "pending"
+    assert api.store.tasks.flow.settle(a) == 0  # settled already: the edge is counted once
+    after = api.store.tasks.get(both)
+    assert after["rev"] == before["rev"] and after["deps_done"] == [a] and len(after["history"]) == 1
 
 
 def test_the_sweep_goes_round_every_waiting_task_in_bounded_rounds(api):

@@ -27,6 +27,7 @@ class Store:
         self.users = UserStore(db)
         self.wakeups = Wakeups(db)
         self.live = LiveReports(db)
+        self.tasks.flow.wake = lambda n: self.wakeups.signal(n=n)
 
     @classmethod
     def connect(cls, uri: str, name: str | None = None) -> "Store":

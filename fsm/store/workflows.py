@@ -13,12 +13,14 @@ live children (``parent_cancelled``).
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Iterable
+from typing import TYPE_CHECKING, Callable, Iterable
 
 from fsm.decide import decide_cancel
-from fsm.decide_deps import PARENT_CANCELLED, WAITING, decide_dependency_failed, decide_dependency_succeeded
+from pymongo import ReturnDocument
+
+from fsm.decide_deps import DEPENDENCIES_SUCCEEDED, PARENT_CANCELLED, WAITING, decide_dependency_failed
 from fsm.errors import Conflict, InvalidTransition
-from fsm.states import FINAL, LIVE, Status
+from fsm.states import FINAL, LIVE, Status, check
 
 if TYPE_CHECKING:  # pragma: no cover
     from fsm.store.tasks import TaskStore
@@ -26,6 +28,7 @@ if TYPE_CHECKING:  # pragma: no cover
 log = logging.getLogger("suanwang.store.workflows")
 
 MAX_RACE_RETRIES = 50
+check(Status.PENDING, Status.QUEUED)  # written by _count_success without a Plan: legal, checked at import
 FINAL_VALUES = [s.value for s in FINAL]
 LIVE_VALUES = [s.value for s in LIVE]
 #: Most tasks a workflow graph shows.
@@ -41,11 +44,13 @@ class Workflows:
         self._store = tasks
         self.tasks = tasks.tasks
         self._sweep_at: dict[str, int] = {}  # where each sweep query goes on next time
+        #: Called with the number of tasks a settle queued (``Store`` wires its wake-up signal here).
+        self.wake: Callable[[int], None] | None = None
 
     # ------------------------------------------------------------ settling
     def settle(self, task_id: str, status: str | None = None) -> int:
         """Propagate a final task to its dependents (transitively) and children; returns changes made."""
-        changed = 0
+        changed = released = 0
         stack: list[tuple[str, str | None]] = [(task_id, status)]
         while stack:
             tid, st = stack.pop()
@@ -56,16 +61,20 @@ class Workflows:
                 continue
             ok = st == Status.SUCCEEDED.value
             for dependent in self.tasks.find({"depends_on": tid, "status": Status.PENDING.value}, {"_id": 1}):
-                plan = self._edge(dependent["_id"], tid, ok)
-                if plan is not None:
+                if ok:
+                    now = self._count_success(dependent["_id"], tid)
+                    changed += now is not None
+                    released += now == Status.QUEUED.value
+                elif self._cancel_dependent(dependent["_id"], tid):
                     changed += 1
-                    if plan.to == Status.CANCELLED:
-                        stack.append((dependent["_id"], Status.CANCELLED.value))
+                    stack.append((dependent["_id"], Status.CANCELLED.value))
             if st == Status.CANCELLED.value:
                 for child in self.tasks.find({"parent": tid, "status": {"$in": LIVE_VALUES}}, {"_id": 1}):
                     if self._cancel_child(child["_id"], tid):
                         changed += 1
                         stack.append((child["_id"], Status.CANCELLED.value))
+        if released and self.wake is not None:  # idle workers claim the released tasks at once
+            self.wake(released)
         return changed
 
     def settle_published(self, dependencies: Iterable[str]) -> int:
@@ -76,15 +85,37 @@ class Workflows:
         done = self.tasks.find({"_id": {"$in": ids}, "status": {"$in": FINAL_VALUES}}, {"status": 1})
         return sum(self.settle(d["_id"], d["status"]) for d in done)
 
-    def _edge(self, task_id: str, dependency: str, succeeded: bool):
-        decide = decide_dependency_succeeded if succeeded else decide_dependency_failed
+    def _count_success(self, task_id: str, dependency: str) -> str | None:
+        """One conditional update per succeeded edge: count it in ``deps_done``; the last one queues the
+        task (with its history entry). Idempotent: a counted edge, or a task no longer waiting, is left
+        alone. Returns the task's status after the write, None when nothing changed.
+
+        Not a read and a compare-and-set on ``rev``: a gather of 1,000 children would have its
+        1,000 finishing children race on one document and retry; this write never loses a race.
+        """
+        entry = {"from": Status.PENDING.value, "to": Status.QUEUED.value, "at": "$$NOW",
+                 "by": {"$literal": f"dependency {dependency}"}, "reason": DEPENDENCIES_SUCCEEDED}
+        complete = {"$setIsSubset": ["$depends_on", "$deps_done"]}
+        doc = self.tasks.find_one_and_update(
+            {"_id": task_id, "status": Status.PENDING.value, "reason": WAITING, "depends_on": dependency,
+             "deps_done": {"$ne": dependency}},
+            [{"$set": {"deps_done": {"$concatArrays": ["$deps_done", [{"$literal": dependency}]]},
+                       "updated_at": "$$NOW", "rev": {"$add": ["$rev", 1]}}},
+             {"$set": {"status": {"$cond": [complete, Status.QUEUED.value, Status.PENDING.value]},
+                       "reason": {"$cond": [complete, None, "$reason"]},
+                       "history": {"$cond": [complete, {"$concatArrays": ["$history", [entry]]}, "$history"]}}}],
+            projection={"status": 1}, return_document=ReturnDocument.AFTER)
+        return doc and doc["status"]
+
+    def _cancel_dependent(self, task_id: str, dependency: str) -> bool:
+        """A dependency failed or was cancelled: decide and write the waiting task's cancel (rare path)."""
         for _ in range(MAX_RACE_RETRIES):
             task = self.tasks.find_one({"_id": task_id})
-            plan = decide(task, dependency) if task else None
+            plan = decide_dependency_failed(task, dependency) if task else None
             if plan is None:
-                return None
+                return False
             if self._store._write(task, plan, by=f"dependency {dependency}"):
-                return plan
+                return True
         raise Conflict(f"task {task_id} kept changing; gave up after {MAX_RACE_RETRIES} tries")
 
     def _cancel_child(self, task_id: str, parent: str) -> bool:
