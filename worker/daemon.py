@@ -101,6 +101,7 @@ class Daemon:
         self._lock = threading.Lock()
         self._running: dict[str, tuple[str, int]] = {}  # attempt id -> (task id, slot)
         self._doomed: set[str] = set()  # attempts the store no longer counts as ours
+        self._submitters: dict[str, dict | None] = {}  # task id -> its submitter, for child tasks
         self._cv = threading.Condition()
         self._busy = 0  # slots claiming or running, and outcomes being recorded
         self._ended_gen = 0  # outcomes recorded so far (burst mode: did one land during my claim?)
@@ -345,6 +346,7 @@ class Daemon:
         with self._lock:
             self._running.pop(claim.attempt_id, None)
             self._doomed.discard(claim.attempt_id)
+            self._submitters.pop(claim.task_id, None)
 
     def _record(self, claim: Claim, outcome: Outcome, leave: bool) -> None:
         try:
@@ -498,7 +500,9 @@ class Daemon:
             raise LeaseLost(f"attempt {attempt_id} no longer runs here; the child task was not published")
         if not isinstance(body, dict):
             raise SuanwangError("a child task is one task body (an object)")
-        user = self.store.tasks.flow.submitter(task_id)
+        user = self._submitters.get(task_id)
+        if user is None:  # read once per attempt: a fan-out of 1,000 children needs it 1,000 times
+            user = self._submitters[task_id] = self.store.tasks.flow.submitter(task_id)
         if user is None:
             raise SuanwangError(f"the submitter of task {task_id} no longer exists; no child task can be published")
         return service.publish(self.store, body, user, parent=task_id)[0]["_id"]
