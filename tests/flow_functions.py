@@ -88,6 +88,19 @@ def fan_out(n, marker=None):
     return {"children": kids, "gather": gather}
 
 
+def fan_out_bulk(n):
+    """Children and their gather in one request; a refused request raises for the task to see."""
+    task = current_task()
+    ids = task.submit_many([{"id": f"{task.id}-{i}", "function": "tests.flow_functions:add", "args": [i, 1]}
+                            for i in range(n)])
+    gather = task.submit("tests.flow_functions:total", *[{"__result__": k} for k in ids], depends_on=ids)
+    try:
+        task.submit("echo", depends_on=["no-such-task"])
+    except Exception as exc:  # SubmitFailed: the server's 422 message
+        refused = str(exc)
+    return {"children": ids, "gather": gather, "refused": refused}
+
+
 def submit_and_hang(marker):
     """Submit a long child, then hang until cancelled."""
     task = current_task()

@@ -193,3 +193,12 @@ def test_submit_wait_draws_the_tasks_progress(running, tmp_path):
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "10"
     assert "100%" in out.stderr and "step 10 of 10" in out.stderr and "succeeded" in out.stderr
+
+
+def test_children_in_one_request_and_a_refused_child(running):
+    parent = running.publish({"function": f"{F}:fan_out_bulk", "args": [10]})
+    made = final(running, parent)
+    assert made["status"] == "succeeded", made
+    assert made["result"]["children"] == [f"{parent}-{i}" for i in range(10)]
+    assert "unknown task(s): no-such-task" in made["result"]["refused"] and "(invalid)" in made["result"]["refused"]
+    assert final(running, made["result"]["gather"])["result"] == sum(i + 1 for i in range(10))

@@ -65,7 +65,16 @@ class TaskContext:
         ``options`` are task fields (``priority``, ``depends_on``, ``requires``, ``id``, ...);
         any other keyword is passed to the function (as is ``kwargs={...}``).
         """
-        body = task_body(function, args, options)
+        return self._ask(task_body(function, args, options))
+
+    def submit_many(self, bodies: list[dict]) -> list[str]:
+        """Publish task bodies (``{"function", "args", ...}``, as the API takes them) as children in
+        one request, all or none; ids chosen in ``id`` may be named by ``depends_on`` of the others."""
+        if not isinstance(bodies, list) or not bodies:
+            raise ValueError("submit_many takes a non-empty list of task bodies")
+        return self._ask(bodies)
+
+    def _ask(self, body):
         with self._lock:
             self._conn.send({"request": SUBMIT, "attempt_id": self.attempt_id, "body": body})
             answer = self._conn.recv()

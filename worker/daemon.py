@@ -490,22 +490,24 @@ class Daemon:
                       None)
         return {"task_id": claim.task_id, "attempt": number, "worker": self.config.name}
 
-    def publish_child(self, attempt_id: str, body) -> str:
-        """``current_task().submit``: publish a child task as the parent task's submitter, with its rights."""
+    def publish_child(self, attempt_id: str, body) -> str | list[str]:
+        """``current_task().submit`` / ``submit_many``: publish child tasks as the parent task's
+        submitter, with that user's rights; returns the id (or the ids of a list)."""
         from scheduler import service  # the application layer (no Flask): only daemons that use it load it
 
         with self._lock:
             task_id = self._running.get(attempt_id, (None, None))[0]
         if task_id is None or attempt_id in self._doomed:
             raise LeaseLost(f"attempt {attempt_id} no longer runs here; the child task was not published")
-        if not isinstance(body, dict):
-            raise SuanwangError("a child task is one task body (an object)")
+        if not isinstance(body, (dict, list)):
+            raise SuanwangError("a child task is a task body (an object), or a list of them")
         user = self._submitters.get(task_id)
         if user is None:  # read once per attempt: a fan-out of 1,000 children needs it 1,000 times
             user = self._submitters[task_id] = self.store.tasks.flow.submitter(task_id)
         if user is None:
             raise SuanwangError(f"the submitter of task {task_id} no longer exists; no child task can be published")
-        return service.publish(self.store, body, user, parent=task_id)[0]["_id"]
+        docs = service.publish(self.store, body, user, parent=task_id)
+        return [d["_id"] for d in docs] if isinstance(body, list) else docs[0]["_id"]
 
     # ------------------------------------------------- used by the heartbeat
     def running_ids(self) -> list[str]:

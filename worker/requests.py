@@ -5,9 +5,9 @@ While an attempt runs, its child may send, over the attempt's pipe:
 ``{"request": "progress", "fraction", "message"}``
     kept on the slot (``Child.progress``); the heartbeat stores it on the task.
 ``{"request": "submit", "body"}``
-    a child task: published by ``submit`` (the daemon's ``publish_child``, which calls
+    a child task (or a list of them): published by ``submit`` (the daemon's ``publish_child``, which calls
     ``scheduler.service.publish`` as the parent task's submitter, with ``parent`` set);
-    answered ``("ok", id)`` or ``("error", code, message)``.
+    answered ``("ok", id or [ids])`` or ``("error", code, message)``.
 
 This module is imported by the executor's children too (through ``worker.executor``), so it
 imports nothing heavy at module level.
@@ -15,12 +15,12 @@ imports nothing heavy at module level.
 from __future__ import annotations
 
 import logging
-from typing import Callable
+from typing import Any, Callable
 
 log = logging.getLogger("suanwang.worker.requests")
 
-#: ``publish_child(attempt_id, body) -> task id``; raises ``SuanwangError`` to refuse.
-Publisher = Callable[[str, dict], str]
+#: ``publish_child(attempt_id, body or [bodies]) -> task id or [ids]``; raises ``SuanwangError`` to refuse.
+Publisher = Callable[[str, Any], Any]
 
 
 class ChildRequests:

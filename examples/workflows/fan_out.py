@@ -19,3 +19,18 @@ def fan_out(n: int, child: str = "noop", gather: str = "examples.workflows.fan_o
 def count(*results) -> int:
     """The gather: how many results arrived."""
     return len(results)
+
+
+def fan_out_bulk(n: int, child: str = "noop", gather: str = "examples.workflows.fan_out:count") -> dict:
+    """The same in one request: N children and the gather, the gather naming the children's ids."""
+    import uuid
+
+    from suanwang import current_task
+
+    tag = uuid.uuid4().hex[:12]
+    kids = [f"{tag}-{i}" for i in range(n)]
+    bodies = [{"id": k, "function": child} for k in kids]
+    bodies.append({"id": f"{tag}-gather", "function": gather, "args": [{"__result__": k} for k in kids],
+                   "depends_on": kids})
+    ids = current_task().submit_many(bodies)
+    return {"children": len(kids), "gather": ids[-1]}
