@@ -202,3 +202,20 @@ def test_children_in_one_request_and_a_refused_child(running):
     assert made["result"]["children"] == [f"{parent}-{i}" for i in range(10)]
     assert "unknown task(s): no-such-task" in made["result"]["refused"] and "(invalid)" in made["result"]["refused"]
     assert final(running, made["result"]["gather"])["result"] == sum(i + 1 for i in range(10))
+
+
+def test_a_lost_lease_kills_the_attempts_whole_tree(running, tmp_path):
+    from fsm.store import database
+
+    marker = tmp_path / "pids"
+    task_id = running.publish({"function": f"{F}:spawn_and_hang", "args": [str(marker)], "max_retries": 0})
+    pids = wait_for(lambda: marker.exists() and len(marker.read_text().split()) == 4
+                    and list(map(int, marker.read_text().split())), 60, what="the task's processes")
+    # The reaper's verdict after a partition: the attempt lost its lease (the worker keeps running)
+    db = database(running.uri)
+    try:
+        db.tasks.update_one({"_id": task_id, "attempts.state": "running"},
+                            {"$set": {"attempts.$.state": "lost", "status": "failed"}, "$inc": {"rev": 1}})
+    finally:
+        db.client.close()
+    wait_for(lambda: not any(alive(p) for p in pids), 30, what="the worker to kill the attempt's tree")
