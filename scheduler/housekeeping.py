@@ -24,10 +24,13 @@ def tick(store: Store, offline_after_s: float) -> dict:
     offline = store.workers.mark_offline(offline_after_s)
     lost = store.tasks.requeue_expired()
     due = store.tasks.promote_due()
-    if lost or due:
-        store.wakeups.signal(n=lost + due)
+    settled = store.tasks.flow.sweep()  # dependents a crash left waiting on an ended task
+    if lost or due or settled:
+        store.wakeups.signal(n=lost + due + settled)
     if offline:
         log.warning("workers offline (no heartbeat for %gs): %s", offline_after_s, ", ".join(offline))
+    if settled:
+        log.warning("settled %d dependent(s) left waiting on ended tasks", settled)
     return {"offline": offline, "lost": lost, "due": due}
 
 

@@ -27,7 +27,7 @@ from fsm.store.users import ROLES
 from fsm.store.workers import DRAINING, ONLINE
 from registry import catalog
 from fsm import rights
-from scheduler import resources, service_data
+from scheduler import resources, service_data, service_flow
 
 #: Most tasks one publish request may carry.
 MAX_BULK = 10_000
@@ -37,10 +37,11 @@ DEFAULT_PAGE = 50
 #: Fields a task listing returns (the detail adds args, result, history and attempts).
 LIST_FIELDS = {"function": 1, "version": 1, "status": 1, "priority": 1, "is_enabled": 1, "submitted_by": 1,
                "created_at": 1, "updated_at": 1, "started_at": 1, "finished_at": 1, "run_after": 1, "reason": 1,
-               "error": 1, "redundancy": 1, "quorum": 1, "workers": 1, "failures": 1}
+               "error": 1, "redundancy": 1, "quorum": 1, "workers": 1, "failures": 1, "parent": 1,
+               "progress": 1}
 #: Listing filters: query parameter -> task field (each an equality on a string).
 FILTERS = {"status": "status", "function": "function", "version": "version", "worker": "attempts.worker",
-           "submitted_by": "submitted_by", "reason": "reason"}
+           "submitted_by": "submitted_by", "reason": "reason", "parent": "parent"}
 SORTS = {"created_at", "updated_at", "finished_at", "priority", "function", "status"}
 PAGING = {"limit", "skip", "offset", "sort", "order"}
 
@@ -64,8 +65,11 @@ def check_priority(user: dict, priority: Any, caps: dict | None) -> None:
                         f"ask a super-user to raise it", field="priority", cap=cap)
 
 
-def publish(store: Store, bodies: Any, user: dict, priority_caps: dict | None = None) -> list[dict]:
+def publish(store: Store, bodies: Any, user: dict, priority_caps: dict | None = None,
+            parent: str | None = None) -> list[dict]:
     """Publish one task body or a list of them (bulk); returns the stored documents.
+
+    ``parent``: the running task that submits these (``current_task().submit``), set on each.
 
     Every body is validated, then every function version resolved, before anything is
     written: one bad item refuses the whole request (its index is named) and stores nothing.
@@ -82,6 +86,7 @@ def publish(store: Store, bodies: Any, user: dict, priority_caps: dict | None = 
     for index, spec in enumerate(specs):
         _each(many, index, check_priority, user, spec.priority, priority_caps)
     _check_ids(store, specs, many)
+    external = service_flow.check_dependencies(store, specs, user, sees_all(user))
     resolved: dict[tuple, tuple[str | None, dict]] = {}  # one registry lookup per (function, version)
     for index, (spec, body) in enumerate(zip(specs, items)):
         key = (spec.function, spec.version)
@@ -90,13 +95,17 @@ def publish(store: Store, bodies: Any, user: dict, priority_caps: dict | None = 
         spec.version, requires = resolved[key]
         if "requires" not in body and requires:
             spec.requires = {**spec.requires, **requires}
-    docs = [store.tasks.document(spec, user["_id"]) for spec in specs]
+    docs = [store.tasks.document(spec, user["_id"], parent) for spec in specs]
+    for doc in docs:  # the submitter's role at publish: a worker publishes child tasks with it, never reading users
+        doc["submitted_role"] = user.get("role")
     service_data.check_references(store, docs, user)  # {"__data__": id} arguments: 404 / 403, nothing written
     from scheduler.service_explain import publish_warnings  # here: that module imports this one
 
     publish_warnings(store, docs)
     try:
         store.tasks.insert(docs)
+        if external:  # dependencies that may have ended already: resolve their new dependents now
+            store.tasks.flow.settle_published(external)
     finally:
         store.wakeups.signal(n=len(docs))  # also after a partial insert: what was stored can run
     return docs

@@ -1,8 +1,6 @@
 """A small HTTP client of the Suanwang API for the command line."""
 from __future__ import annotations
 
-import time
-
 import requests
 
 from fsm.errors import SuanwangError, Unauthorized
@@ -49,17 +47,7 @@ class Client:
         return self._call("DELETE", path)
 
     def wait(self, task_id: str, poll_s: float = 0.1):
-        """Poll until the task is final, with a progress line on the terminal."""
-        from rich.console import Console
+        """Poll until the task is final, with a progress bar on the terminal (``suanwang.progress``)."""
+        from suanwang.progress import follow
 
-        console = Console(stderr=True)
-        with console.status(f"task {task_id}: queued") as status:
-            while True:
-                task = self.get(f"/tasks/{task_id}")
-                attempts = task.get("attempts") or []
-                running = sum(1 for a in attempts if a.get("state") == "running")
-                status.update(f"task {task_id}: {task['status']}  attempts {len(attempts)} (running {running})")
-                if task["status"] in FINAL:
-                    return task
-                time.sleep(poll_s)
-                poll_s = min(poll_s * 1.5, 1.0)
+        return follow(lambda tid: self.get(f"/tasks/{tid}"), task_id, poll_s)

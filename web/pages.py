@@ -11,6 +11,7 @@ from fsm.errors import NotFound, TaskNotFound, Unauthorized
 from fsm.states import Status
 from fsm.store import server_now
 from fsm.store.users import ROLES
+from scheduler import service_flow
 from web import bp
 from web.session import can, local_path, login_required, store, user
 
@@ -77,7 +78,7 @@ def task(task_id):
         abort(404)
     if not can("read_task_any") and doc.get("submitted_by") != user()["_id"]:
         abort(403)
-    return render_template("task.html", task=doc)
+    return render_template("task.html", task=doc, flow=service_flow.task_workflow(store(), doc, user()))
 
 
 @bp.get("/workers")

@@ -1,7 +1,7 @@
 """DataTables server-side protocol → one MongoDB page query (pure: no I/O here).
 
 DataTables sends draw, start, length, search[value], order[0][column], order[0][dir] and
-columns[i][data]; we add filters (status, function, worker, user). Only sorts that an index
+columns[i][data]; we add filters (status, function, worker, user, parent). Only sorts that an index
 serves are accepted, so a page of 100,000 tasks is one indexed query plus a count.
 """
 from __future__ import annotations
@@ -54,7 +54,7 @@ def parse_tasks(args, own_only: str | None) -> TableQuery:
         if status not in {s.value for s in Status}:
             raise BadRequest(f"unknown status {status!r}")
         query["status"] = status
-    for arg, field in (("function", "function"), ("user", "submitted_by")):
+    for arg, field in (("function", "function"), ("user", "submitted_by"), ("parent", "parent")):
         if args.get(arg):
             query[field] = args[arg]
     if args.get("worker"):

@@ -42,10 +42,13 @@ from registry.builtins import BUILTINS
 from registry.resolver import make_resolver
 from worker import largedata
 from worker.config import WorkerConfig
+from worker import upstream
 from worker.datacache import DataCache
 from worker.executor import Executor, Outcome
 from worker.health import HealthTracker
 from worker.heartbeat import Heartbeat
+from worker.live import LiveReporter
+from worker.requests import ChildRequests
 
 log = logging.getLogger("suanwang.worker")
 
@@ -100,14 +103,17 @@ class Daemon:
                                  mem_gb=config.mem_gb, tags=config.tags,
                                  lease_s=config.lease_s, distinct_grace_s=config.distinct_grace_s)
         self.resolver = make_resolver(self.store.db, config.cache_dir)
-        self.executor = Executor(config.concurrency, config.inline_result_bytes)
+        self.executor = Executor(config.concurrency, config.inline_result_bytes,
+                                 requests=ChildRequests(self.publish_child))
         self.datacache = DataCache(Path(config.cache_dir) / "data", config.data_cache_bytes)
         self.heartbeat = Heartbeat(self)
         self.health = HealthTracker(config.name, config.quarantine_policy())
+        self.live = LiveReporter(self)
         self.trouble = Trouble()
         self._lock = threading.Lock()
         self._running: dict[str, tuple[str, int]] = {}  # attempt id -> (task id, slot)
         self._doomed: set[str] = set()  # attempts the store no longer counts as ours
+        self._submitters: dict[str, dict | None] = {}  # task id -> its submitter, for child tasks
         self._cv = threading.Condition()
         self._busy = 0  # slots claiming or running, and outcomes being recorded
         self._ended_gen = 0  # outcomes recorded so far (burst mode: did one land during my claim?)
@@ -352,6 +358,7 @@ class Daemon:
         with self._lock:
             self._running.pop(claim.attempt_id, None)
             self._doomed.discard(claim.attempt_id)
+            self._submitters.pop(claim.task_id, None)
 
     def _record(self, claim: Claim, outcome: Outcome, leave: bool) -> None:
         try:
@@ -385,10 +392,17 @@ class Daemon:
             except Exception as exc:  # noqa: BLE001 - an unknown id is permanent, the rest retried
                 log.warning("task %s: %s", claim.task_id, exc)
                 return largedata.fetch_failed(exc)
+            try:  # {"__result__": id} arguments become their dependencies' results
+                args, kwargs = upstream.resolve(self.store, args, kwargs,
+                                                lambda data_id: self.datacache.fetch(self.store, data_id))
+            except SuanwangError as exc:
+                return Outcome(A.FAILED, error=exc.message)
             if claim.attempt_id in self._doomed:  # cancelled while its data was fetched
                 return Outcome(A.CANCELLED, error="stopped before it started")
-            return self.executor.run(slot, claim.attempt_id, spec.entrypoint, spec.path, args, kwargs,
-                                     float(task.get("timeout_s") or 3600.0))
+            outcome = self.executor.run(slot, claim.attempt_id, spec.entrypoint, spec.path, args, kwargs,
+                                        float(task.get("timeout_s") or 3600.0), self._meta(claim))
+            self.live.last_progress(claim.task_id, claim.attempt_id, self.executor.children[slot].progress)
+            return outcome
 
     def _finish(self, claim: Claim, outcome: Outcome) -> None:
         """Write the outcome, retrying while MongoDB is away, until it is stored or refused."""
@@ -495,10 +509,44 @@ class Daemon:
                 gen = self._wake_gen
                 self._cv.wait_for(lambda: self._wake_gen != gen or self._stopping.is_set(), timeout)
 
+    # ------------------------------------------------ what a running task asks
+    def _meta(self, claim: Claim) -> dict:
+        """What ``current_task()`` tells the task about itself."""
+        number = next((a.get("number") for a in claim.task.get("attempts", []) if a.get("id") == claim.attempt_id),
+                      None)
+        return {"task_id": claim.task_id, "attempt": number, "worker": self.config.name}
+
+    def publish_child(self, attempt_id: str, body) -> str | list[str]:
+        """``current_task().submit`` / ``submit_many``: publish child tasks as the parent task's
+        submitter, with that user's rights; returns the id (or the ids of a list)."""
+        from scheduler import service  # the application layer (no Flask): only daemons that use it load it
+        from scheduler.config import DEFAULT_PRIORITY_CAPS
+
+        with self._lock:
+            task_id = self._running.get(attempt_id, (None, None))[0]
+        if task_id is None or attempt_id in self._doomed:
+            raise LeaseLost(f"attempt {attempt_id} no longer runs here; the child task was not published")
+        if not isinstance(body, (dict, list)):
+            raise SuanwangError("a child task is a task body (an object), or a list of them")
+        user = self._submitters.get(task_id)
+        if user is None:  # read once per attempt: a fan-out of 1,000 children needs it 1,000 times
+            user = self._submitters[task_id] = self.store.tasks.flow.submitter(task_id)
+        if user is None:
+            raise SuanwangError(f"task {task_id} has no recorded submitter role (published by an older server); "
+                                "no child task can be published")
+        # The server's priority caps are its own setting; children get the default ones.
+        docs = service.publish(self.store, body, user, priority_caps=DEFAULT_PRIORITY_CAPS, parent=task_id)
+        return [d["_id"] for d in docs] if isinstance(body, list) else docs[0]["_id"]
+
     # ------------------------------------------------- used by the heartbeat
     def running_ids(self) -> list[str]:
         with self._lock:
             return list(self._running)
+
+    def running_slots(self) -> dict[str, tuple[str, int]]:
+        """Running attempts: attempt id -> (task id, slot)."""
+        with self._lock:
+            return dict(self._running)
 
     def lost(self, attempt_id: str) -> None:
         """The store no longer counts this attempt as ours: kill it, never record it."""

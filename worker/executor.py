@@ -18,7 +18,6 @@ attempt's logs, readable by the parent even when the child died.
 """
 from __future__ import annotations
 
-import json
 import logging
 import multiprocessing
 import os
@@ -31,13 +30,15 @@ import time
 from multiprocessing.connection import wait as wait_ready
 
 from fsm.states import AttemptState
+from worker import context, proctree
+from worker.childio import LOG_TAIL, read_tail  # noqa: F401 - LOG_TAIL: part of this module's interface
+from worker.childio import redirect_output as _redirect_output, watch_lifeline as _watch_lifeline
+from worker.requests import ChildRequests
 from worker.results import (INLINE_RESULT_BYTES, MAX_RESULT_BYTES, Outcome, attempt_workdir, classify,  # noqa: F401
                             outcome_of, wrong_arguments)
 
 log = logging.getLogger("suanwang.worker.executor")
 
-#: Bytes of stdout/stderr kept per attempt.
-LOG_TAIL = 4000
 #: How long a fresh child may take to say it is ready.
 START_TIMEOUT_S = 60.0
 CONTEXT = "forkserver"
@@ -54,40 +55,6 @@ class _Spec:
 
 
 # ------------------------------------------------------------------ the child
-def _watch_lifeline(lifeline) -> None:
-    """Block until the daemon's end of ``lifeline`` closes (it exited or was killed), then SIGKILL
-    this child's process group: an orphaned attempt must not run on after its lease is gone.
-    (The child's parent is the fork server, which outlives the daemon while children live.)"""
-    try:
-        lifeline.recv()
-    except BaseException:
-        pass
-    os.killpg(0, signal.SIGKILL)
-
-
-def _redirect_output(log_path: str) -> int:
-    fd = os.open(log_path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o600)
-    null = os.open(os.devnull, os.O_RDONLY)
-    os.dup2(null, 0)
-    os.dup2(fd, 1)
-    os.dup2(fd, 2)
-    os.close(fd)
-    os.close(null)
-    sys.stdout = open(1, "w", encoding="utf-8", errors="replace", buffering=1, closefd=False)
-    sys.stderr = open(2, "w", encoding="utf-8", errors="replace", buffering=1, closefd=False)
-    return 1
-
-
-def read_tail(fd: int, limit: int = LOG_TAIL) -> str:
-    size = os.fstat(fd).st_size
-    if size == 0:
-        return ""
-    start = max(0, size - limit)
-    data = os.pread(fd, size - start, start)
-    text = data.decode("utf-8", errors="replace")
-    return ("…" + text) if start else text
-
-
 def _run_one(entrypoint: str, path: str | None, args: list, kwargs: dict,
              inline_bytes: int = INLINE_RESULT_BYTES, workdir: str | None = None) -> tuple:
     """Load and call the function: ('ok', result), ('ok_bytes', canonical JSON of a large result),
@@ -105,7 +72,7 @@ def _run_one(entrypoint: str, path: str | None, args: list, kwargs: dict,
     if wrong:
         return ("error", f"wrong arguments for {entrypoint}: {wrong}", None, True)
     try:
-        result = func(*args, **kwargs)
+        result = context.call(func, args, kwargs)  # awaits an ``async def`` entrypoint
     except BaseException as exc:  # SystemExit and KeyboardInterrupt from user code fail the attempt too
         frames = traceback.format_exception(type(exc), exc, exc.__traceback__.tb_next)  # without this frame
         return ("error", f"{type(exc).__name__}: {exc}".rstrip(": "), "".join(frames), isinstance(exc, Permanent))
@@ -115,6 +82,11 @@ def _run_one(entrypoint: str, path: str | None, args: list, kwargs: dict,
 def child_main(conn, lifeline, log_path: str, inline_bytes: int = INLINE_RESULT_BYTES) -> None:
     """The child's loop: one message in, one answer out, until the pipe closes."""
     os.setsid()  # its own process group: killing it kills what it started, and Ctrl-C is the daemon's
+    proctree.become_subreaper()  # orphaned grandchildren stay in its tree, so kill_tree finds them
+    # Processes the task starts are forked, as Python's default on Linux; the forkserver this
+    # child came from is the daemon's, not the task's.
+    multiprocessing.set_start_method("fork", force=True)
+    conn_lock = threading.Lock()  # the task's threads may report progress or submit at once
     threading.Thread(target=_watch_lifeline, args=(lifeline,), name="lifeline", daemon=True).start()
     out = _redirect_output(log_path)
     conn.send(("ready", os.getpid()))
@@ -125,15 +97,18 @@ def child_main(conn, lifeline, log_path: str, inline_bytes: int = INLINE_RESULT_
             return
         if message is None:
             return
-        attempt_id, entrypoint, path, args, kwargs = message
+        attempt_id, entrypoint, path, args, kwargs, *rest = message
         os.ftruncate(out, 0)
-        workdir = attempt_workdir(os.path.dirname(log_path), attempt_id)
+        context.begin(conn, conn_lock, attempt_id, rest[0] if rest else {})
+        workdir = attempt_workdir(os.path.dirname(log_path), attempt_id)  # the attempt's own cwd
         os.makedirs(workdir, exist_ok=True)
         os.chdir(workdir)
         try:
             reply = _run_one(entrypoint, path, args, kwargs, inline_bytes, workdir)
         finally:
             os.chdir(os.path.dirname(log_path))
+            context.end()
+            proctree.kill_descendants(os.getpid())  # what the attempt started ends with it
         try:
             sys.stdout.flush()
             sys.stderr.flush()
@@ -158,10 +133,14 @@ def _context():
 class Child:
     """One slot: a persistent child process and the attempt it runs (if any)."""
 
-    def __init__(self, index: int, log_dir: str, ctx=None, inline_bytes: int = INLINE_RESULT_BYTES):
+    def __init__(self, index: int, log_dir: str, ctx=None, requests: ChildRequests | None = None,
+                 inline_bytes: int = INLINE_RESULT_BYTES):
         self.index = index
         self.log_dir = log_dir
         self.inline_bytes = inline_bytes
+        self.requests = requests or ChildRequests()
+        #: The running attempt's last reported progress (``worker.requests``), None when none.
+        self.progress: dict | None = None
         self.log_path = os.path.join(log_dir, f"slot-{index}.log")
         self._ctx = ctx or _context()
         self._lock = threading.Lock()
@@ -179,7 +158,9 @@ class Child:
             pass
         parent, child = self._ctx.Pipe(duplex=True)
         life_r, life_w = self._ctx.Pipe(duplex=False)  # the daemon only holds life_w; never writes
-        proc = self._ctx.Process(target=child_main, args=(child, life_r, self.log_path, self.inline_bytes), daemon=True,
+        # Not daemonic: a task may start processes of its own (Pool, ProcessPoolExecutor).
+        proc = self._ctx.Process(target=child_main, args=(child, life_r, self.log_path, self.inline_bytes),
+                                 daemon=False,
                                  name=f"suanwang-slot-{self.index}")
         proc.start()
         child.close()
@@ -231,13 +212,7 @@ class Child:
     def _signal(proc, sig) -> None:
         if proc.pid is None:
             return
-        try:
-            os.killpg(proc.pid, sig)  # the child leads its own group (setsid)
-        except OSError:
-            try:
-                os.kill(proc.pid, sig)
-            except OSError:
-                pass
+        proctree.kill_tree(proc.pid, sig)  # the child, its group, and every descendant
 
     def close(self) -> None:
         self._closed = True
@@ -250,18 +225,21 @@ class Child:
         return self._attempt
 
     def run(self, attempt_id: str, entrypoint: str, path: str | None, args: list, kwargs: dict,
-            timeout_s: float) -> Outcome:
-        """Run one attempt to its end (blocking); the child is replaced if it had to die."""
+            timeout_s: float, meta: dict | None = None) -> Outcome:
+        """Run one attempt to its end (blocking); the child is replaced if it had to die.
+
+        ``meta`` (task_id, attempt, worker) is what ``current_task()`` tells the task.
+        """
         problem = self._wait_ready()  # a fresh child's start does not count against the timeout
         if problem:
             self._replace()
             return Outcome(AttemptState.CRASHED, error=problem, logs=self._read_logs())
         began = time.monotonic()
         with self._lock:
-            self._attempt, self._kill_reason = attempt_id, None
+            self._attempt, self._kill_reason, self.progress = attempt_id, None, None
+        message = (attempt_id, entrypoint, path, list(args or []), dict(kwargs or {}))
         try:
-            outcome = self._exchange(attempt_id, (attempt_id, entrypoint, path, list(args or []),
-                                                  dict(kwargs or {})), timeout_s, began)
+            outcome = self._exchange(attempt_id, message + ((meta,) if meta else ()), timeout_s, began)
         finally:
             with self._lock:
                 self._attempt = None
@@ -287,9 +265,13 @@ class Child:
             ready = wait_ready([conn, proc.sentinel], remaining)
             if conn in ready:
                 try:
-                    got_id, reply, logs = conn.recv()
+                    got = conn.recv()
                 except (EOFError, OSError):
                     return self._died()
+                if isinstance(got, dict):  # progress or a child task, sent while the attempt runs
+                    self.requests.handle(self, attempt_id, got, conn)
+                    continue
+                got_id, reply, logs = got
                 if got_id != attempt_id:  # cannot happen with one attempt per child; be loud if it does
                     return self._ended(AttemptState.CRASHED, f"the executor answered for {got_id}, not {attempt_id}")
                 if self._kill_reason:
@@ -349,10 +331,10 @@ class Child:
 class Executor:
     """``slots`` persistent child processes; ``run(slot, ...)`` is called by that slot's thread."""
 
-    def __init__(self, slots: int, inline_bytes: int = INLINE_RESULT_BYTES):
+    def __init__(self, slots: int, inline_bytes: int = INLINE_RESULT_BYTES, requests: ChildRequests | None = None):
         self._dir = tempfile.mkdtemp(prefix="suanwang-worker-")
         ctx = _context()
-        self.children = [Child(i, self._dir, ctx, inline_bytes) for i in range(slots)]
+        self.children = [Child(i, self._dir, ctx, requests, inline_bytes) for i in range(slots)]
         self._started = False
 
     def start(self) -> "Executor":
@@ -363,9 +345,9 @@ class Executor:
         return self
 
     def run(self, slot: int, attempt_id: str, entrypoint: str, path: str | None, args: list, kwargs: dict,
-            timeout_s: float) -> Outcome:
+            timeout_s: float, meta: dict | None = None) -> Outcome:
         self.start()
-        return self.children[slot].run(attempt_id, entrypoint, path, args, kwargs, timeout_s)
+        return self.children[slot].run(attempt_id, entrypoint, path, args, kwargs, timeout_s, meta)
 
     def kill(self, attempt_id: str, reason: str = "cancelled") -> bool:
         """Stop an attempt wherever it runs; False when no slot runs it (already ended)."""

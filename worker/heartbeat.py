@@ -51,6 +51,12 @@ class Heartbeat:
             for attempt_id in running:
                 if attempt_id not in held:  # cancelled, decided elsewhere, or reaped: stop it now
                     d.lost(attempt_id)
+            try:  # progress and log tails of the running attempts, when they changed
+                d.live.report()
+            except PyMongoError:
+                raise
+            except Exception:  # a bug in the report must not cost the leases
+                log.exception("reporting running attempts failed")
         snapshot = stats.collect(self.config.cache_dir)
         doc = self.store.workers.heartbeat(name, self.whoami(snapshot))
         if doc is None:  # the document was removed (an admin cleaned up): claim the name again

@@ -11,6 +11,7 @@ from fsm.store.db import database, server_now
 from fsm.store.locks import LockStore
 from fsm.store.machines import MachineStats
 from fsm.store.placement import PlacementReads
+from fsm.store.live import LiveReports
 from fsm.store.schema import ensure_indexes
 from fsm.store.schedules import ScheduleStore
 from fsm.store.tasks import Claim, Claimant, TaskStore
@@ -39,6 +40,8 @@ class Store:
         self.data = DataStore(db)
         if create_indexes:
             self.data.ensure_indexes()
+        self.live = LiveReports(db)
+        self.tasks.flow.wake = lambda n: self.wakeups.signal(n=n)
 
     @classmethod
     def connect(cls, uri: str, name: str | None = None) -> "Store":

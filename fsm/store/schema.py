@@ -25,6 +25,10 @@ server's clock (``$$NOW``) wherever a lease or a history entry depends on it.
     data_refs [data id]                    the {"__data__": id} arguments (delete / retention check it)
     history [{from, to, at, by, reason}]   every status change, pushed in the same update
     run_after                              when a pending task becomes queued
+    depends_on [task id], deps_done [id]   dependencies, and those already succeeded (only when set);
+                                           a waiting task is pending with reason waiting_for_dependencies
+    parent                                 the task that submitted this one (only for child tasks)
+    progress {fraction, message, at}       the last progress a running attempt reported
     submitted_by, created_at, updated_at, started_at, finished_at
     rev                                    bumped by every write: the optimistic-concurrency fence
 
@@ -92,6 +96,10 @@ TASK_INDEXES = [
                name="previous_attempt_worker_created", sparse=True),
     IndexModel([("schedule_id", ASCENDING), ("scheduled_for", DESCENDING)], name="schedule_runs",
                partialFilterExpression={"schedule_id": {"$exists": True}}),
+    # Workflows: a task's dependents (the release after each final state, the graph) and children.
+    # Sparse: only tasks with dependencies or a parent carry the field.
+    IndexModel([("depends_on", ASCENDING)], name="dependents", sparse=True),
+    IndexModel([("parent", ASCENDING), ("created_at", DESCENDING)], name="children", sparse=True),
     # Sparse, not partial: unfinished tasks have no finished_at, and a plain range query can use it.
     IndexModel([("finished_at", DESCENDING)], name="finished", sparse=True),
 ]

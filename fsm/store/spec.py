@@ -16,6 +16,7 @@ import bson
 
 from fsm.errors import PayloadTooLarge, ValidationError
 from fsm.identifiers import FUNCTION_NAME, TAG, TASK_ID, Grammar
+from fsm.references import RESULT, references
 
 #: Largest args + kwargs of one task, encoded as BSON.
 MAX_PAYLOAD_BYTES = 1 << 20
@@ -23,6 +24,8 @@ MAX_REDUNDANCY = 16
 MAX_RETRIES = 100
 MAX_TIMEOUT_S = 7 * 86400
 MAX_DELAY_S = 365 * 86400
+#: Most dependencies one task may wait for.
+MAX_DEPENDS_ON = 1000
 PRIORITY_RANGE = (-1_000_000, 1_000_000)
 
 
@@ -88,6 +91,8 @@ FIELDS: dict[str, Field] = {
     "delay_s": Field("number", "not before this many seconds from now (not with run_after)", 0, MAX_DELAY_S),
     "distinct_hosts": Field("boolean", "never run two attempts of this task on one machine (stricter than "
                                        "distinct workers)"),
+    "depends_on": Field("array", "task ids (of this request too) that must succeed first", schema={
+        "items": {"type": "string", "pattern": TASK_ID.posix}, "maxItems": MAX_DEPENDS_ON, "uniqueItems": True}),
 }
 REQUIRED = ("function",)
 ALLOWED = set(FIELDS)
@@ -193,6 +198,29 @@ class TaskSpec:
     #: never run two attempts of this task on one machine (stricter than distinct workers)
     distinct_hosts: bool = False
     extra: dict = field(default_factory=dict)
+    depends_on: list[str] = field(default_factory=list)
+
+
+def _depends_on(body: dict) -> list[str]:
+    """A list of distinct task ids (at most MAX_DEPENDS_ON); existence is checked by the service."""
+    value = body.get("depends_on", [])
+    if not isinstance(value, list):
+        raise ValidationError(f"'depends_on' must be a list of task ids, got {type(value).__name__}",
+                              field="depends_on")
+    if len(value) > MAX_DEPENDS_ON:
+        raise ValidationError(f"'depends_on' holds at most {MAX_DEPENDS_ON} task ids, got {len(value)}",
+                              field="depends_on")
+    bad = next((v for v in value if not isinstance(v, str) or not TASK_ID.match(v)), None)
+    if bad is not None:
+        raise ValidationError(f"'depends_on' must hold task ids; {bad!r} is not one", field="depends_on")
+    if len(set(value)) != len(value):
+        raise ValidationError("'depends_on' names a task twice", field="depends_on")
+    if value and ("run_after" in body or "delay_s" in body):
+        raise ValidationError("a task with 'depends_on' starts when its dependencies succeed; it cannot also "
+                              "have 'run_after' or 'delay_s'", field="depends_on")
+    if value and body.get("id") in value:
+        raise ValidationError(f"task {body['id']!r} cannot depend on itself", field="depends_on")
+    return list(value)
 
 
 def validate(body: Any, defaults: Defaults = Defaults()) -> TaskSpec:
@@ -249,4 +277,15 @@ def validate(body: Any, defaults: Defaults = Defaults()) -> TaskSpec:
         retry_backoff_s=_bounded(body, "retry_backoff_s", defaults.retry_backoff_s),
         requires=_requires(body.get("requires")), run_after=_run_after(body), id=task_id,
         distinct_hosts=distinct_hosts,
+        depends_on=_result_refs_listed(args, kwargs, _depends_on(body)),
     )
+
+
+def _result_refs_listed(args: list, kwargs: dict, depends_on: list[str]) -> list[str]:
+    """Every ``{"__result__": id}`` must name a dependency: only then is the result there at run time."""
+    missing = sorted({ident for marker, ident in references([args, kwargs])
+                      if marker == RESULT and ident not in depends_on})
+    if missing:
+        raise ValidationError(f"{{\"__result__\": ...}} names task(s) not in 'depends_on': {', '.join(missing[:10])}",
+                              field="depends_on")
+    return depends_on

@@ -16,7 +16,7 @@ from bson import ObjectId
 from pymongo import ReturnDocument
 from pymongo.collection import Collection
 from pymongo.database import Database
-from pymongo.errors import BulkWriteError
+from pymongo.errors import BulkWriteError, PyMongoError
 from pymongo.read_concern import ReadConcern
 from pymongo.write_concern import WriteConcern
 
@@ -27,14 +27,17 @@ from fsm.lanes import lane_of
 from fsm.store.db import server_now
 from fsm.store.lanes import LaneStore
 from fsm.store.schema import CLAIM_INDEX
+from fsm.decide_deps import WAITING
 from fsm.store.spec import PRIORITY_RANGE, TaskSpec, _int
+from fsm.store.workflows import Workflows
 
 log = logging.getLogger("suanwang.store")
 
 CLAIM_SORT = [("priority", -1), ("created_at", 1)]
 #: Only what a worker needs to run the attempt; the rest stays on the server.
 CLAIM_PROJECTION = {"function": 1, "version": 1, "args": 1, "kwargs": 1, "timeout_s": 1, "priority": 1,
-                    "redundancy": 1, "requires": 1, "status": 1, "submitted_by": 1}
+                    "redundancy": 1, "requires": 1, "status": 1, "submitted_by": 1, "attempts.id": 1,
+                    "attempts.number": 1}
 MAX_RACE_RETRIES = 50
 #: How long a task may be passed over for one whose version a worker already has.
 PREFER_WINDOW_S = 60
@@ -105,13 +108,14 @@ class TaskStore:
         # stay majority-acknowledged and journaled, so no task and no result is ever lost.
         self._fast: Collection = self.tasks.with_options(write_concern=WriteConcern(w=1))
         self.lanes = LaneStore(db)
+        self.flow = Workflows(self)
 
     # ----------------------------------------------------------------- publish
-    def document(self, spec: TaskSpec, submitted_by: str) -> dict:
-        """The new document for a validated spec (not yet stored)."""
-        delayed = spec.run_after is not None
-        status = Status.PENDING if delayed else Status.QUEUED
-        return {
+    def document(self, spec: TaskSpec, submitted_by: str, parent: str | None = None) -> dict:
+        """The new document for a validated spec (not yet stored); ``parent``: the submitting task."""
+        waits = bool(spec.depends_on)
+        status = Status.PENDING if spec.run_after is not None or waits else Status.QUEUED
+        doc = {
             "_id": spec.id or new_id(), "function": spec.function, "version": spec.version,
             "args": spec.args, "kwargs": spec.kwargs, "priority": spec.priority, "is_enabled": spec.is_enabled,
             "status": status.value, "requires": spec.requires, "lane": lane_of(spec.requires),
@@ -121,6 +125,11 @@ class TaskStore:
             "workers": [], "attempts": [], "result": None, "error": None, "reason": None,
             "history": [], "run_after": spec.run_after, "submitted_by": submitted_by, "rev": 0,
         }
+        if waits:  # workflow fields only where used: the sparse indexes stay small
+            doc.update(depends_on=spec.depends_on, deps_done=[], reason=WAITING)
+        if parent is not None:
+            doc["parent"] = parent
+        return doc
 
     def insert(self, docs: list[dict]) -> list[str]:
         """Store new task documents (one round trip), stamped by the server's clock.
@@ -295,6 +304,7 @@ class TaskStore:
             if self._write(task, plan, by="reaper"):
                 log.warning("task %s: attempt %s on %s lost its lease", task_id, attempt["id"], attempt["worker"])
                 lost += 1
+                self._settle(task_id, plan)
 
     def promote_due(self) -> int:
         """Pending tasks whose run_after has come become queued; returns how many."""
@@ -320,7 +330,9 @@ class TaskStore:
         """
         if AttemptState(state) == AttemptState.SUCCEEDED and self._succeed_single(task_id, attempt_id, result,
                                                                                  logs, worker, result_ref):
-            return Plan(frm=Status.RUNNING, to=Status.SUCCEEDED, fields={"result": result, "result_ref": result_ref})
+            plan = Plan(frm=Status.RUNNING, to=Status.SUCCEEDED, fields={"result": result, "result_ref": result_ref})
+            self._settle(task_id, plan)
+            return plan
         for _ in range(MAX_RACE_RETRIES):
             filt = {"_id": task_id, "attempts": {"$elemMatch": {"id": attempt_id, "state": "running"}}}
             if worker:
@@ -332,6 +344,7 @@ class TaskStore:
             plan = decide_attempt_end(task, attempt_id, AttemptState(state), result=result, error=error,
                                       traceback=traceback, logs=logs, result_ref=result_ref, permanent=permanent)
             if self._write(task, plan, by=worker or "worker"):
+                self._settle(task_id, plan)
                 return plan
         raise Conflict(f"task {task_id} kept changing; gave up after {MAX_RACE_RETRIES} tries")
 
@@ -368,7 +381,21 @@ class TaskStore:
 
     # ------------------------------------------------------------ user verbs
     def cancel(self, task_id: str, by: str) -> Plan:
-        return self._decide_loop(task_id, decide_cancel, by)
+        plan = self._decide_loop(task_id, decide_cancel, by)
+        self._settle(task_id, plan)
+        return plan
+
+    def _settle(self, task_id: str, plan: Plan) -> None:
+        """Right after a final write: release or cancel dependents, cancel children (``Workflows``).
+
+        A failure here is only logged: the housekeeping sweep finishes the job.
+        """
+        if plan.to not in FINAL:
+            return
+        try:
+            self.flow.settle(task_id, plan.to.value)
+        except (PyMongoError, Conflict) as exc:
+            log.warning("task %s: settling its dependents failed (%s); the sweep will retry", task_id, exc)
 
     def requeue(self, task_id: str, by: str) -> Plan:
         def decide(task: dict) -> Plan:

@@ -1,0 +1,310 @@
+"""The Python SDK: publish tasks and get their results from a program.
+
+    from suanwang import Client
+
+    client = Client.from_env()            # or Client("http://host:8080", token)
+    task = client.submit("echo", {"x": 1}, priority=5)
+    print(task.result(timeout=60))        # {'x': 1}, or raises TaskFailed
+    print(list(client.map("echo", range(10))))
+
+``AsyncClient`` offers the same as coroutines, on aiohttp. Keywords of ``submit`` that name a
+task field (``priority``, ``redundancy``, ``requires``, ``depends_on``, ``timeout_s``, ``id``, ...)
+are task options; every other keyword is passed to the function (see ``fsm.bodies``).
+``depends_on`` takes ids or handles.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any, AsyncIterator, Iterable, Iterator
+
+from fsm.bodies import task_body
+from fsm.errors import SuanwangError
+
+DEFAULT_SERVER = "http://127.0.0.1:8080"
+FINAL = {"succeeded", "failed", "cancelled"}
+#: Tasks per bulk publish of ``map``.
+MAP_CHUNK = 1000
+POLL_START_S, POLL_MAX_S = 0.05, 1.0
+
+
+class ApiError(SuanwangError):
+    """The server refused a request; ``code`` and ``http_status`` are the server's."""
+
+    def __init__(self, http_status: int, code: str, message: str):
+        super().__init__(f"{message} ({http_status} {code})")
+        self.http_status, self.code = http_status, code
+
+
+class TaskFailed(Exception):
+    """A task ended without a result: ``status`` (failed | cancelled), ``reason``, the remote
+    ``error`` and ``remote_traceback`` (of its last failed attempt), and the whole ``task``."""
+
+    def __init__(self, task: dict):
+        self.task = task
+        self.task_id, self.status, self.reason = task["id"], task["status"], task.get("reason")
+        self.error = task.get("error")
+        failed = [a for a in task.get("attempts") or [] if a.get("traceback")]
+        self.remote_traceback = failed[-1]["traceback"] if failed else None
+        super().__init__(f"task {self.task_id} {self.status}" + (f" ({self.reason})" if self.reason else "")
+                         + (f": {self.error}" if self.error else ""))
+
+    def __str__(self) -> str:
+        text = super().__str__()
+        return f"{text}\n\nremote traceback:\n{self.remote_traceback}" if self.remote_traceback else text
+
+
+def settings_from_env(data_dir: str | os.PathLike | None = None) -> tuple[str, str]:
+    """``(server_url, token)`` from ``SUANWANG_SERVER`` / ``SUANWANG_TOKEN``, else from the data
+    directory of a running ``suanwang up`` (``SUANWANG_DATA_DIR``, default ``~/.suanwang``)."""
+    root = Path(data_dir or os.environ.get("SUANWANG_DATA_DIR") or Path.home() / ".suanwang").expanduser()
+    server = os.environ.get("SUANWANG_SERVER") or _read(root / "server.url") or DEFAULT_SERVER
+    token = os.environ.get("SUANWANG_TOKEN") or _read(root / "admin.token")
+    if not token:
+        raise SuanwangError(f"no API token: set SUANWANG_TOKEN, or run `suanwang up` (it writes {root}/admin.token)")
+    return server, token
+
+
+def _read(path: Path) -> str | None:
+    try:
+        return path.read_text().strip() or None
+    except OSError:
+        return None
+
+
+def _body(function: str, args: Iterable[Any], options: dict) -> dict:
+    if "depends_on" in options and options["depends_on"] is not None:
+        options["depends_on"] = [getattr(d, "id", d) for d in options["depends_on"]]
+    return task_body(function, args, options)
+
+
+def _outcome(task: dict, fetch_large) -> Any:
+    if task["status"] != "succeeded":
+        raise TaskFailed(task)
+    if task.get("result") is None and task.get("result_ref"):
+        return fetch_large(task["id"])
+    return task.get("result")
+
+
+def _error(status: int, payload: Any, text: str) -> ApiError:
+    try:
+        err = payload["error"]
+        return ApiError(status, err["code"], err["message"])
+    except (TypeError, KeyError):
+        return ApiError(status, "http", text[:300])
+
+
+# ----------------------------------------------------------------- synchronous
+class TaskHandle:
+    """One published task."""
+
+    def __init__(self, client: "Client", task_id: str):
+        self.client, self.id = client, task_id
+
+    def __repr__(self) -> str:
+        return f"TaskHandle({self.id!r})"
+
+    def info(self) -> dict:
+        """The whole task as ``GET /api/v1/tasks/<id>`` shows it."""
+        return self.client.get(self.id)
+
+    def status(self) -> str:
+        return self.info()["status"]
+
+    def progress(self) -> dict | None:
+        """``{"fraction", "message", "at"}`` as last reported by the running task, or None."""
+        return self.info().get("progress")
+
+    def cancel(self) -> dict:
+        return self.client._call("POST", f"/tasks/{self.id}/cancel")
+
+    def result(self, timeout: float | None = None) -> Any:
+        """Wait for the end: the result, or ``TaskFailed``; ``TimeoutError`` after ``timeout`` seconds."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        poll = POLL_START_S
+        while True:
+            task = self.info()
+            if task["status"] in FINAL:
+                return _outcome(task, self.client._large_result)
+            if deadline is not None and time.monotonic() + poll > deadline:
+                raise TimeoutError(f"task {self.id} is still {task['status']} after {timeout} s")
+            time.sleep(poll)
+            poll = min(poll * 1.5, POLL_MAX_S)
+
+
+class Client:
+    """A client of one Suanwang server (``requests``)."""
+
+    def __init__(self, server_url: str, token: str, timeout: float = 30.0):
+        import requests
+
+        self.base = server_url.rstrip("/") + "/api/v1"
+        self.session = requests.Session()
+        self.session.headers["Authorization"] = f"Bearer {token}"
+        self.timeout = timeout
+
+    @classmethod
+    def from_env(cls, data_dir: str | os.PathLike | None = None, **kwargs) -> "Client":
+        return cls(*settings_from_env(data_dir), **kwargs)
+
+    def __enter__(self) -> "Client":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self.session.close()
+
+    def _call(self, method: str, path: str, body: Any = None, params: dict | None = None) -> Any:
+        resp = self.session.request(method, self.base + path, json=body, params=params, timeout=self.timeout)
+        try:
+            payload = resp.json()
+        except ValueError:
+            payload = None
+        if resp.status_code >= 400:
+            raise _error(resp.status_code, payload, resp.text)
+        return payload
+
+    def _large_result(self, task_id: str) -> Any:
+        resp = self.session.get(f"{self.base}/tasks/{task_id}/result", timeout=self.timeout)
+        if resp.status_code >= 400:
+            raise _error(resp.status_code, None, resp.text)
+        return resp.json() if resp.headers.get("Content-Type", "").startswith("application/json") else resp.content
+
+    def get(self, task_id: str) -> dict:
+        return self._call("GET", f"/tasks/{task_id}")
+
+    def task(self, task_id: str) -> TaskHandle:
+        """A handle on a task published before."""
+        return TaskHandle(self, task_id)
+
+    def submit(self, function: str, *args: Any, **options: Any) -> TaskHandle:
+        """Publish one task; returns its handle."""
+        return TaskHandle(self, self._call("POST", "/tasks", _body(function, args, options))["id"])
+
+    def submit_many(self, bodies: list[dict]) -> list[TaskHandle]:
+        """Publish task bodies in one request (all or none); returns their handles in order."""
+        return [TaskHandle(self, item["id"]) for item in self._call("POST", "/tasks", bodies)["items"]]
+
+    def map(self, function: str, iterable: Iterable[Any], **options: Any) -> Iterator[Any]:
+        """Publish ``function(item)`` for every item in bulk; yield the results in order."""
+        items = list(iterable)
+        handles: list[TaskHandle] = []
+        for start in range(0, len(items), MAP_CHUNK):
+            handles += self.submit_many([_body(function, [item], dict(options))
+                                         for item in items[start:start + MAP_CHUNK]])
+        for handle in handles:
+            yield handle.result()
+
+
+# ---------------------------------------------------------------- asynchronous
+class AsyncTaskHandle:
+    """One published task, for ``AsyncClient``."""
+
+    def __init__(self, client: "AsyncClient", task_id: str):
+        self.client, self.id = client, task_id
+
+    def __repr__(self) -> str:
+        return f"AsyncTaskHandle({self.id!r})"
+
+    async def info(self) -> dict:
+        return await self.client.get(self.id)
+
+    async def status(self) -> str:
+        return (await self.info())["status"]
+
+    async def progress(self) -> dict | None:
+        return (await self.info()).get("progress")
+
+    async def cancel(self) -> dict:
+        return await self.client._call("POST", f"/tasks/{self.id}/cancel")
+
+    async def result(self, timeout: float | None = None) -> Any:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        poll = POLL_START_S
+        while True:
+            task = await self.info()
+            if task["status"] in FINAL:
+                if task["status"] == "succeeded" and task.get("result") is None and task.get("result_ref"):
+                    return await self.client._large_result(self.id)
+                return _outcome(task, None)
+            if deadline is not None and time.monotonic() + poll > deadline:
+                raise TimeoutError(f"task {self.id} is still {task['status']} after {timeout} s")
+            await asyncio.sleep(poll)
+            poll = min(poll * 1.5, POLL_MAX_S)
+
+
+class AsyncClient:
+    """``Client`` as coroutines, on one ``aiohttp.ClientSession`` (use ``async with``, or ``close()``)."""
+
+    def __init__(self, server_url: str, token: str, timeout: float = 30.0):
+        self.base = server_url.rstrip("/") + "/api/v1"
+        self._headers = {"Authorization": f"Bearer {token}"}
+        self._timeout = timeout
+        self._session = None
+
+    @classmethod
+    def from_env(cls, data_dir: str | os.PathLike | None = None, **kwargs) -> "AsyncClient":
+        return cls(*settings_from_env(data_dir), **kwargs)
+
+    async def __aenter__(self) -> "AsyncClient":
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    def _http(self):
+        import aiohttp
+
+        if self._session is None:
+            self._session = aiohttp.ClientSession(headers=self._headers,
+                                                  timeout=aiohttp.ClientTimeout(total=self._timeout))
+        return self._session
+
+    async def _call(self, method: str, path: str, body: Any = None) -> Any:
+        async with self._http().request(method, self.base + path, json=body) as resp:
+            text = await resp.text()
+            try:
+                payload = json.loads(text)
+            except ValueError:
+                payload = None
+            if resp.status >= 400:
+                raise _error(resp.status, payload, text)
+            return payload
+
+    async def _large_result(self, task_id: str) -> Any:
+        async with self._http().get(f"{self.base}/tasks/{task_id}/result") as resp:
+            if resp.status >= 400:
+                raise _error(resp.status, None, await resp.text())
+            return await resp.json() if resp.content_type == "application/json" else await resp.read()
+
+    async def get(self, task_id: str) -> dict:
+        return await self._call("GET", f"/tasks/{task_id}")
+
+    def task(self, task_id: str) -> AsyncTaskHandle:
+        return AsyncTaskHandle(self, task_id)
+
+    async def submit(self, function: str, *args: Any, **options: Any) -> AsyncTaskHandle:
+        return AsyncTaskHandle(self, (await self._call("POST", "/tasks", _body(function, args, options)))["id"])
+
+    async def submit_many(self, bodies: list[dict]) -> list[AsyncTaskHandle]:
+        return [AsyncTaskHandle(self, item["id"]) for item in (await self._call("POST", "/tasks", bodies))["items"]]
+
+    async def map(self, function: str, iterable: Iterable[Any], **options: Any) -> AsyncIterator[Any]:
+        """Publish in bulk; yield the results in order (``async for``)."""
+        items = list(iterable)
+        handles: list[AsyncTaskHandle] = []
+        for start in range(0, len(items), MAP_CHUNK):
+            handles += await self.submit_many([_body(function, [item], dict(options))
+                                               for item in items[start:start + MAP_CHUNK]])
+        for handle in handles:
+            yield await handle.result()

@@ -1,0 +1,111 @@
+"""The Python SDK (``suanwang.Client`` and ``AsyncClient``) against a live server and worker."""
+import asyncio
+import subprocess
+import sys
+
+import pytest
+
+from suanwang import AsyncClient, Client, TaskFailed
+from suanwang.sdk import ApiError
+from tests.procs import wait_for
+
+F = "tests.flow_functions"
+
+
+@pytest.fixture
+def live(cluster):
+    cluster.start_server()
+    cluster.start_worker("w1", concurrency=2, heartbeat=0.3)
+    return cluster
+
+
+def server_url(cluster):
+    return f"http://127.0.0.1:{cluster.port}"
+
+
+def test_the_sync_client_submits_waits_maps_and_reports_failures(live, tmp_path):
+    with Client(server_url(live), live.token) as client:
+        task = client.submit(f"{F}:add", 2, b=3, priority=5)
+        assert task.result(timeout=60) == 5 and task.status() == "succeeded"
+        assert client.get(task.id)["priority"] == 5 and client.get(task.id)["kwargs"] == {"b": 3}
+        # a dependency given as a handle, its result passed along
+        then = client.submit(f"{F}:add", {"__result__": task.id}, 10, depends_on=[task])
+        assert then.result(timeout=60) == 15
+        assert list(client.map("echo", range(30))) == list(range(30))
+        broken = client.submit(f"{F}:fail", "no luck", max_retries=0)
+        with pytest.raises(TaskFailed) as failed:
+            broken.result(timeout=60)
+        assert failed.value.status == "failed" and "RuntimeError: no luck" in failed.value.error
+        assert "in fail" in failed.value.remote_traceback and "remote traceback" in str(failed.value)
+        with pytest.raises(ApiError) as refused:
+            client.submit("echo", depends_on=["no-such-task"])
+        assert refused.value.http_status == 422 and "unknown task" in str(refused.value)
+
+
+def test_the_sync_client_sees_progress_and_cancels(live, tmp_path):
+    client = Client(server_url(live), live.token)
+    task = client.submit(f"{F}:slow_progress", str(tmp_path / "never"), 10, 0.05)
+    seen = wait_for(lambda: (task.progress() or {}).get("fraction") == 1.0 and task.progress(), 60,
+                    what="progress through the SDK")
+    assert seen["message"] == "step 10 of 10"
+    with pytest.raises(TimeoutError):
+        task.result(timeout=0.5)
+    assert task.cancel()["status"] == "cancelled"
+    with pytest.raises(TaskFailed) as cancelled:
+        task.result(timeout=10)
+    assert cancelled.value.status == "cancelled"
+
+
+def test_from_env_reads_variables_or_the_data_directory_of_up(live, tmp_path, monkeypatch):
+    monkeypatch.delenv("SUANWANG_SERVER", raising=False)
+    monkeypatch.delenv("SUANWANG_TOKEN", raising=False)
+    (tmp_path / "admin.token").write_text(live.token + "\n")
+    (tmp_path / "server.url").write_text(server_url(live) + "\n")
+    monkeypatch.setenv("SUANWANG_DATA_DIR", str(tmp_path))
+    assert Client.from_env().submit("echo", "dir").result(timeout=60) == "dir"
+    monkeypatch.setenv("SUANWANG_SERVER", server_url(live))
+    monkeypatch.setenv("SUANWANG_TOKEN", live.token)
+    monkeypatch.setenv("SUANWANG_DATA_DIR", str(tmp_path / "empty"))
+    assert Client.from_env().submit("echo", "env").result(timeout=60) == "env"
+
+
+def test_the_async_client_does_the_same_as_coroutines(live, tmp_path):
+    async def main():
+        async with AsyncClient(server_url(live), live.token) as client:
+            tasks = [await client.submit(f"{F}:add", i, i) for i in range(5)]
+            assert await asyncio.gather(*(t.result(timeout=60) for t in tasks)) == [0, 2, 4, 6, 8]
+            assert [r async for r in client.map("echo", ["a", "b", "c"])] == ["a", "b", "c"]
+            slow = await client.submit(f"{F}:slow_progress", str(tmp_path / "never"), 10, 0.05)
+            while ((await slow.progress()) or {}).get("fraction") != 1.0:
+                await asyncio.sleep(0.05)
+            assert (await slow.cancel())["status"] == "cancelled"
+            with pytest.raises(TaskFailed):
+                await slow.result(timeout=10)
+            broken = await client.submit(f"{F}:fail", max_retries=0)
+            with pytest.raises(TaskFailed) as failed:
+                await broken.result(timeout=60)
+            assert failed.value.remote_traceback
+            assert await (await client.submit("echo", 1, depends_on=tasks)).status() in ("pending", "queued",
+                                                                                        "running", "succeeded")
+    asyncio.run(asyncio.wait_for(main(), 120))
+
+
+def test_importing_suanwang_in_a_task_loads_no_http_client():
+    code = ("import sys; from suanwang import current_task; "
+            "print(sorted(m for m in ('aiohttp', 'requests', 'flask', 'pymongo') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"
+
+
+def test_the_readme_sdk_example_runs(live, monkeypatch, capsys):
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    section = readme[readme.index("The SDK, from any Python program"):]
+    code = section[section.index("```python\n") + 10:section.index("```\n", section.index("```python\n") + 10)]
+    monkeypatch.setenv("SUANWANG_SERVER", server_url(live))
+    monkeypatch.setenv("SUANWANG_TOKEN", live.token)
+    exec(compile(code, "README.md", "exec"), {})
+    assert capsys.readouterr().out.splitlines() == ["[['the', 3], ['fox', 1]]", "[0, 1, 2, 3, 4]",
+                                                    "RuntimeError: boom"]
