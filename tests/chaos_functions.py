@@ -30,3 +30,16 @@ def pid_sleep(path: str, seconds: float = 60.0):
     Path(path).write_text(str(os.getpid()))
     time.sleep(seconds)
     return "slept"
+
+
+def stamped_sleep(folder: str, seconds: float = 30.0):
+    """Sleep, writing ``time.time()`` to ``folder/<worker>-<pid>`` every 20 ms: the file's first and
+    last lines say when this execution started and when it last ran (killed or not)."""
+    path = Path(folder) / f"{os.environ.get('CHAOS_WORKER', '?')}-{os.getpid()}"
+    end = time.monotonic() + seconds
+    with open(path, "a") as out:
+        while time.monotonic() < end:
+            out.write(f"{time.time():.3f}\n")
+            out.flush()
+            time.sleep(0.02)
+    return os.environ.get("CHAOS_WORKER", "?")
