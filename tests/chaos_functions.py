@@ -43,3 +43,12 @@ def stamped_sleep(folder: str, seconds: float = 30.0):
             out.flush()
             time.sleep(0.02)
     return os.environ.get("CHAOS_WORKER", "?")
+
+
+def tally(folder: str, n: int, seconds: float = 0.05):
+    """Note one execution of task ``n`` (a line in this process's own file), then sleep: the files
+    count every execution, also those whose claim a failover rolled back."""
+    with open(Path(folder) / f"{os.environ.get('CHAOS_WORKER', '?')}-{os.getpid()}", "a") as out:
+        out.write(f"{n}\n")
+    time.sleep(seconds)
+    return n

@@ -97,6 +97,17 @@ class EmbeddedMongo:
         return f"mongodb://{self.host}:{self.port}/?replicaSet={self.replica_set}"
 
     def start(self, timeout: float = 60) -> str:
+        """Run mongod and make it this single-node set's writable primary; returns the URI."""
+        self.launch()
+        try:
+            self._initiate(timeout)
+        except BaseException:
+            self.stop()
+            raise
+        return self.uri
+
+    def launch(self) -> None:
+        """Run mongod only (a member of a larger set: ``fsm.store.replset`` initiates the set)."""
         binary = find_mongod()
         self.data_dir.mkdir(parents=True, exist_ok=True)
         log = self.data_dir / "mongod.log"
@@ -108,12 +119,6 @@ class EmbeddedMongo:
                                             start_new_session=True, preexec_fn=stop_with_parent)
         except OSError as exc:
             raise EmbeddedMongoError(f"cannot run {binary}: {exc}") from exc
-        try:
-            self._initiate(timeout)
-        except BaseException:
-            self.stop()
-            raise
-        return self.uri
 
     def _initiate(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
