@@ -61,10 +61,11 @@ EVENTS = {
     "worker.offline": "a worker stopped heartbeating",
     "worker.temperature": "a worker's CPU or GPU is hotter than threshold °C",
     "worker.disk": "a worker's disk is fuller than threshold percent",
+    "worker.quarantined": "a worker keeps failing a function that others run, and stopped taking it for a while",
     "queue.age": "the oldest queued task has waited longer than threshold minutes",
 }
 TASK_EVENTS = ("task.succeeded", "task.failed", "task.disputed")
-CHECK_EVENTS = ("worker.offline", "worker.temperature", "worker.disk", "queue.age")
+CHECK_EVENTS = ("worker.offline", "worker.temperature", "worker.disk", "worker.quarantined", "queue.age")
 THRESHOLDS = {"worker.temperature": (1, 200), "worker.disk": (1, 100), "queue.age": (0.1, 7 * 24 * 60)}
 SENSORS = ("any", "cpu", "gpu")
 EMAIL = re.compile(r"^[^@\s,;<>]+@[^@\s,;<>]+\.[^@\s,;<>]+$|^[^@\s,;<>]+@localhost$")
@@ -336,7 +337,7 @@ class Notifier:
         self.db.deliveries.update_many({"status": "sending", "lease_until": {"$lt": now}},
                                        {"$set": {"status": "pending"}})
         workers = list(self.db.workers.find({}, {"host": 1, "state": 1, "last_seen": 1, "temps": 1, "gpus": 1,
-                                                 "disk": 1}))
+                                                 "disk": 1, "quarantined": 1}))
         queued = 0
         for sub in self.db.subscriptions.find({"event": {"$in": list(CHECK_EVENTS)}}):
             firing = self._firing(sub, workers, now)
@@ -383,7 +384,11 @@ class Notifier:
                 continue
             if w.get("state") != ONLINE:
                 continue
-            if event == "worker.disk":
+            if event == "worker.quarantined":
+                for q in w.get("quarantined") or []:
+                    out[f"{w['_id']}:{q['function']}"] = {**detail, "function": q["function"], "until": q.get("until"),
+                                                          "reason": q.get("reason")}
+            elif event == "worker.disk":
                 percent = (w.get("disk") or {}).get("percent")
                 if isinstance(percent, (int, float)) and percent >= threshold:
                     out[w["_id"]] = {**detail, "disk_percent": percent, "threshold": threshold}

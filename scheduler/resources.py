@@ -142,7 +142,8 @@ def resource_stats(db: Database, *, window_s: float = DEFAULT_WINDOW_S, recent_s
     since = now - timedelta(seconds=window_s) if window_s else None
     workers = by_worker(db, since)
     known = {w["_id"]: w for w in db.workers.find({}, {"host": 1, "state": 1, "last_seen": 1, "cpu.percent": 1,
-                                                      "mem.percent": 1, "disk.percent": 1, "gpus": 1})}
+                                                      "mem.percent": 1, "disk.percent": 1, "gpus": 1,
+                                                      "quarantined": 1})}
     listed = {row["worker"] for row in workers}
     workers += [{"worker": name, "runs": 0, "succeeded": 0, "failed": 0, "cancelled": 0, "success_rate": None,
                  "mean_s": None, "p95_s": None, "max_s": None, "functions": [], "last_ended_at": None}
@@ -151,7 +152,8 @@ def resource_stats(db: Database, *, window_s: float = DEFAULT_WINDOW_S, recent_s
         info = known.get(row["worker"], {})
         row.update(state=info.get("state"), host=info.get("host"), last_seen=info.get("last_seen"),
                    cpu_percent=(info.get("cpu") or {}).get("percent"), mem_percent=(info.get("mem") or {}).get("percent"),
-                   disk_percent=(info.get("disk") or {}).get("percent"), gpus=info.get("gpus") or [])
+                   disk_percent=(info.get("disk") or {}).get("percent"), gpus=info.get("gpus") or [],
+                   quarantined=info.get("quarantined") or [])
         row["functions"] = sorted(f for f in row.get("functions") or [] if f)
     workers.sort(key=lambda r: r["worker"] or "")
     return {"window_s": window_s, "since": since, "server_time": now, "workers": workers,

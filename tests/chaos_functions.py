@@ -52,3 +52,11 @@ def tally(folder: str, n: int, seconds: float = 0.05):
         out.write(f"{n}\n")
     time.sleep(seconds)
     return n
+
+
+def broken_on(bad: str, seconds: float = 0.0):
+    """Fails on the worker named ``bad`` (a broken machine), succeeds everywhere else."""
+    time.sleep(seconds)
+    if os.environ.get("CHAOS_WORKER") == bad:
+        raise RuntimeError(f"this machine ({bad}) is broken")
+    return os.environ.get("CHAOS_WORKER", "?")

@@ -214,3 +214,11 @@ def test_logout_ends_the_session_and_a_wrong_password_starts_none(app):
     resp = client.post("/login", data={"name": "super1", "password": PASSWORD, "csrf_token": token,
                                        "next": "//evil.example/x"})
     assert resp.headers["Location"] == "/"
+
+
+def test_workers_page_shows_quarantines(app, store):
+    store.db.workers.insert_one({"_id": "box9", "host": "box9", "state": "online", "quarantined": [
+        {"function": "mlfuncs.train", "until": "2026-12-01T12:00:00Z", "reason": "3 failed attempts in a row"}]})
+    client, _ = logged_in(app, "general1")
+    html = client.get("/workers").get_data(as_text=True)
+    assert "quarantined" in html and "mlfuncs.train" in html and "3 failed attempts in a row" in html

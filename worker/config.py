@@ -23,6 +23,8 @@ DISTINCT_GRACE_S = 30.0
 SAMPLE_EVERY_S = 10.0
 #: the shortest MongoDB call timeout (a loaded machine answers slower than a short heartbeat)
 MIN_IO_TIMEOUT_S = 1.0
+QUARANTINE_FAILURES = 3
+QUARANTINE_COOLDOWN_S = 300.0
 DEFAULT_CACHE_DIR = str(Path.home() / ".suanwang" / "cache")
 MAX_CONCURRENCY = 1024
 
@@ -67,6 +69,10 @@ class WorkerConfig:
     mem_gb: float | None = None
     #: how often a resource sample is stored for the charts
     sample_every_s: float = SAMPLE_EVERY_S
+    #: quarantine for a function after this many failed attempts in a row (while others succeed at it)
+    quarantine_failures: int = QUARANTINE_FAILURES
+    #: how long a quarantine lasts
+    quarantine_cooldown_s: float = QUARANTINE_COOLDOWN_S
 
     def __post_init__(self) -> None:
         def put(name, value):
@@ -124,6 +130,12 @@ class WorkerConfig:
             raise ConfigError(f"gpus must be an integer >= 0, got {self.gpus!r}")
         if not _number(self.mem_gb) or self.mem_gb < 0:
             raise ConfigError(f"mem_gb must be a number >= 0, got {self.mem_gb!r}")
+        if isinstance(self.quarantine_failures, bool) or not isinstance(self.quarantine_failures, int) \
+                or self.quarantine_failures < 1:
+            raise ConfigError(f"quarantine_failures must be an integer >= 1, got {self.quarantine_failures!r}")
+        if not _number(self.quarantine_cooldown_s) or self.quarantine_cooldown_s < 0:
+            raise ConfigError(f"quarantine_cooldown_s must be a number of seconds >= 0, got "
+                              f"{self.quarantine_cooldown_s!r}")
         if not isinstance(self.burst, bool):
             raise ConfigError(f"burst must be true or false, got {self.burst!r}")
         return self
@@ -145,6 +157,11 @@ class WorkerConfig:
         """How long before its lease ends (by this machine's monotonic clock) an attempt that could
         not be renewed is killed, so two machines never run it at once."""
         return min(self.heartbeat_s, self.lease_s / 4)
+
+    def quarantine_policy(self):
+        from fsm.health import HealthPolicy
+
+        return HealthPolicy(consecutive_failures=self.quarantine_failures, cooldown_s=self.quarantine_cooldown_s)
 
     def describe(self) -> str:
         """One log line; the URI's password is hidden."""

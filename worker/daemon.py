@@ -39,6 +39,7 @@ from registry.resolver import make_resolver
 from worker.config import WorkerConfig
 from worker.executor import Executor, Outcome
 from worker.fence import Fence
+from worker.health import HealthTracker
 from worker.heartbeat import Heartbeat
 
 log = logging.getLogger("suanwang.worker")
@@ -100,6 +101,7 @@ class Daemon:
         self.resolver = make_resolver(self.store.db, config.cache_dir)
         self.executor = Executor(config.concurrency)
         self.heartbeat = Heartbeat(self)
+        self.health = HealthTracker(config.name, config.quarantine_policy())
         self.trouble = Trouble()
         self.fence = Fence(config.lease_s, config.fence_margin_s(), self._fence_expired)
         self._fenced: dict[str, str] = {}  # attempts killed here by their own deadline -> why
@@ -359,6 +361,7 @@ class Daemon:
     def _record(self, claim: Claim, outcome: Outcome, leave: bool) -> None:
         try:
             self._finish(claim, outcome)
+            self.health.note(claim.task["function"], outcome.state, outcome.seconds)
         except Exception:
             log.exception("task %s: recording attempt %s failed; its lease will expire", claim.task_id,
                           claim.attempt_id)
@@ -538,13 +541,16 @@ class Daemon:
             log.debug("ready_versions failed: %s", exc)
             ready = []
         prefer = tuple(sorted(f"{code}@{version}" for code, version in ready))
+        judged = self.health.flush(self.store)
+        if judged is not None and judged != (self.claimant.avoid_functions, self.claimant.slow_functions):
+            self.claimant = replace(self.claimant, avoid_functions=judged[0], slow_functions=judged[1])
         if prefer != self.claimant.prefer_versions:  # claims prefer versions already checked out here
             self.claimant = replace(self.claimant, prefer_versions=prefer)
         return {
             "concurrency": self.config.concurrency, "tags": list(self.config.tags),
             "gpu_count": self.config.gpus, "mem_gb": self.config.mem_gb,
             "heartbeat_s": self.config.heartbeat_s, "lease_s": self.config.lease_s,
-            "running": [aid for aid, _ in running], "running_tasks": [tid for _, (tid, _s) in running],
+            "running": [aid for aid, _ in running], "quarantined": self.health.view(), "running_tasks": [tid for _, (tid, _s) in running],
             "busy": len(running), "functions": sorted(BUILTINS), "versions_ready": ready,
         }
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 from pymongo.database import Database
 
 from fsm.store.db import database, server_now
+from fsm.store.machines import MachineStats
 from fsm.store.placement import PlacementReads
 from fsm.store.schema import ensure_indexes
 from fsm.store.tasks import Claim, Claimant, TaskStore
@@ -27,6 +28,7 @@ class Store:
         self.users = UserStore(db)
         self.wakeups = Wakeups(db)
         self.placement = PlacementReads(db)
+        self.machines = MachineStats(db)
 
     @classmethod
     def connect(cls, uri: str, name: str | None = None) -> "Store":

@@ -32,6 +32,8 @@ server's clock (``$$NOW``) wherever a lease or a history entry depends on it.
     tags, concurrency, running [attempt ids], functions, versions_ready
 ``lanes`` — one document per claim lane that was ever published (``_id``: the lane name),
     with its ``requires`` {gpus, mem_class, tags}; workers read it to know which lanes they serve
+``machine_stats`` — per (worker, function): recent outcomes, consecutive failures, mean run time,
+    and a quarantine (``quarantined_until``, ``quarantine_reason``) while the machine is distrusted
 ``worker_samples`` — downsampled heartbeat history for charts (TTL: 2 days)
 ``users`` — name (``_id``), role, password_hash, tokens [{hash, created_at, label}], groups
 ``functions`` — owned by ``registry.store`` (see there)
@@ -95,6 +97,9 @@ def ensure_indexes(db: Database) -> None:
     db.workers.create_indexes([IndexModel([("state", ASCENDING), ("last_seen", ASCENDING)], name="state_seen")])
     db.users.create_indexes([IndexModel([("tokens.hash", ASCENDING)], name="token", sparse=True)])
     db.locks.create_indexes([IndexModel([("expires_at", ASCENDING)], name="expires")])
+    db.machine_stats.create_indexes([IndexModel([("worker", ASCENDING)], name="worker"),
+                                     IndexModel([("function", ASCENDING)], name="function"),
+                                     IndexModel([("quarantined_until", ASCENDING)], name="quarantined", sparse=True)])
     if "worker_samples" not in db.list_collection_names():
         try:
             db.create_collection("worker_samples", timeseries={"timeField": "at", "metaField": "worker",

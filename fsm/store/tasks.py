@@ -39,6 +39,8 @@ CLAIM_PROJECTION = {"function": 1, "version": 1, "args": 1, "kwargs": 1, "timeou
 MAX_RACE_RETRIES = 50
 #: How long a task may be passed over for one whose version a worker already has.
 PREFER_WINDOW_S = 60
+#: How long a slower machine leaves a fresh task to a faster one (it then takes it: no starving).
+SLOW_YIELD_MS = 500
 
 # The status changes written without a Plan must be legal; checked once, at import.
 check(Status.QUEUED, Status.RUNNING)
@@ -73,6 +75,10 @@ class Claimant:
     distinct_grace_s: float = 30.0
     #: "function@version" pairs this worker has checked out; claimed first within a priority band.
     prefer_versions: tuple[str, ...] = field(default=())
+    #: functions this machine is quarantined for (it keeps failing them while others succeed)
+    avoid_functions: tuple[str, ...] = ()
+    #: functions an idle peer runs clearly faster: their fresh tasks are left to it for a moment
+    slow_functions: tuple[str, ...] = ()
 
 
 @dataclass
@@ -141,7 +147,7 @@ class TaskStore:
 
     # ------------------------------------------------------------------ claim
     def claim_filter(self, who: Claimant) -> dict:
-        return {
+        filt = {
             "open_slots": {"$gt": 0}, "is_enabled": True,
             "lane": {"$in": self.lanes.served_by(who.gpus, who.mem_gb, who.tags)},
             "status": {"$in": [Status.QUEUED.value, Status.RUNNING.value]},
@@ -149,6 +155,9 @@ class TaskStore:
             "requires.tags": {"$not": {"$elemMatch": {"$nin": list(who.tags)}}},
             "workers": {"$ne": who.name}, "hosts": {"$ne": who.host},
         }
+        if who.avoid_functions:
+            filt["function"] = {"$nin": list(who.avoid_functions)}
+        return filt
 
     def claim_next(self, who: Claimant) -> Claim | None:
         """Claim one attempt of the most urgent task this worker may run, or None.
@@ -158,6 +167,10 @@ class TaskStore:
         """
         attempt_id = new_id()
         update = self._claim_update(who, attempt_id)
+        if who.slow_functions:
+            yielded, doc = self._claim_if_not_slow(who, update)
+            if yielded:
+                return Claim(doc, attempt_id) if doc else None
         doc = self._claim_preferred(who, update) if who.prefer_versions else None
         if doc is None:
             doc = self._fast.find_one_and_update(self.claim_filter(who), update, sort=CLAIM_SORT,
@@ -182,6 +195,18 @@ class TaskStore:
         filt.update(priority=top["priority"], **{"$or": pairs})
         return self._fast.find_one_and_update(filt, update, sort=CLAIM_SORT, projection=CLAIM_PROJECTION,
                                               hint=CLAIM_INDEX, return_document=ReturnDocument.AFTER)
+
+    def _claim_if_not_slow(self, who: Claimant, update: list) -> tuple[bool, dict | None]:
+        """When the most urgent task is of a function a peer runs faster, take it only once it has
+        waited ``SLOW_YIELD_MS`` (server clock), and take nothing else meanwhile: priority order holds.
+        Returns (decided, claimed document)."""
+        filt = self.claim_filter(who)
+        top = self.tasks.find_one(filt, {"function": 1}, sort=CLAIM_SORT, hint=CLAIM_INDEX)
+        if top is None or top["function"] not in who.slow_functions:
+            return False, None
+        filt.update(_id=top["_id"], **{"$expr": {"$lt": ["$created_at", {"$subtract": ["$$NOW", SLOW_YIELD_MS]}]}})
+        return True, self._fast.find_one_and_update(filt, update, projection=CLAIM_PROJECTION,
+                                                    return_document=ReturnDocument.AFTER)
 
     def _claim_repeat(self, who: Claimant, attempt_id: str, update: list) -> dict | None:
         """A redundant task no other worker took within the grace period may run here again."""
