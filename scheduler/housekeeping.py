@@ -86,6 +86,11 @@ class JobStore(MongoDBJobStore):
 _stores: dict[str, Store] = {}
 
 
+def store_for(db_name: str) -> Store | None:
+    """This process's leading store for a database, for other modules' jobs (``on_lead``)."""
+    return _stores.get(db_name)
+
+
 def run_housekeeping(db_name: str, offline_after_s: float) -> None:
     """The APScheduler job (module level, so the job store keeps only a reference to it)."""
     store = _stores.get(db_name)

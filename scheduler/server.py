@@ -119,9 +119,10 @@ class Server:
                              housekeeping_s=config.housekeeping_s,
                              offline_after_s=config.offline_after_s) if config.run_scheduler else None
         if self.leader is not None:  # schedules and notifications run where housekeeping runs
-            from scheduler import notify, schedules
+            from scheduler import notify, retention, schedules
 
             schedules.install(self.leader)
+            retention.install(self.leader, retention.RetentionPolicy.from_server_config(config))
             notify.install(self.leader, notify.NotifyConfig.from_server_config(config))
         self._first = listeners(self.http)[0]
         self._thread: threading.Thread | None = None

@@ -99,8 +99,12 @@ def mongo(data_dir, port, bind_ip):
               envvar="SUANWANG_SMTP_TLS")
 @click.option("--mail-from", default="suanwang@localhost", show_default=True, envvar="SUANWANG_MAIL_FROM")
 @click.option("--metrics-token", envvar="SUANWANG_METRICS_TOKEN", help="require this token for /metrics")
+@click.option("--retention-days", type=float, envvar="SUANWANG_RETENTION_DAYS",
+              help="finished tasks older than this leave the tasks collection (default: kept)")
+@click.option("--retention-mode", type=click.Choice(["archive", "delete"]), default="archive", show_default=True,
+              envvar="SUANWANG_RETENTION_MODE", help="move them to tasks_archive, or delete them")
 def server(mongo, host, port, threads, admin_token, no_scheduler, smtp_host, smtp_port, smtp_user, smtp_password,
-           smtp_tls, mail_from, metrics_token):
+           smtp_tls, mail_from, metrics_token, retention_days, retention_mode):
     """The control center: HTTP API, web pages and periodic jobs (one scheduler per network)."""
     from scheduler.config import ServerConfig
     from scheduler.server import serve
@@ -113,7 +117,8 @@ def server(mongo, host, port, threads, admin_token, no_scheduler, smtp_host, smt
     sys.exit(serve(ServerConfig(mongo_uri=mongo, host=host, port=port, threads=threads, admin_token=admin_token,
                                 run_scheduler=not no_scheduler, smtp_host=smtp_host, smtp_port=smtp_port,
                                 smtp_user=smtp_user, smtp_password=smtp_password, smtp_tls=smtp_tls,
-                                mail_from=mail_from, metrics_token=metrics_token), ready=ready))
+                                mail_from=mail_from, metrics_token=metrics_token, retention_days=retention_days,
+                                retention_mode=retention_mode), ready=ready))
 
 
 @main.command()

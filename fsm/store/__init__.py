@@ -9,6 +9,7 @@ from pymongo.database import Database
 from fsm.store.db import database, server_now
 from fsm.store.machines import MachineStats
 from fsm.store.placement import PlacementReads
+from fsm.store.retention import Retention
 from fsm.store.schema import ensure_indexes
 from fsm.store.tasks import Claim, Claimant, TaskStore
 from fsm.store.users import UserStore
@@ -28,6 +29,9 @@ class Store:
         self.users = UserStore(db)
         self.wakeups = Wakeups(db)
         self.placement = PlacementReads(db)
+        self.retention = Retention(db)
+        if create_indexes:
+            self.retention.ensure_indexes()
         self.machines = MachineStats(db)
 
     @classmethod
