@@ -17,6 +17,8 @@ from fsm.states import FAILED_ATTEMPTS, FINAL, AttemptState, Status, check, chec
 
 A = AttemptState
 MAX_BACKOFF_S = 3600.0
+#: Reason of a task failed by an attempt that no retry could fix (see ``decide_attempt_end``).
+PERMANENT = "permanent"
 
 
 @dataclass
@@ -56,8 +58,14 @@ def _others_running(task: dict, except_id: str) -> list[str]:
 
 def decide_attempt_end(task: dict, attempt_id: str, state: AttemptState, *, result: Any = None,
                        error: str | None = None, traceback: str | None = None, logs: str | None = None,
-                       rng: random.Random | None = None) -> Plan:
-    """An attempt ended (succeeded, failed, timed out, crashed, lost its lease)."""
+                       rng: random.Random | None = None, result_ref: dict | None = None,
+                       permanent: bool = False) -> Plan:
+    """An attempt ended (succeeded, failed, timed out, crashed, lost its lease).
+
+    A result stored in GridFS comes as ``result_ref`` (its digest: the sha256 of its bytes);
+    attempts keep digests and references, never copies of a large result. A ``permanent``
+    failure (no retry can succeed) fails the task at once, reason ``permanent``.
+    """
     frm = Status(task["status"])
     if frm != Status.RUNNING:
         raise InvalidTransition(f"task {task['_id']} is {frm.value}, not running")
@@ -65,9 +73,13 @@ def decide_attempt_end(task: dict, attempt_id: str, state: AttemptState, *, resu
     check_attempt(A.RUNNING, state)  # only a running attempt ends, and it ends in a final state
     update: dict[str, Any] = {"state": state.value}
     if state == A.SUCCEEDED:
-        update.update(result=result, digest=digest(result))
+        update.update(result=result, digest=result_ref["sha256"] if result_ref else digest(result))
+        if result_ref:
+            update["result_ref"] = result_ref
     else:
         update.update(error=error or state.value.replace("_", " "), traceback=traceback)
+        if permanent:
+            update["permanent"] = True
     if logs:
         update["logs"] = logs[-4000:]
     plan = Plan(frm=frm, attempts={attempt_id: update}, ended={attempt_id})
@@ -81,7 +93,7 @@ def decide_attempt_end(task: dict, attempt_id: str, state: AttemptState, *, resu
     if state == A.SUCCEEDED:
         agreed[update["digest"]] += 1
         if agreed[update["digest"]] >= quorum:
-            return _finish(plan, task, others, Status.SUCCEEDED, result=result, reason=None)
+            return _finish(plan, task, others, Status.SUCCEEDED, result=result, reason=None, result_ref=result_ref)
     elif state in FAILED_ATTEMPTS:
         failures += 1
         plan.fields["failures"] = failures
@@ -98,6 +110,8 @@ def decide_attempt_end(task: dict, attempt_id: str, state: AttemptState, *, resu
                 hosts.remove(host)
             plan.fields["hosts"] = hosts
         plan.fields["error"] = update["error"]
+        if permanent:
+            return _finish(plan, task, others, Status.FAILED, reason=PERMANENT)
         if failures > task.get("max_retries", 0):
             return _finish(plan, task, others, Status.FAILED, reason="retries_exhausted")
         open_slots += 1
@@ -118,14 +132,14 @@ def decide_attempt_end(task: dict, attempt_id: str, state: AttemptState, *, resu
 
 
 def _finish(plan: Plan, task: dict, others: list[str], to: Status, *, reason: str | None,
-            result: Any = None) -> Plan:
+            result: Any = None, result_ref: dict | None = None) -> Plan:
     """Close the task: its other running attempts are cancelled, no slots stay open."""
     plan.to = to
     plan.reason = reason
     check(plan.frm, to)
     plan.fields.update(open_slots=0, reason=reason)
     if to == Status.SUCCEEDED:
-        plan.fields.update(result=result, error=None)
+        plan.fields.update(result=result, result_ref=result_ref, error=None)
     for other in others:
         plan.attempts[other] = {"state": A.CANCELLED.value, "error": f"task {to.value}"}
         plan.ended.add(other)
@@ -148,5 +162,5 @@ def decide_requeue(task: dict) -> Plan:
     plan.fields.update(
         open_slots=task.get("redundancy", 1), failures=0, workers=[], hosts=[], attempts=[],
         previous_attempts=task.get("previous_attempts", []) + task.get("attempts", []),
-        result=None, error=None, reason=None, finished_at=None)
+        result=None, result_ref=None, error=None, reason=None, finished_at=None)
     return plan

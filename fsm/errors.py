@@ -1,9 +1,24 @@
 """One root exception; each subclass is named for what happened.
 
-``code`` and ``http_status`` let the HTTP layer answer ``{"error": {"code", "message"}}``
-without a mapping table of its own.
+``code`` and ``http_status`` let the HTTP layer answer without a mapping table of its own,
+and every detail an error is raised with (``field``, ``index``, ``ids``, ``limit``, ...)
+reaches the client: ``body()`` is ``{"error": {"code", "message", **details}}``.
 """
 from __future__ import annotations
+
+
+#: The details errors carry into the JSON body, documented in the OpenAPI ``Error`` schema:
+#: name -> (JSON Schema of the value, what it says). Raise with these names.
+DETAILS: dict[str, tuple[dict, str]] = {
+    "field": ({"type": "string"}, "the request field at fault, as a dotted path (e.g. requires.tags)"),
+    "index": ({"type": "integer", "minimum": 0}, "the item of a bulk request at fault (the whole request "
+                                                 "was refused)"),
+    "ids": ({"type": "array", "items": {"type": "string"}}, "the ids concerned (e.g. task ids that exist)"),
+    "right": ({"type": "string"}, "the right the caller lacks (fsm.rights)"),
+    "role": ({"type": "string"}, "the lowest role that holds that right"),
+    "grammar": ({"type": "string"}, "the identifier grammar a value broke (fsm.identifiers)"),
+    "limit": ({"type": "number"}, "the limit a value went past"),
+}
 
 
 class SuanwangError(Exception):
@@ -16,6 +31,23 @@ class SuanwangError(Exception):
         super().__init__(message)
         self.message = message
         self.details = details
+
+    def body(self) -> dict:
+        """The JSON error body: code and message, then the details (never overriding those two)."""
+        extra = {k: _plain(v) for k, v in self.details.items() if k not in ("code", "message")}
+        return {"error": {"code": self.code, "message": self.message, **extra}}
+
+
+def _plain(value):
+    """A detail as JSON can carry it (tuples and sets become lists; other objects their text)."""
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return value
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, set, frozenset)):
+        items = [_plain(v) for v in value]
+        return sorted(items, key=str) if isinstance(value, (set, frozenset)) else items
+    return str(value)
 
 
 class ValidationError(SuanwangError):
@@ -78,6 +110,12 @@ class Forbidden(SuanwangError):
     code, http_status = "forbidden", 403
 
 
+class CsrfFailed(Forbidden):
+    """A browser session sent a state-changing request without the page's CSRF token."""
+
+    code = "csrf_failed"
+
+
 class ConfigError(SuanwangError):
     """A setting is missing or invalid."""
 
@@ -94,3 +132,34 @@ class RegistryError(SuanwangError):
     """A function version cannot be registered, fetched or imported."""
 
     code, http_status = "registry", 422
+
+
+class DataNotFound(NotFound):
+    """No data object has that id."""
+
+    code = "data_not_found"
+
+
+class ChecksumMismatch(ValidationError):
+    """Uploaded or downloaded bytes do not have the sha256 they should."""
+
+    code = "checksum_mismatch"
+
+
+class QuotaExceeded(SuanwangError):
+    """Storing this would take the user past their storage quota."""
+
+    code, http_status = "insufficient_storage", 507
+
+
+class Permanent(SuanwangError):
+    """Raised by a task function (``from suanwang import Permanent``): fail now, never retry.
+
+    The executor also classifies as permanent what no retry can fix: a result that is not
+    JSON, arguments that do not fit the function's signature, an unknown data id.
+    """
+
+    code, http_status = "permanent", 422
+
+    def __init__(self, message: str = "permanent failure", **details):
+        super().__init__(message, **details)

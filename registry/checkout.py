@@ -29,12 +29,11 @@ from pathlib import Path
 import git
 
 from fsm.errors import RegistryError
+from fsm.identifiers import COMMIT_SHA, GIT_REF
 from registry.locations import check_syntax
 
 log = logging.getLogger("suanwang.registry")
 
-SHA = re.compile(r"^[0-9a-f]{40}$|^[0-9a-f]{64}$")
-REF = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._/+@-]{0,199}$")
 #: Transports git may use, whatever the location says (blocks ext::, fd:: and friends).
 ALLOWED_PROTOCOLS = "file:git:http:https:ssh"
 GIT_CONFIG = ["-c", "protocol.ext.allow=never", "-c", "protocol.fd.allow=never", "-c", "core.askPass=",
@@ -163,10 +162,10 @@ class GitCache:
 
     def resolve(self, url: str, ref: str) -> str:
         """Fetch ``url`` and return the full SHA of the commit ``ref`` (tag, branch or SHA) names."""
-        if not isinstance(ref, str) or not REF.match(ref) or ".." in ref:
+        if not GIT_REF.match(ref) or ".." in ref:
             raise RegistryError(f"bad ref {ref!r}: expected a tag, a branch or a commit SHA")
         with self._lock(_key(url)):
-            self._fetch_locked(url, ref if SHA.match(ref) else None)
+            self._fetch_locked(url, ref if COMMIT_SHA.match(ref) else None)
             mirror = self.mirror_path(url)
             try:
                 out = self._git(["rev-parse", "--verify", "--quiet", "--end-of-options", f"{ref}^{{commit}}"],
@@ -177,7 +176,7 @@ class GitCache:
 
     def ensure_commit(self, url: str, sha: str) -> Path:
         """The mirror of ``url``, fetched if it lacks ``sha``; raises when the remote no longer has it."""
-        if not SHA.match(sha or ""):
+        if not COMMIT_SHA.match(sha or ""):
             raise RegistryError(f"bad commit {sha!r}: expected a full SHA")
         with self._lock(_key(url)):
             mirror = self._ensure_mirror_locked(url)
@@ -231,4 +230,4 @@ class GitCache:
 
     def checked_out(self) -> list[str]:
         """The commits with a complete checkout here."""
-        return sorted(p.name for p in (self.root / "checkouts").iterdir() if SHA.match(p.name) and p.is_dir())
+        return sorted(p.name for p in (self.root / "checkouts").iterdir() if COMMIT_SHA.match(p.name) and p.is_dir())

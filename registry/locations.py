@@ -16,12 +16,12 @@ from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 from fsm.errors import ValidationError
+from fsm.identifiers import REPO_NAME
 
 URL_SCHEMES = ("https", "http", "ssh", "git")
 HOST = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9.-]{0,252})$|^\[[0-9A-Fa-f:.]+\]$")
 USER = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 SCP_LIKE = re.compile(r"^(?:(?P<user>[^@/:]+)@)?(?P<host>[^@/:]+):(?P<path>[^/].*|/.*)$")
-NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 MAX_LEN = 2048
 
 
@@ -110,6 +110,6 @@ def check_location(location: str, roots: tuple[str, ...] | list[str] = ()) -> Lo
 
 
 def check_name(name: str) -> str:
-    if not isinstance(name, str) or not NAME.match(name):
-        raise ValidationError("a repository name must be 1-64 characters: letters, digits and . _ -", field="name")
+    if not REPO_NAME.match(name):
+        raise ValidationError(f"a repository name must be {REPO_NAME.rule}", field="name")
     return name

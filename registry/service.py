@@ -8,23 +8,21 @@ and checks it statically; a refused registration writes nothing.
 from __future__ import annotations
 
 import os
-import re
 from typing import Any
 
 from bson import ObjectId
 from pymongo.database import Database
 
 from fsm.errors import Conflict, Forbidden, FunctionNotFound, RegistryError, ValidationError
+from fsm.identifiers import FUNCTION_CODE, REPO_NAME, VERSION
 from fsm.store.spec import validate as validate_task
-from fsm.store.users import has_role
+from fsm import rights
 from registry.builtins import BUILTIN_VERSION, BUILTINS
 from registry.checkout import GitCache
-from registry.locations import NAME, check_location, check_name, check_syntax
+from registry.locations import check_location, check_name, check_syntax
 from registry.source import check_source, module_files, split_entrypoint
 from registry.store import FunctionStore, RepoStore, ensure_indexes, now
 
-CODE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,63}$")
-VERSION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,63}$")
 TEXT_LIMITS = {"name": 200, "description": 10_000, "developer_name": 200, "developer_contact": 200,
                "developer_cell": 64}
 REGISTER_FIELDS = {"repo", "ref", "entrypoint", "code", "version", "public", "requires", *TEXT_LIMITS}
@@ -36,13 +34,13 @@ def caller_name(user: dict) -> str:
 
 
 def require_registrant(user: dict | None, action: str) -> None:
-    if not user or not has_role(user, "super"):
+    if not rights.may(user, "manage_functions"):
         raise Forbidden(f"only admin and super-users may {action}"
                         + (f" (you are {caller_name(user)!r}, role {user.get('role')!r})" if user else ""))
 
 
 def require_admin(user: dict | None, action: str) -> None:
-    if not user or not has_role(user, "admin"):
+    if not rights.may(user, "manage_repos"):
         raise Forbidden(f"only admins may {action}")
 
 
@@ -69,14 +67,12 @@ def validate_registration(body: Any) -> dict:
     if missing:
         raise ValidationError(f"missing required field(s): {', '.join(missing)}", field=missing[0])
     code, version = body["code"], body["version"]
-    if not isinstance(code, str) or not CODE.match(code):
-        raise ValidationError("'code' must be 1-64 characters: a letter or _, then letters, digits and . _ -",
-                              field="code")
+    if not FUNCTION_CODE.match(code):
+        raise ValidationError(f"'code' must be {FUNCTION_CODE.rule}", field="code")
     if code in BUILTINS:
         raise ValidationError(f"'code' {code!r} is a built-in function's name", field="code")
-    if not isinstance(version, str) or not VERSION.match(version) or version == BUILTIN_VERSION:
-        raise ValidationError("'version' must be 1-64 characters: letters, digits and . _ + - "
-                              f"(and not {BUILTIN_VERSION!r})", field="version")
+    if not VERSION.match(version) or version == BUILTIN_VERSION:
+        raise ValidationError(f"'version' must be {VERSION.rule}, and not {BUILTIN_VERSION!r}", field="version")
     split_entrypoint(body["entrypoint"])
     if not isinstance(body["repo"], str) or not isinstance(body["ref"], str):
         raise ValidationError("'repo' and 'ref' must be strings", field="repo")
@@ -126,7 +122,7 @@ class Registry:
         """A registered repository, by name or by location (paths compared after resolving them)."""
         repo = self.repos.find(name_or_location)
         if repo is None:
-            checked = check_syntax(name_or_location) if not NAME.match(name_or_location) else None
+            checked = check_syntax(name_or_location) if not REPO_NAME.match(name_or_location) else None
             if checked is not None:
                 url = os.path.realpath(checked.url) if checked.kind == "path" else checked.url
                 repo = self.repos.find(url)

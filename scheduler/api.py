@@ -14,7 +14,7 @@ from pymongo.errors import PyMongoError
 
 from fsm.errors import Unauthorized, ValidationError
 from scheduler import service
-from scheduler.auth import bearer_token, current_user, require, store
+from scheduler.auth import bearer_token, current_user, public, require, store
 
 bp = Blueprint("api", __name__)
 #: How long /healthz waits for MongoDB's answer.
@@ -132,7 +132,7 @@ def stats():
 
 
 @bp.get("/users")
-@require("admin")
+@require("manage_users")
 def list_users():
     users = [user_view(u) for u in service.list_users(store(), current_user())]
     return jsonify({"items": users, "total": len(users)})
@@ -146,6 +146,7 @@ def add_user():
 
 # ----------------------------------------------------------- no token needed
 @bp.get("/healthz")
+@public
 def healthz():
     """No auth: load balancers and ``suanwang up`` ask it. 503 while MongoDB is unreachable."""
     try:
@@ -157,6 +158,7 @@ def healthz():
 
 
 @bp.get("/metrics")
+@public
 def metrics():
     """Prometheus text format, read from MongoDB at scrape time.
 
@@ -178,6 +180,7 @@ def metrics():
 
 
 @bp.get("/openapi.json")
+@public
 def openapi():
     from scheduler.openapi import document
 

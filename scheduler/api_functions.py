@@ -18,11 +18,12 @@ from bson import ObjectId
 from flask import Blueprint, current_app, jsonify, request
 
 from fsm.errors import ConfigError, Forbidden, ValidationError
-from fsm.store.users import has_role
+from fsm import rights
 from registry.builtins import BUILTIN_VERSION, BUILTINS
 from registry.resolver import DEFAULT_CACHE_DIR
 from registry.service import Registry
 from scheduler.auth import current_user, require
+from scheduler.config import default
 
 bp = Blueprint("api_functions", __name__)
 EXTENSION = "suanwang_registry"
@@ -33,7 +34,8 @@ def init_registry(app, db, *, cache_dir: str | None = None, roots: tuple[str, ..
     """Attach the registry to ``app``: ``REGISTRY_CACHE_DIR`` and ``REPO_ROOTS`` (a list) come from app.config."""
     registry = Registry(db, cache_dir or app.config.get("REGISTRY_CACHE_DIR") or str(DEFAULT_CACHE_DIR),
                         roots=tuple(roots if roots is not None else app.config.get("REPO_ROOTS") or ()),
-                        git_timeout_s=float(app.config.get("REGISTRY_GIT_TIMEOUT_S", 120)))
+                        git_timeout_s=float(app.config.get("REGISTRY_GIT_TIMEOUT_S",
+                                                           default("registry_git_timeout_s"))))
     app.extensions[EXTENSION] = registry
     return registry
 
@@ -57,7 +59,7 @@ def _plain(doc: dict) -> dict:
 
 
 def _sees_private(user: dict) -> bool:
-    return has_role(user, "super")
+    return rights.may(user, "see_private_functions")
 
 
 def _body() -> dict:
@@ -97,7 +99,7 @@ def list_functions():
 
 
 @bp.post("/functions")
-@require("super")
+@require("manage_functions")
 def register_function():
     doc, created = _registry().register(current_user(), _body())
     return jsonify(_plain(doc)), 201 if created else 200
@@ -120,7 +122,7 @@ def show_function(code: str, version: str):
 
 
 @bp.patch("/functions/<code>/<version>")
-@require("super")
+@require("manage_functions")
 def change_function(code: str, version: str):
     body = _body()
     unknown = set(body) - {"public", "deprecated"}
@@ -132,14 +134,14 @@ def change_function(code: str, version: str):
 
 
 @bp.get("/repos")
-@require("admin")
+@require("manage_repos")
 def list_repos():
     repos = [{"name": r["_id"], **_plain(r)} for r in _registry().list_repos()]
     return jsonify({"items": repos, "total": len(repos)})
 
 
 @bp.post("/repos")
-@require("admin")
+@require("manage_repos")
 def add_repo():
     body = _body()
     unknown = set(body) - {"location", "url", "name", "description", "verify"}

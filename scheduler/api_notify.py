@@ -1,7 +1,7 @@
 """HTTP routes of notifications and resource statistics (mounted under /api/v1).
 
     GET    /subscriptions             the caller's subscriptions (admin ?all=1: everyone's)
-    POST   /subscriptions             subscribe; a webhook's secret is shown in this answer only   201
+    POST   /subscriptions             subscribe; a webhook's secret (a gateway's headers) shown in this answer only 201
     DELETE /subscriptions/<id>        unsubscribe (its owner or an admin)
     GET    /deliveries                deliveries of the caller's subscriptions (?status=, ?subscription_id=)
     GET    /stats/resources           per worker and per function: runs, success rate, mean and p95
@@ -23,7 +23,8 @@ bp = Blueprint("notify", __name__)
 #: Summaries for the OpenAPI document (``scheduler.openapi.SUMMARIES``).
 SUMMARIES = {
     ("get", "/subscriptions"): "Your event subscriptions (admin ?all=1: everyone's)",
-    ("post", "/subscriptions"): "Subscribe to task, worker or queue events by e-mail or signed webhook",
+    ("post", "/subscriptions"): "Subscribe to task, worker or queue events by e-mail, signed webhook, SMS or "
+                                "WeChat Work robot",
     ("delete", "/subscriptions/{subscription_id}"): "Unsubscribe",
     ("get", "/deliveries"): "Deliveries of your subscriptions: pending, sent or failed, with errors",
     ("get", "/stats/resources"): "Runs, success rate, mean and p95 duration per worker and function; service map",

@@ -22,14 +22,17 @@ from flask.json.provider import DefaultJSONProvider
 from pymongo.errors import ConnectionFailure, PyMongoError
 from werkzeug.exceptions import HTTPException
 
-from fsm.errors import SuanwangError, Unauthorized
+from fsm.errors import SuanwangError
 from fsm.store import Store, database
-from web import STORE_KEY
+from scheduler import auth
 from scheduler.config import ServerConfig
 
 log = logging.getLogger("suanwang.server")
 #: Blueprints other engineers add in their own modules, registered under /api/v1 when present.
-OPTIONAL_BLUEPRINTS = ("scheduler.api_schedules", "scheduler.api_notify")
+OPTIONAL_BLUEPRINTS = ("scheduler.api_schedules", "scheduler.api_notify", "scheduler.api_data")
+#: The web pages' blueprint, mounted at /. ``web`` sits above ``scheduler`` in the layers
+#: contract (it calls ``scheduler.auth`` and ``scheduler.service``), so it is found by name.
+PAGES_MODULE = "web"
 #: ``settings`` document that holds the shared session key.
 SECRET_KEY_ID = "secret_key"
 
@@ -76,26 +79,27 @@ def create_app(config: ServerConfig, store: Store | None = None) -> Flask:
     app = Flask("suanwang")
     app.json = JSONProvider(app)
     store = store or open_store(config)
-    app.extensions[STORE_KEY] = store
+    app.extensions[auth.STORE_KEY] = store
     app.config.update(
         SUANWANG=config, MAX_CONTENT_LENGTH=config.max_body_bytes,
         SECRET_KEY=config.secret_key or shared_secret_key(store),
         SESSION_COOKIE_NAME="suanwang_session", SESSION_COOKIE_HTTPONLY=True, SESSION_COOKIE_SAMESITE="Lax",
         PERMANENT_SESSION_LIFETIME=timedelta(hours=12),
-        REGISTRY_CACHE_DIR=config.registry_cache_dir, REPO_ROOTS=list(config.repo_roots))
+        REGISTRY_CACHE_DIR=config.registry_cache_dir, REPO_ROOTS=list(config.repo_roots),
+        REGISTRY_GIT_TIMEOUT_S=config.registry_git_timeout_s)
     if config.admin_token:
         store.users.ensure_admin("admin", config.admin_token)
 
     from scheduler.api import bp as api_bp
     from scheduler.api_functions import bp as functions_bp, init_registry
-    from web import bp as web_bp
 
+    auth.install(app)
     app.register_blueprint(api_bp, url_prefix="/api/v1")
     app.register_blueprint(functions_bp, url_prefix="/api/v1")
     init_registry(app, store.db)
     for module in OPTIONAL_BLUEPRINTS:
         _register_optional(app, module)
-    app.register_blueprint(web_bp)
+    app.register_blueprint(importlib.import_module(PAGES_MODULE).bp)
     _error_handlers(app)
     return app
 
@@ -135,8 +139,7 @@ def _http_message(exc: HTTPException) -> str:
 def _error_handlers(app: Flask) -> None:
     @app.errorhandler(SuanwangError)
     def suanwang_error(exc: SuanwangError):
-        headers = {"WWW-Authenticate": 'Bearer realm="suanwang"'} if isinstance(exc, Unauthorized) else None
-        return error_response(exc.code, exc.message, exc.http_status, headers)
+        return auth.error_response(exc)
 
     @app.errorhandler(PyMongoError)
     def mongo_error(exc: PyMongoError):

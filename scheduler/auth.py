@@ -1,27 +1,40 @@
-"""Who is calling: a bearer token (API clients) or a logged-in web session (browsers).
+"""Who is calling, for the API and the pages alike: bearer tokens, sessions, CSRF, rights.
 
-``current_user()`` answers the caller's users document (without secrets) or raises
-``Unauthorized``; ``require(role)`` guards a view. Roles rank admin > super > business >
-general (``fsm.store.users.has_role``). The web blueprint logs people in and out; the signed
-Flask session cookie holds only the user's name (``session["user"]``).
+One module, so both fronts answer the same way:
+
+* ``current_user()`` answers the caller's users document (without secrets) or raises
+  ``Unauthorized`` (401). A bearer token (``Authorization: Bearer <token>``) wins over the
+  signed session cookie, which holds only the user's name (``session["user"]``, set by the
+  pages' login).
+* CSRF: a request in an unsafe method (anything but ``SAFE_METHODS``) that a browser session
+  authenticates must carry the session's Flask-WTF token, as the ``X-CSRFToken`` header or
+  the ``csrf_token`` form field; the pages check every unsafe request (login and logout too),
+  the API those a cookie authenticates (a bearer token cannot be sent by a forged page).
+  A failure is always ``403 csrf_failed`` (``fsm.errors.CsrfFailed``).
+* Rights: ``require(right)`` guards a view with a right of ``fsm.rights.RIGHTS`` (or a
+  role name); the service layer checks the same table.
+* ``install(app)`` makes every matched API route authenticate before its view runs, so an
+  unknown and a known resource both answer 401 without credentials (nothing can be probed);
+  views marked ``@public`` (health, metrics, the OpenAPI document) are exempt.
 """
 from __future__ import annotations
 
 from functools import wraps
 
-from flask import current_app, g, request, session
+from flask import Flask, current_app, g, jsonify, request, session
 
-from fsm.errors import Forbidden, Unauthorized
+from fsm.errors import CsrfFailed, SuanwangError, Unauthorized
 from fsm.store import Store
-from fsm.store.users import RANK, has_role
+from fsm import rights
 
 #: ``app.extensions`` key of the app's ``fsm.store.Store``.
 STORE_KEY = "suanwang_store"
-#: The session key the web login sets to the user's name.
+#: The session key the pages' login sets to the user's name.
 SESSION_USER = "user"
+#: Methods that change nothing: they need no CSRF token, on the API or the pages.
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
-#: Fields of a users document never shown or kept per request.
-SECRETS = {"password_hash": 0, "tokens": 0}
+#: URL prefix of the API, whose matched routes authenticate first.
+API_PREFIX = "/api/"
 
 
 def store() -> Store:
@@ -43,14 +56,12 @@ def bearer_token() -> str | None:
 def current_user(required: bool = True) -> dict | None:
     """The caller's user document (no password hash, no tokens), looked up once per request.
 
-    A bearer token wins over a session cookie. With ``required`` (the default) a caller
-    without valid credentials gets ``Unauthorized`` (401); otherwise None.
+    With ``required`` (the default) a caller without valid credentials gets ``Unauthorized``
+    (401); otherwise None. A bad bearer token is refused even when not required.
     """
-    if "suanwang_user" in g:
-        user = g.suanwang_user
-    else:
-        user = _lookup()
-        g.suanwang_user = user
+    if "suanwang_user" not in g:
+        g.suanwang_user = _lookup()
+    user = g.suanwang_user
     if user is None and required:
         raise Unauthorized("log in or send 'Authorization: Bearer <token>'")
     return user
@@ -64,33 +75,40 @@ def _lookup() -> dict | None:
     if not name:
         return None
     if request.method not in SAFE_METHODS:
-        _check_csrf()  # a browser session changes nothing through the API without the page's token
-    user = store().db.users.find_one({"_id": name}, SECRETS)
+        check_csrf()  # a browser session changes nothing without the page's token
+    user = store().users.find(name)
     if user is None:  # the user was removed since logging in
-        session.pop(SESSION_USER, None)
+        session.clear()
     return user
 
 
-def _check_csrf() -> None:
+def check_csrf() -> None:
+    """Raise ``CsrfFailed`` (403) unless the request carries the session's valid CSRF token."""
     from flask_wtf.csrf import CSRFError, validate_csrf
     from wtforms.validators import ValidationError as CSRFInvalid
 
+    token = request.headers.get("X-CSRFToken") or request.form.get("csrf_token")
     try:
-        validate_csrf(request.headers.get("X-CSRFToken"))
+        validate_csrf(token)
     except (CSRFInvalid, CSRFError) as exc:
-        raise Forbidden(f"a browser session needs the page's X-CSRFToken header for this request ({exc}); "
-                        "API clients send 'Authorization: Bearer <token>'") from None
+        raise CsrfFailed(f"CSRF check failed ({exc}): a browser session needs the page's token as the "
+                         "X-CSRFToken header or the csrf_token form field; API clients send "
+                         "'Authorization: Bearer <token>'") from None
 
 
-def require(role: str):
-    """Decorator: the caller must be logged in with ``role`` or a higher one (401, else 403)."""
-    if role not in RANK:
-        raise ValueError(f"unknown role {role!r}")
+def may(right: str) -> bool:
+    """Whether the caller (if any) holds ``right`` (a right of ``fsm.rights`` or a role name)."""
+    return rights.may(current_user(required=False), right)
+
+
+def require(right: str):
+    """Decorator: the caller must be logged in (401) and hold ``right`` or that role (403)."""
+    rights.role_of(right)  # an unknown right or role fails at import time, not at request time
 
     def decorate(view):
         @wraps(view)
         def wrapper(*args, **kwargs):
-            check_role(current_user(), role)
+            rights.check(current_user(), right)
             return view(*args, **kwargs)
 
         return wrapper
@@ -98,9 +116,33 @@ def require(role: str):
     return decorate
 
 
-def check_role(user: dict, role: str, action: str | None = None) -> None:
-    """Raise ``Forbidden`` unless ``user`` has ``role`` or above."""
-    if not has_role(user, role):
-        what = action or "this"
-        raise Forbidden(f"{what} needs the {role} role or above; {user['_id']} is {user.get('role')}")
+def public(view):
+    """Mark an API view that answers without credentials (``install`` lets it through)."""
+    view.suanwang_public = True
+    return view
 
+
+def _authenticate_api() -> None:
+    """Before an API view: authenticate first (401), so no lookup answers an anonymous caller."""
+    if not request.path.startswith(API_PREFIX) or request.url_rule is None or request.method == "OPTIONS":
+        return  # unknown routes answer 404 whoever asks: they reveal nothing
+    view = current_app.view_functions.get(request.endpoint)
+    if view is not None and not getattr(view, "suanwang_public", False):
+        current_user()
+
+
+def error_response(exc: SuanwangError):
+    """The JSON answer to an error: its ``body()`` (details included) with its status.
+
+    One function for the API and the pages, so a refusal reads the same on both.
+    """
+    response = jsonify(exc.body())
+    response.status_code = exc.http_status
+    if isinstance(exc, Unauthorized):
+        response.headers["WWW-Authenticate"] = 'Bearer realm="suanwang"'
+    return response
+
+
+def install(app: Flask) -> None:
+    """Make every non-public API route of ``app`` authenticate before its view runs."""
+    app.before_request(_authenticate_api)

@@ -1,16 +1,24 @@
-"""The server's settings: a frozen, validated object (the CLI builds it from flags and env).
+"""The server's settings: each defined once, here, with its default; a frozen, validated object.
 
 Nothing here reads the environment; ``suanwang server`` fills the fields from its flags,
-``SUANWANG_*`` variables and the config file, then calls ``scheduler.server.serve(config)``.
+``SUANWANG_*`` variables and the config file (each option's default is ``default(name)``),
+then calls ``scheduler.server.serve(config)``. The parts that run with settings of their own
+(the notifier's ``NotifyConfig``, the SMTP settings, the registry) take their defaults from
+here too; ``tests/test_settings.py`` checks that every setting read anywhere is a field here
+(or of ``worker.config.WorkerConfig``).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import MISSING, dataclass, field, fields
 
 from fsm.errors import ConfigError
 
 #: Largest request body the server reads; larger ones get 413 before they are read.
 DEFAULT_MAX_BODY_BYTES = 16 << 20
+#: How mail reaches the SMTP server.
+TLS_MODES = ("none", "starttls", "ssl")
+#: Largest data object (an upload streams through GridFS; waitress spools it to disk first).
+DEFAULT_MAX_DATA_BYTES = 64 << 30
 
 
 @dataclass(frozen=True)
@@ -53,9 +61,30 @@ class ServerConfig:
     #: none | starttls | ssl
     smtp_tls: str = "none"
     mail_from: str = "suanwang@localhost"
-    #: The registry's checkout cache and the local repository roots it may read (see ``registry``).
+    smtp_timeout_s: float = 10.0
+    #: Notifications (``scheduler.notify``): tries of one delivery before it is recorded as failed,
+    #: the wait before the second try (doubled for each later one, up to the max), the webhook
+    #: timeout, the period of the worker / queue checks, an idle sender's wait, how long a
+    #: delivery being sent by a process that died stays claimed, and the senders at once.
+    notify_max_attempts: int = 5
+    notify_backoff_s: float = 5.0
+    notify_backoff_max_s: float = 600.0
+    notify_webhook_timeout_s: float = 10.0
+    notify_check_s: float = 30.0
+    notify_poll_s: float = 1.0
+    notify_sending_lease_s: float = 120.0
+    notify_senders: int = 2
+    #: The registry's checkout cache and the local repository roots it may read (see ``registry``),
+    #: and how long one git command may take.
     registry_cache_dir: str | None = None
     repo_roots: tuple[str, ...] = field(default=())
+    registry_git_timeout_s: float = 120.0
+    #: Largest data object one upload may store (POST /api/v1/data), and each user's storage
+    #: quota in bytes (None: unlimited); data no task refers to is deleted after this many days
+    #: (None: kept).
+    max_data_bytes: int = DEFAULT_MAX_DATA_BYTES
+    data_quota_bytes: int | None = None
+    data_retention_days: float | None = 30.0
 
     #: Retention (``scheduler.retention``): finished tasks older than this many days leave
     #: ``tasks`` (None: kept for ever), moved to ``tasks_archive`` or deleted (``retention_mode``);
@@ -77,7 +106,15 @@ class ServerConfig:
         _int(self, "port", 0, 65535)
         _int(self, "threads", 1, 1024)
         _int(self, "max_body_bytes", 1024, 1 << 40)
-        for name in ("offline_after_s", "housekeeping_s", "leader_lease_s", "mongo_timeout_s"):
+        _int(self, "max_data_bytes", 1024, 1 << 50)
+        if self.data_quota_bytes is not None:
+            _int(self, "data_quota_bytes", 0, 1 << 50)
+        if self.data_retention_days is not None and (isinstance(self.data_retention_days, bool) or not isinstance(
+                self.data_retention_days, (int, float)) or not self.data_retention_days > 0):
+            raise ConfigError(f"data_retention_days must be a positive number or None, got {self.data_retention_days!r}")
+        for name in ("offline_after_s", "housekeeping_s", "leader_lease_s", "mongo_timeout_s", "smtp_timeout_s",
+                     "notify_backoff_s", "notify_backoff_max_s", "notify_webhook_timeout_s", "notify_check_s",
+                     "notify_poll_s", "notify_sending_lease_s", "registry_git_timeout_s"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
                 raise ConfigError(f"{name} must be a positive number of seconds, got {value!r}")
@@ -98,7 +135,20 @@ class ServerConfig:
             raise ConfigError(f"retention_every_s must be a positive number of seconds, got {self.retention_every_s!r}")
         if not isinstance(self.run_scheduler, bool):
             raise ConfigError("run_scheduler must be true or false")
+        _int(self, "smtp_port", 1, 65535)
+        _int(self, "notify_max_attempts", 1, 100)
+        _int(self, "notify_senders", 1, 64)
+        if self.smtp_tls not in TLS_MODES:
+            raise ConfigError(f"smtp_tls must be one of {', '.join(TLS_MODES)}, got {self.smtp_tls!r}")
+        if not isinstance(self.repo_roots, (tuple, list)) or not all(isinstance(r, str) and r for r in self.repo_roots):
+            raise ConfigError(f"repo_roots must be a list of directory paths, got {self.repo_roots!r}")
         return self
+
+
+def default(name: str):
+    """The default of the ``ServerConfig`` field ``name`` (``KeyError`` for a setting that does not exist)."""
+    spec = {f.name: f for f in fields(ServerConfig)}[name]
+    return spec.default_factory() if spec.default is MISSING else spec.default
 
 
 def _int(config: ServerConfig, name: str, lo: int, hi: int) -> None:

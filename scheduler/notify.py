@@ -1,5 +1,5 @@
-"""Notifications: users subscribe to events; the leader detects them and delivers by e-mail
-or signed webhook, retrying with backoff, in threads of its own: never in the task path.
+"""Notifications: users subscribe to events; the leader detects them and delivers by e-mail,
+signed webhook, SMS or WeChat Work robot (HTTP gateways), retrying with backoff, in threads of its own: never in the task path.
 
 Collections:
 
@@ -9,7 +9,8 @@ Collections:
     task_id, function, worker      scope: each null means "any" (global when all are null)
     threshold      °C (worker.temperature), percent (worker.disk), minutes (queue.age)
     sensor         cpu | gpu | any (worker.temperature)
-    channel        {type: email, to: [addresses]} | {type: webhook, url, secret}
+    channel        {type: email, to: [addresses]} | {type: webhook, url, secret} |
+                   {type: sms | wechat, url, headers, body, ...} (``scheduler.notify_gateways``)
     owner, sees_all (super and admin hear of every task; others of their own), created_at
 ``deliveries`` — one message for one subscription (``_id``: subscription id + event key, so
     an event seen twice, e.g. replayed after a restart, is queued once)
@@ -21,11 +22,10 @@ Collections:
 ``notify_state`` — ``{_id: "tasks_stream", token}``: the resume token of the change stream
     on ``tasks``, so a restarted (or new) leader loses no task event
 
-``Notifier`` runs three loops while its process leads: the change stream on ``tasks``
+``Notifier`` has three leader jobs (``scheduler.leader_loop``): the change stream on ``tasks``
 (``on_task_change``), the periodic checks over ``workers`` and ``tasks`` (``check_once``) and
 the senders (``deliver_once``). Each is one iteration per method, testable by itself.
-``install(leader, config)`` starts it whenever the leader gains the lease and stops it when
-the lease is lost.
+``install(leader, config)`` adds them to the leader, which runs them while it holds the lease.
 """
 from __future__ import annotations
 
@@ -42,14 +42,17 @@ from urllib.parse import urlparse
 
 from bson import ObjectId
 from pymongo import ASCENDING, DESCENDING, IndexModel, ReturnDocument
-from pymongo.errors import DuplicateKeyError, OperationFailure, PyMongoError
+from pymongo.errors import DuplicateKeyError, OperationFailure
 
 from fsm.errors import NotFound, ValidationError
 from fsm.states import Status
 from fsm.store import Store, server_now
 from fsm.store.users import has_role
 from fsm.store.workers import OFFLINE, ONLINE
-from scheduler.notify_channels import DeliveryFailed, SmtpSettings, TLS_MODES, send_email, send_webhook
+from scheduler.config import ServerConfig, default
+from scheduler.leader_loop import Job, JobRunner
+from scheduler.notify_channels import DeliveryFailed, SmtpSettings, send_email, send_webhook
+from scheduler.notify_gateways import GATEWAY_TYPES, gateway_channel, public_channel, send_gateway, target
 
 log = logging.getLogger("suanwang.notify")
 
@@ -71,43 +74,44 @@ SENSORS = ("any", "cpu", "gpu")
 EMAIL = re.compile(r"^[^@\s,;<>]+@[^@\s,;<>]+\.[^@\s,;<>]+$|^[^@\s,;<>]+@localhost$")
 STREAM_STATE = "tasks_stream"
 CHANGE_STREAM_HISTORY_LOST = 286
-#: Change-stream filter: a task became succeeded or failed.
+#: Change-stream filter: a task became succeeded or failed. Only the fields the notifier needs
+#: travel (never the full document, nor a large updated field such as a result or the attempts),
+#: so no event can grow past MongoDB's 16 MB limit and stall the stream.
+WATCHED_FIELDS = ("status", "reason", "error")
 TASK_PIPELINE = [{"$match": {"operationType": "update", "updateDescription.updatedFields.status": {
-    "$in": [Status.SUCCEEDED.value, Status.FAILED.value]}}}]
+    "$in": [Status.SUCCEEDED.value, Status.FAILED.value]}}},
+    {"$project": {"operationType": 1, "documentKey": 1, "clusterTime": 1,
+                  **{f"updateDescription.updatedFields.{name}": 1 for name in WATCHED_FIELDS}}}]
+#: What the notifier reads of the task itself (one indexed lookup per event).
+TASK_FIELDS = {"function": 1, "version": 1, "submitted_by": 1, "finished_at": 1, "reason": 1, "attempts.id": 1}
 MAX_PAGE = 500
 
 
 @dataclass(frozen=True)
 class NotifyConfig:
-    """How the leader delivers; ``from_server_config`` reads it from the server's settings."""
+    """How the leader delivers: the server's ``notify_*`` and ``smtp_*`` settings, whose meaning
+    and defaults are defined once in ``scheduler.config.ServerConfig``."""
 
     smtp: SmtpSettings = field(default_factory=SmtpSettings)
-    #: Tries of one delivery before it is recorded as failed.
-    max_attempts: int = 5
-    #: Wait before the second try; doubled for each later one, up to ``backoff_max_s``.
-    backoff_s: float = 5.0
-    backoff_max_s: float = 600.0
-    webhook_timeout_s: float = 10.0
-    #: Period of the worker, temperature, disk and queue-age checks.
-    check_s: float = 30.0
-    #: How long an idle sender waits before looking for due deliveries again.
-    poll_s: float = 1.0
-    #: A delivery being sent by a process that died is retried after this long.
-    sending_lease_s: float = 120.0
-    senders: int = 2
+    max_attempts: int = default("notify_max_attempts")
+    backoff_s: float = default("notify_backoff_s")
+    backoff_max_s: float = default("notify_backoff_max_s")
+    webhook_timeout_s: float = default("notify_webhook_timeout_s")
+    check_s: float = default("notify_check_s")
+    poll_s: float = default("notify_poll_s")
+    sending_lease_s: float = default("notify_sending_lease_s")
+    senders: int = default("notify_senders")
 
     @classmethod
-    def from_server_config(cls, config: Any) -> "NotifyConfig":
-        """Reads ``smtp_host``, ``smtp_port``, ``smtp_user``, ``smtp_password``, ``smtp_tls``,
-        ``mail_from`` and ``notify_*`` settings when the server's config has them."""
-        get = lambda name, default: getattr(config, name, None) or default  # noqa: E731
-        smtp = SmtpSettings(host=get("smtp_host", None), port=int(get("smtp_port", 25)), user=get("smtp_user", None),
-                            password=get("smtp_password", None), tls=get("smtp_tls", "none"),
-                            mail_from=get("mail_from", "suanwang@localhost"))
-        if smtp.tls not in TLS_MODES:
-            raise ValidationError(f"smtp_tls must be one of {', '.join(TLS_MODES)}, got {smtp.tls!r}")
-        return cls(smtp=smtp, max_attempts=int(get("notify_max_attempts", 5)),
-                   backoff_s=float(get("notify_backoff_s", 5.0)), check_s=float(get("notify_check_s", 30.0)))
+    def from_server_config(cls, config: ServerConfig) -> "NotifyConfig":
+        """The notifier's part of the server's (validated) settings."""
+        smtp = SmtpSettings(host=config.smtp_host, port=config.smtp_port, user=config.smtp_user,
+                            password=config.smtp_password, tls=config.smtp_tls, mail_from=config.mail_from,
+                            timeout_s=config.smtp_timeout_s)
+        return cls(smtp=smtp, max_attempts=config.notify_max_attempts, backoff_s=config.notify_backoff_s,
+                   backoff_max_s=config.notify_backoff_max_s, webhook_timeout_s=config.notify_webhook_timeout_s,
+                   check_s=config.notify_check_s, poll_s=config.notify_poll_s,
+                   sending_lease_s=config.notify_sending_lease_s, senders=config.notify_senders)
 
 
 def ensure_indexes(store: Store) -> None:
@@ -123,9 +127,13 @@ def ensure_indexes(store: Store) -> None:
 
 # ------------------------------------------------------------ subscriptions
 def _channel(raw: Any) -> dict:
+    if isinstance(raw, dict) and raw.get("type") in GATEWAY_TYPES:
+        return gateway_channel(raw)
     if not isinstance(raw, dict) or raw.get("type") not in ("email", "webhook"):
-        raise ValidationError("'channel' must be {\"type\": \"email\", \"to\": \"a@b.org\"} or "
-                              "{\"type\": \"webhook\", \"url\": \"https://...\"}", field="channel")
+        raise ValidationError("'channel' must be {\"type\": \"email\", \"to\": \"a@b.org\"}, "
+                              "{\"type\": \"webhook\", \"url\": \"https://...\"}, "
+                              "{\"type\": \"sms\", \"url\": \"https://gateway...\", \"to\": [\"+86...\"]} or "
+                              "{\"type\": \"wechat\", \"url\": \"https://qyapi.weixin.qq.com/...\"}", field="channel")
     if raw["type"] == "email":
         unknown = set(raw) - {"type", "to"}
         to = raw.get("to")
@@ -193,6 +201,8 @@ def subscription_view(doc: dict, *, show_secret: bool = False) -> dict:
     out = {"id": doc["_id"], **{k: v for k, v in doc.items() if k not in ("_id", "sees_all")}}
     if out["channel"].get("type") == "webhook" and not show_secret:
         out["channel"] = {k: v for k, v in out["channel"].items() if k != "secret"}
+    if out["channel"].get("type") in GATEWAY_TYPES and not show_secret:
+        out["channel"] = public_channel(out["channel"])
     return out
 
 
@@ -286,8 +296,7 @@ class Notifier:
         self.store = store
         self.db = store.db
         self.config = config
-        self._stop = threading.Event()
-        self._threads: list[threading.Thread] = []
+        self._runner: JobRunner | None = None
         ensure_indexes(store)
 
     # --------------------------------------------------------------- queueing
@@ -299,7 +308,8 @@ class Notifier:
         try:
             self.db.deliveries.insert_one({
                 "_id": did, "subscription_id": sub["_id"], "owner": sub["owner"], "event": event,
-                "channel_type": channel["type"], "target": channel.get("url") or channel.get("to"),
+                "channel_type": channel["type"],
+                "target": target(channel) if channel["type"] in GATEWAY_TYPES else channel.get("url") or channel.get("to"),
                 "payload": payload, "status": "pending", "attempts": 0, "next_try_at": now, "last_error": None,
                 "errors": [], "created_at": now, "sent_at": None})
         except DuplicateKeyError:
@@ -310,7 +320,8 @@ class Notifier:
         """A task became succeeded or failed: queue its deliveries; returns how many."""
         fields = change.get("updateDescription", {}).get("updatedFields", {})
         status = fields.get("status")
-        task = change.get("fullDocument") or {"_id": change["documentKey"]["_id"]}
+        task_id = change["documentKey"]["_id"]
+        task = change.get("fullDocument") or self.db.tasks.find_one({"_id": task_id}, TASK_FIELDS) or {"_id": task_id}
         task = {**task, "status": status, "reason": fields.get("reason", task.get("reason")),
                 "error": fields.get("error", task.get("error"))}
         if status == Status.SUCCEEDED.value:
@@ -432,6 +443,8 @@ class Notifier:
         channel = sub["channel"]
         if channel["type"] == "webhook":
             send_webhook(channel["url"], channel["secret"], doc["payload"], timeout_s=self.config.webhook_timeout_s)
+        elif channel["type"] in GATEWAY_TYPES:
+            send_gateway(channel, doc["payload"], *describe(doc["payload"]), timeout_s=self.config.webhook_timeout_s)
         else:
             subject, text = describe(doc["payload"])
             send_email(self.config.smtp, channel["to"], subject, text)
@@ -451,72 +464,56 @@ class Notifier:
             return_document=ReturnDocument.AFTER)
 
     # ------------------------------------------------------------------ loops
+    def jobs(self) -> list[Job]:
+        """The leader jobs (``scheduler.leader_loop``): the task change stream, the checks, the senders."""
+        return [Job("notify-stream", 1.0, self._stream_round),
+                Job("notify-checks", self.config.check_s, self._check_round),
+                Job("notify-send", self.config.poll_s, self._send_round, threads=self.config.senders)]
+
     def start(self) -> "Notifier":
-        self._stop.clear()
-        loops = [("stream", self._stream_loop), ("checks", self._check_loop)]
-        loops += [(f"sender{i}", self._send_loop) for i in range(self.config.senders)]
-        for name, target in loops:
-            thread = threading.Thread(target=target, name=f"suanwang-notify-{name}", daemon=True)
-            thread.start()
-            self._threads.append(thread)
+        """Run the jobs in this process outside any leader (tests, tools); ``stop()`` ends them."""
+        self._runner = JobRunner(self.jobs()).start()
         return self
 
     def stop(self, timeout: float = 5.0) -> None:
-        self._stop.set()
-        for thread in self._threads:
-            thread.join(timeout)
-        self._threads = []
+        runner, self._runner = self._runner, None
+        if runner is not None:
+            runner.stop(timeout)
 
-    def _check_loop(self) -> None:
-        while not self._stop.is_set():
-            try:
-                self.check_once()
-            except PyMongoError as exc:
-                log.warning("notification checks skipped: MongoDB error %s", str(exc)[:200])
-            except Exception:  # noqa: BLE001
-                log.exception("notification checks failed")
-            self._stop.wait(self.config.check_s)
+    def _check_round(self, _stop) -> None:
+        self.check_once()
 
-    def _send_loop(self) -> None:
-        while not self._stop.is_set():
-            try:
-                if self.deliver_once() is None:
-                    self._stop.wait(self.config.poll_s)
-            except PyMongoError as exc:
-                log.warning("sender paused: MongoDB error %s", str(exc)[:200])
-                self._stop.wait(1.0)
-            except Exception:  # noqa: BLE001
-                log.exception("sender failed")
-                self._stop.wait(1.0)
+    def _send_round(self, _stop) -> float | None:
+        return 0 if self.deliver_once() is not None else None  # more may be due: look again at once
 
-    def _stream_loop(self) -> None:
-        while not self._stop.is_set():
-            try:
-                self._watch()
-            except OperationFailure as exc:
-                if exc.code == CHANGE_STREAM_HISTORY_LOST:
-                    log.warning("the saved change-stream position is too old; task events since are lost")
-                    self.db.notify_state.delete_one({"_id": STREAM_STATE})
-                else:
-                    log.warning("task change stream failed: %s", str(exc)[:200])
-                    self._stop.wait(1.0)
-            except PyMongoError as exc:
-                log.warning("task change stream interrupted: %s", str(exc)[:200])
-                self._stop.wait(1.0)
-            except Exception:  # noqa: BLE001
-                log.exception("task change stream failed")
-                self._stop.wait(1.0)
+    def _stream_round(self, stop) -> float:
+        try:
+            self._watch(stop)
+        except OperationFailure as exc:
+            if exc.code != CHANGE_STREAM_HISTORY_LOST:
+                raise
+            log.warning("the saved change-stream position is too old; task events since are lost")
+            self.db.notify_state.delete_one({"_id": STREAM_STATE})
+        return 0  # the stream ended: open it again at once
 
-    def _watch(self) -> None:
+    def _handle(self, change: dict) -> None:
+        """One event; one that cannot be handled is logged and skipped, never retried forever."""
+        try:
+            self.on_task_change(change)
+        except PyMongoError:
+            raise  # MongoDB away: resume from the saved token, this event included
+        except Exception:  # noqa: BLE001
+            log.exception("skipped a task event it could not handle: %s", str(change.get("documentKey"))[:200])
+
+    def _watch(self, stop: threading.Event) -> None:
         state = self.db.notify_state.find_one({"_id": STREAM_STATE})
         resume = {"resume_after": state["token"]} if state and state.get("token") else {}
         saved_at = 0.0
-        with self.db.tasks.watch(TASK_PIPELINE, full_document="updateLookup", max_await_time_ms=500,
-                                 **resume) as stream:
-            while not self._stop.is_set() and stream.alive:
+        with self.db.tasks.watch(TASK_PIPELINE, max_await_time_ms=500, **resume) as stream:
+            while not stop.is_set() and stream.alive:
                 change = stream.try_next()
                 if change is not None:
-                    self.on_task_change(change)
+                    self._handle(change)
                 token = stream.resume_token
                 idle_save = change is None and time.monotonic() - saved_at > 10
                 if token is not None and (change is not None or idle_save or not resume):
@@ -526,25 +523,9 @@ class Notifier:
 
 
 # ------------------------------------------------------------- installing
-_notifiers: dict[int, Notifier] = {}
-
-
 def install(leader, config: NotifyConfig = NotifyConfig()) -> None:
-    """Run a ``Notifier`` in ``leader``'s process whenever it holds the scheduler lease."""
-
-    def gained(_scheduler) -> None:
-        old = _notifiers.pop(id(leader), None)
-        if old is not None:
-            old.stop()
-        _notifiers[id(leader)] = Notifier(leader.store, config).start()
-
-    def lost() -> None:
-        notifier = _notifiers.pop(id(leader), None)
-        if notifier is not None:
-            notifier.stop()
-
-    leader.on_lead.append(gained)
-    leader.on_lose.append(lost)
+    """Run a ``Notifier``'s jobs in ``leader``'s process whenever it holds the scheduler lease."""
+    leader.add(*Notifier(leader.store, config).jobs())
 
 
 __all__ = ["EVENTS", "NotifyConfig", "Notifier", "install", "subscribe", "unsubscribe", "list_subscriptions",

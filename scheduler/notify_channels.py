@@ -18,10 +18,11 @@ from email.message import EmailMessage
 
 import requests
 
+from scheduler.config import default
+
 SIGNATURE_HEADER = "X-Suanwang-Signature"
 EVENT_HEADER = "X-Suanwang-Event"
 DELIVERY_HEADER = "X-Suanwang-Delivery"
-TLS_MODES = ("none", "starttls", "ssl")
 
 
 class DeliveryFailed(Exception):
@@ -35,14 +36,16 @@ class DeliveryFailed(Exception):
 
 @dataclass(frozen=True)
 class SmtpSettings:
-    host: str | None = None
-    port: int = 25
-    user: str | None = None
-    password: str | None = None
+    """How mail is sent: the server's ``smtp_*`` settings (``scheduler.config``, defaults there)."""
+
+    host: str | None = default("smtp_host")
+    port: int = default("smtp_port")
+    user: str | None = default("smtp_user")
+    password: str | None = default("smtp_password")
     #: none | starttls | ssl
-    tls: str = "none"
-    mail_from: str = "suanwang@localhost"
-    timeout_s: float = 10.0
+    tls: str = default("smtp_tls")
+    mail_from: str = default("mail_from")
+    timeout_s: float = default("smtp_timeout_s")
 
 
 def sign(secret: str, body: bytes) -> str:

@@ -3,35 +3,25 @@ from __future__ import annotations
 
 from flask import current_app
 
-TASK_BODY = {
-    "type": "object", "additionalProperties": False, "required": ["function"],
-    "properties": {
-        "id": {"type": "string", "description": "optional idempotency id; a duplicate is refused (409)"},
-        "function": {"type": "string", "examples": ["echo"]},
-        "version": {"type": "string", "description": "default: the newest non-deprecated version"},
-        "args": {"type": "array"}, "kwargs": {"type": "object"},
-        "priority": {"type": "integer", "description": "higher runs first"},
-        "is_enabled": {"type": "boolean"},
-        "redundancy": {"type": "integer", "minimum": 1, "maximum": 16},
-        "quorum": {"type": "integer", "minimum": 1},
-        "timeout_s": {"type": "number"}, "max_retries": {"type": "integer", "minimum": 0},
-        "retry_backoff_s": {"type": "number", "minimum": 0},
-        "requires": {"type": "object", "additionalProperties": False, "properties": {
-            "gpus": {"type": "integer"}, "mem_gb": {"type": "number"},
-            "tags": {"type": "array", "items": {"type": "string"}}}},
-        "run_after": {"type": "string", "format": "date-time"}, "delay_s": {"type": "number"},
-    },
-}
-PATCH_BODY = {"type": "object", "additionalProperties": False, "minProperties": 1, "properties": {
-    "priority": {"type": "integer"}, "is_enabled": {"type": "boolean"}}}
-USER_BODY = {"type": "object", "additionalProperties": False, "required": ["name", "role"], "properties": {
-    "name": {"type": "string"}, "role": {"enum": ["admin", "super", "business", "general"]},
-    "password": {"type": "string", "minLength": 8}, "groups": {"type": "array", "items": {"type": "string"}}}}
-ERROR = {"type": "object", "properties": {"error": {"type": "object", "properties": {
-    "code": {"type": "string"}, "message": {"type": "string"}}}}}
+from fsm.errors import DETAILS
+from fsm.identifiers import USER_NAME
+from fsm.store import spec
+from fsm.store.users import ROLES
 
-#: Routes that need no token.
-PUBLIC = {("get", "/healthz"), ("get", "/metrics"), ("get", "/openapi.json")}
+#: The task body, generated from the one description of its fields (``fsm.store.spec.FIELDS``).
+TASK_BODY = spec.json_schema()
+PATCH_BODY = {"type": "object", "additionalProperties": False, "minProperties": 1, "properties": {
+    name: spec.FIELDS[name].json_schema() for name in ("priority", "is_enabled")}}
+USER_BODY = {"type": "object", "additionalProperties": False, "required": ["name", "role"], "properties": {
+    "name": {"type": "string", "pattern": USER_NAME.posix}, "role": {"enum": list(ROLES)},
+    "password": {"type": "string", "minLength": 8}, "groups": {"type": "array", "items": {"type": "string"}}}}
+#: ``{"error": {"code", "message", ...details}}``: the details of ``fsm.errors.DETAILS``.
+ERROR = {"type": "object", "required": ["error"], "properties": {"error": {
+    "type": "object", "required": ["code", "message"], "additionalProperties": True, "properties": {
+        "code": {"type": "string", "description": "what happened, e.g. invalid, forbidden, csrf_failed"},
+        "message": {"type": "string", "description": "the problem in words, naming the field and the limit"},
+        **{name: {**schema, "description": what} for name, (schema, what) in DETAILS.items()}}}}}
+
 #: (method, path) -> (request body schema, success status).
 BODIES = {("post", "/tasks"): ({"oneOf": [TASK_BODY, {"type": "array", "items": TASK_BODY}]}, "201"),
           ("patch", "/tasks/{task_id}"): (PATCH_BODY, "200"),
@@ -89,8 +79,8 @@ def _paths() -> dict:
                 op["requestBody"] = {"required": True, "content": {"application/json": {"schema": schema}}}
                 if ok != "200":
                     op["responses"] = {ok: {"description": "created"}, "default": op["responses"]["default"]}
-            if (m, path) in PUBLIC:
-                op["security"] = []
+            if getattr(current_app.view_functions.get(rule.endpoint), "suanwang_public", False):
+                op["security"] = []  # a ``scheduler.auth.public`` view
             paths.setdefault(path, {})[m] = op
     return dict(sorted(paths.items()))
 

@@ -1,22 +1,22 @@
-"""The retention job: one APScheduler job on the leader, over ``fsm.store.retention``.
+"""The task retention job, run by the leader (``scheduler.leader_loop``) over ``fsm.store.retention``.
 
-Every ``retention_every_s`` it caps the lists of newly finished tasks and, when a retention
-age is set, moves (or deletes) finished tasks older than it, a bounded number per run so a
-large backlog drains over several runs without holding MongoDB for long.
+Every ``retention_every_s`` it caps the lists of newly finished tasks and, when
+``retention_days`` is set, moves (or deletes, ``retention_mode``) finished tasks older than
+it, a bounded number per round, so a large backlog drains over several rounds without
+holding MongoDB for long. MongoDB errors propagate: the leader loop logs them and backs off.
 """
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
-from pymongo.errors import PyMongoError
-
-from scheduler.housekeeping import Leader, store_for
+from fsm.store import Store
+from scheduler.leader_loop import Job
 
 log = logging.getLogger("suanwang.retention")
-JOB_ID = "retention"
-#: Batches per run (each of ``batch`` tasks).
-BATCHES_PER_RUN = 10
+JOB_NAME = "retention"
+#: Batches per round (each of ``batch`` tasks).
+BATCHES_PER_ROUND = 10
 
 
 @dataclass(frozen=True)
@@ -35,32 +35,25 @@ class RetentionPolicy:
                    every_s=config.retention_every_s, batch=config.retention_batch)
 
 
-def run_retention(db_name: str, policy: dict) -> dict | None:
-    """The job (module level, picklable arguments, idempotent); returns what it did."""
-    store = store_for(db_name)
-    if store is None:
-        return None
-    p = RetentionPolicy(**policy)
-    try:
-        trimmed = store.retention.cap_lists(p.history_cap, p.attempts_cap, batch=p.batch,
-                                            max_batches=BATCHES_PER_RUN)
-        moved = 0
-        if p.older_than_days is not None:
-            moved = store.retention.archive_finished(p.older_than_days * 86400, p.mode, batch=p.batch,
-                                                     max_batches=BATCHES_PER_RUN)
-    except PyMongoError as exc:
-        log.warning("retention skipped: MongoDB error %s", str(exc).split(",")[0][:200])
-        return None
+def run(store: Store, policy: RetentionPolicy) -> dict:
+    """One round; returns how many tasks were moved and how many had their lists capped."""
+    trimmed = store.retention.cap_lists(policy.history_cap, policy.attempts_cap, batch=policy.batch,
+                                        max_batches=BATCHES_PER_ROUND)
+    moved = 0
+    if policy.older_than_days is not None:
+        moved = store.retention.archive_finished(policy.older_than_days * 86400, policy.mode, batch=policy.batch,
+                                                 max_batches=BATCHES_PER_ROUND)
     if moved or trimmed:
         log.info("retention: %d finished task(s) %s, %d task(s) with lists capped", moved,
-                 "archived" if p.mode == "archive" else "deleted", trimmed)
+                 "archived" if policy.mode == "archive" else "deleted", trimmed)
     return {"moved": moved, "trimmed": trimmed}
 
 
-def install(leader: Leader, policy: RetentionPolicy) -> None:
-    """Register the job each time this process gains leadership."""
-    def add(scheduler) -> None:
-        scheduler.add_job(run_retention, "interval", seconds=policy.every_s, id=JOB_ID,
-                          args=[leader.store.db.name, asdict(policy)], replace_existing=True, coalesce=True,
-                          max_instances=1, misfire_grace_time=max(1, int(policy.every_s)))
-    leader.on_lead.append(add)
+def install(leader, policy: RetentionPolicy) -> Job:
+    """Run a round every ``policy.every_s`` whenever ``leader`` holds the lease."""
+    def round_(_stop) -> None:
+        run(leader.store, policy)
+
+    job = Job(JOB_NAME, policy.every_s, round_)
+    leader.add(job)
+    return job

@@ -2,7 +2,7 @@
 
 ``serve(config)`` runs one server process until SIGTERM or SIGINT: it ensures the indexes
 and the admin user, serves HTTP with ``config.threads`` threads and, unless
-``run_scheduler`` is off, competes for the scheduler lease (``scheduler.housekeeping.Leader``).
+``run_scheduler`` is off, competes for the scheduler lease (``scheduler.leader_loop.Leader``).
 It prints nothing: ``ready(server)`` is called once it listens, for the CLI to print the URL
 and, on a first start, the new admin token (``Server.new_admin_token``).
 
@@ -17,6 +17,7 @@ again once MongoDB is back; nothing needs restarting.
 """
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import signal
@@ -26,15 +27,18 @@ from typing import Callable
 
 from waitress import wasyncore
 from waitress.channel import HTTPChannel
+from waitress.parser import HTTPRequestParser
 from waitress.server import BaseWSGIServer, create_server
 from waitress.task import ErrorTask
 
 from fsm.store import Store
 from scheduler.app import create_app, open_store
 from scheduler.config import ServerConfig
-from scheduler.housekeeping import Leader
+from scheduler.leader_loop import Leader
 
 log = logging.getLogger("suanwang.server")
+#: Response bytes buffered per connection before the app waits for the client to read.
+OUTBUF_BYTES = 4 << 20
 #: How long ``stop()`` lets requests in flight finish before closing connections.
 STOP_GRACE_S = 3.0
 
@@ -48,7 +52,7 @@ class JSONErrorTask(ErrorTask):
         error = self.request.error
         message = error.reason.lower()
         if error.code == 413:
-            limit = self.channel.adj.max_request_body_size - 1
+            limit = getattr(self.request, "adj", self.channel.adj).max_request_body_size - 1  # data uploads: theirs
             message = f"the request body is too large (limit {limit} bytes)"
         elif error.body:
             message = f"{message}: {error.body}"
@@ -66,13 +70,38 @@ class JSONErrorChannel(HTTPChannel):
     error_task_class = JSONErrorTask
 
 
+#: The one route whose body may be larger than ``max_body_bytes`` (up to ``max_data_bytes``).
+DATA_UPLOAD_PATH = "/api/v1/data"
+
+
+class DataUploadParser(HTTPRequestParser):
+    """Data uploads get the data limit (``data_adj``); every other body keeps ``max_body_bytes``.
+
+    waitress reads the limit from ``self.adj`` right after the headers are parsed, and spools
+    a body larger than ``inbuf_overflow`` to a temporary file, so memory stays bounded.
+    """
+
+    data_adj = None
+
+    def parse_header(self, header_plus):
+        super().parse_header(header_plus)
+        if self.data_adj is not None and self.command == "POST" and self.path.rstrip("/") == DATA_UPLOAD_PATH:
+            self.adj = self.data_adj
+
+
 def http_server(app, config: ServerConfig):
     """A waitress server for ``app`` (not yet running) that refuses big bodies before reading them."""
     server = create_server(app, host=config.host, port=config.port, threads=config.threads, ident="suanwang",
                            # waitress refuses Content-Length >= this, so the limit itself is allowed
-                           max_request_body_size=config.max_body_bytes + 1, clear_untrusted_proxy_headers=True)
+                           max_request_body_size=config.max_body_bytes + 1, clear_untrusted_proxy_headers=True,
+                           # a streamed download stays in memory (up to the high watermark, where
+                           # the app waits for the client) instead of passing through temp files
+                           outbuf_overflow=OUTBUF_BYTES, outbuf_high_watermark=OUTBUF_BYTES)
     for listener in listeners(server):
-        listener.channel_class = JSONErrorChannel
+        data_adj = copy.copy(listener.adj)
+        data_adj.max_request_body_size = max(config.max_data_bytes, config.max_body_bytes) + 1
+        parser = type("Parser", (DataUploadParser,), {"data_adj": data_adj})
+        listener.channel_class = type("Channel", (JSONErrorChannel,), {"parser_class": parser})
     return server
 
 
@@ -115,15 +144,20 @@ class Server:
         self.new_admin_token = ensure_admin(self.store, config)
         self.app = create_app(config, self.store)
         self.http = http_server(self.app, config)
-        self.leader = Leader(self.store, config.mongo_uri, lease_s=config.leader_lease_s,
-                             housekeeping_s=config.housekeeping_s,
-                             offline_after_s=config.offline_after_s) if config.run_scheduler else None
-        if self.leader is not None:  # schedules and notifications run where housekeeping runs
-            from scheduler import notify, retention, schedules
+        self.leader = Leader(self.store, lease_s=config.leader_lease_s) if config.run_scheduler else None
+        if self.leader is not None:  # the leader's jobs: housekeeping, schedules, notifications
+            from scheduler import housekeeping, notify, schedules
 
+            housekeeping.install(self.leader, interval_s=config.housekeeping_s,
+                                 offline_after_s=config.offline_after_s)
             schedules.install(self.leader)
-            retention.install(self.leader, retention.RetentionPolicy.from_server_config(config))
             notify.install(self.leader, notify.NotifyConfig.from_server_config(config))
+            from scheduler import data_retention
+
+            data_retention.install(self.leader, config)
+            from scheduler import retention
+
+            retention.install(self.leader, retention.RetentionPolicy.from_server_config(config))
         self._first = listeners(self.http)[0]
         self._thread: threading.Thread | None = None
         self._stopping = threading.Event()

@@ -4,12 +4,12 @@ Each function takes the store and the calling user (a users document without sec
 enforces roles, and raises ``fsm.errors`` that the HTTP layer turns into JSON. Documents
 come back as stored (``_id``, datetimes); the caller shapes them for its output.
 
-Who may do what:
+Who may do what (the rights of ``fsm.rights``, which the pages check too):
     publish             admin, super, business (business: public functions only; see
                         ``registry.catalog.resolve_version``); general may not
     read tasks          admin, super: every task; business, general: their own
     patch, requeue      admin, super
-    cancel              the task's submitter, or admin / super
+    cancel              the task's submitter (business and above), or admin / super
     workers, stats      everyone logged in; drain / resume: admin
     users               admin
 """
@@ -22,10 +22,11 @@ from fsm.errors import Conflict, Forbidden, SuanwangError, TaskNotFound, Validat
 from fsm.states import Status
 from fsm.store import Store, server_now
 from fsm.store.spec import TaskSpec, validate
-from fsm.store.users import ROLES, has_role
+from fsm.store.users import ROLES
 from fsm.store.workers import DRAINING, ONLINE
 from registry import catalog
-from scheduler import resources
+from fsm import rights
+from scheduler import resources, service_data
 
 #: Most tasks one publish request may carry.
 MAX_BULK = 10_000
@@ -45,7 +46,7 @@ PAGING = {"limit", "skip", "offset", "sort", "order"}
 
 def sees_all(user: dict) -> bool:
     """Super-users and admins see every task; others only their own."""
-    return has_role(user, "super")
+    return rights.may(user, "read_task_any")
 
 
 def _check_visible(user: dict, task: dict) -> None:
@@ -61,8 +62,7 @@ def publish(store: Store, bodies: Any, user: dict) -> list[dict]:
     written: one bad item refuses the whole request (its index is named) and stores nothing.
     The documents go to MongoDB in one ``insert_many`` and idle workers are woken.
     """
-    if not has_role(user, "business"):
-        raise Forbidden(f"publishing tasks needs the business role or above; {user['_id']} is {user.get('role')}")
+    rights.check(user, "publish")
     many = isinstance(bodies, list)
     items = bodies if many else [bodies]
     if many and not items:
@@ -80,6 +80,7 @@ def publish(store: Store, bodies: Any, user: dict) -> list[dict]:
         if "requires" not in body and requires:
             spec.requires = {**spec.requires, **requires}
     docs = [store.tasks.document(spec, user["_id"]) for spec in specs]
+    service_data.check_references(store, docs, user)  # {"__data__": id} arguments: 404 / 403, nothing written
     from scheduler.service_explain import publish_warnings  # here: that module imports this one
 
     publish_warnings(store, docs)
@@ -115,7 +116,8 @@ def _check_ids(store: Store, specs: list[TaskSpec], many: bool) -> None:
     seen: set[str] = set()
     for index, task_id in enumerate(s.id for s in specs):
         if task_id is not None and task_id in seen:
-            raise ValidationError(f"task [{index}]: id {task_id!r} appears twice in this request", field="id")
+            raise ValidationError(f"task [{index}]: id {task_id!r} appears twice in this request", field="id",
+                                  index=index)
         seen.add(task_id)
     taken = [d["_id"] for d in store.db.tasks.find({"_id": {"$in": ids}}, {"_id": 1}).limit(10)]
     if taken:
@@ -189,8 +191,7 @@ def get_task(store: Store, task_id: str, user: dict) -> dict:
 # --------------------------------------------------------------------- verbs
 def patch_task(store: Store, task_id: str, changes: Any, user: dict) -> dict:
     """Re-prioritise or enable/disable a live task (super); takes effect on the next claim."""
-    if not has_role(user, "super"):
-        raise Forbidden("re-prioritising and enabling/disabling tasks needs the super role or above")
+    rights.check(user, "change_task")
     if not isinstance(changes, dict):
         raise ValidationError("the body must be an object like {\"priority\": 5, \"is_enabled\": false}")
     store.tasks.get(task_id)  # 404 before 422/409
@@ -203,16 +204,16 @@ def patch_task(store: Store, task_id: str, changes: Any, user: dict) -> dict:
 def cancel_task(store: Store, task_id: str, user: dict) -> dict:
     """Cancel a pending, queued or running task: its submitter, or super / admin (409 when final)."""
     task = store.tasks.get(task_id)
-    if not has_role(user, "super") and task.get("submitted_by") != user["_id"]:
-        raise Forbidden("you may cancel only your own tasks")
+    if not rights.may_cancel(user, task.get("submitted_by")):
+        rights.check(user, "cancel_task_own")
+        raise Forbidden("you may cancel only your own tasks", right="cancel_task_any")
     store.tasks.cancel(task_id, user["_id"])
     return store.tasks.get(task_id)
 
 
 def requeue_task(store: Store, task_id: str, user: dict) -> dict:
     """Put a failed or cancelled task back in the queue (super; 409 from any other status)."""
-    if not has_role(user, "super"):
-        raise Forbidden("re-queueing tasks needs the super role or above")
+    rights.check(user, "change_task")
     store.tasks.get(task_id)
     store.tasks.requeue(task_id, user["_id"])
     store.wakeups.signal()
@@ -240,8 +241,7 @@ def get_worker(store: Store, name: str, user: dict) -> dict:
 
 def drain_worker(store: Store, name: str, user: dict, draining: bool = True) -> dict:
     """Stop a worker claiming new tasks (admin); ``draining=False`` lets it claim again."""
-    if not has_role(user, "admin"):
-        raise Forbidden("draining or resuming a worker needs the admin role")
+    rights.check(user, "manage_workers")
     return store.workers.set_state(name, DRAINING if draining else ONLINE)
 
 
@@ -263,15 +263,13 @@ def stats(store: Store, user: dict | None = None) -> dict:
 
 # --------------------------------------------------------------------- users
 def list_users(store: Store, user: dict) -> list[dict]:
-    if not has_role(user, "admin"):
-        raise Forbidden("managing users needs the admin role")
+    rights.check(user, "manage_users")
     return store.users.list()
 
 
 def add_user(store: Store, body: Any, user: dict) -> dict:
     """Create a user (admin); the answer holds its API token, shown this once."""
-    if not has_role(user, "admin"):
-        raise Forbidden("managing users needs the admin role")
+    rights.check(user, "manage_users")
     if not isinstance(body, dict):
         raise ValidationError("the body must be an object like {\"name\": \"ann\", \"role\": \"business\"}")
     unknown = set(body) - {"name", "role", "password", "groups"}

@@ -86,7 +86,7 @@ if (( ! SW_UNINSTALL )); then
     sw_check_bind_ip "$SW_CHECK_PY" "$BIND_IP"
     first=${BIND_IP%%,*}
     [[ $first == *:* ]] && first="[$first]"
-    MONGO="mongodb://$first:$MONGO_PORT/?replicaSet=suanwang"
+    MONGO_HOSTPORT="$first:$MONGO_PORT"
     if (( SW_NO_VENV )); then
       "$SW_PYTHON" -c 'from fsm.store.embedded import find_mongod; find_mongod()' 2>/dev/null \
         || sw_die "--no-venv: $SW_PYTHON has no mongod (pip install 'suanwang[embedded]'), or pass --mongo URI"
@@ -99,13 +99,15 @@ SERVER_UNIT=suanwang-server.service
 MONGO_UNIT=suanwang-mongo.service
 ENV_FILE=$SW_ETC_DIR/server.env
 DB_DIR=$SW_STATE_DIR/db
+CREDS=$DB_DIR/credentials.json
+WORKER_URI_FILE=$SW_ETC_DIR/worker-mongo.uri
 
 (( SW_DRY_RUN )) && sw_say "dry run: nothing is written"
 
 # ------------------------------------------------------------------ uninstall
 if (( SW_UNINSTALL )); then
   sw_systemd_running && sw_systemd_down "$SERVER_UNIT" "$MONGO_UNIT"
-  sw_remove "$SW_UNIT_DIR/$SERVER_UNIT" "$SW_UNIT_DIR/$MONGO_UNIT" "$ENV_FILE"
+  sw_remove "$SW_UNIT_DIR/$SERVER_UNIT" "$SW_UNIT_DIR/$MONGO_UNIT" "$ENV_FILE" "$WORKER_URI_FILE"
   sw_firewall_remove server
   (( SW_NO_VENV )) || sw_venv_remove "$SW_ETC_DIR/worker.env"
   if (( SW_PURGE )); then sw_remove "$SW_STATE_DIR"; else sw_say "kept $SW_STATE_DIR (the database; --purge removes it)"; fi
@@ -124,6 +126,34 @@ sw_dir "$SW_STATE_DIR" 750 "$SW_USER"
 if (( ! SW_NO_VENV )); then
   sw_venv "$SW_VENV" "$SW_PYTHON" "$SW_SOURCE_KIND" "$SW_SOURCE" "$SW_EXTRAS" "$SW_EDITABLE" \
     "$SW_SYSTEM_SITE" "$SW_NO_DEPS" "$SW_REINSTALL"
+fi
+
+# MongoDB access control (embedded): mongod runs with --auth and a keyfile; `suanwang mongo`
+# creates or updates these users from $CREDS at every start (fsm/store/access.py): admin (root),
+# suanwang-server (readWrite on suanwang) and suanwang-worker (role suanwangWorker: claim and
+# finish tasks, its whoami, read functions and data, wake-ups; nothing on users or settings).
+if (( EMBEDDED )); then
+  sw_password() {  # the stored password of user $1, else a new random one
+    local old=""
+    [[ -f $CREDS ]] && old=$(sed -n -E "s/^    \"$1\": \"([^\"]*)\".*/\1/p" "$CREDS")
+    [[ -n $old ]] && printf '%s' "$old" || od -An -tx1 -N24 /dev/urandom | tr -d ' \n'
+  }
+  PW_ADMIN=$(sw_password admin); PW_SERVER=$(sw_password suanwang-server); PW_WORKER=$(sw_password suanwang-worker)
+  sw_put "$CREDS" 600 "{
+  \"db\": \"suanwang\",
+  \"users\": {
+    \"admin\": \"$PW_ADMIN\",
+    \"suanwang-server\": \"$PW_SERVER\",
+    \"suanwang-worker\": \"$PW_WORKER\"
+  }
+}
+"
+  if (( ! SW_DRY_RUN )) && [[ $(stat -c %U "$CREDS") != "$SW_USER" ]]; then chown "$SW_USER:" "$CREDS"; fi
+  sw_say "users (created or updated by $MONGO_UNIT at its start): admin (root), suanwang-server (readWrite on suanwang), suanwang-worker (role suanwangWorker)"
+  MONGO="mongodb://suanwang-server:$PW_SERVER@$MONGO_HOSTPORT/?replicaSet=suanwang&authSource=admin"
+  WORKER_URI="mongodb://suanwang-worker:$PW_WORKER@$MONGO_HOSTPORT/?replicaSet=suanwang&authSource=admin"
+  sw_put "$WORKER_URI_FILE" 600 "$WORKER_URI
+"
 fi
 
 if [[ -z $TOKEN ]]; then
@@ -216,10 +246,19 @@ else
   sw_say "  sh -c 'set -a; . $ENV_FILE; set +a; exec $SW_BIN server'"
   sw_say "or, where systemd runs: systemctl enable --now ${units[*]}"
 fi
-sw_say "MongoDB URI for workers: $MONGO"
+if (( EMBEDDED )); then
+  sw_say "MongoDB URI for workers (user suanwang-worker): in $WORKER_URI_FILE"
+else
+  sw_say "MongoDB URI for workers: $MONGO"
+fi
 if (( EMBEDDED )) && [[ ${BIND_IP%%,*} == 127.* || ${BIND_IP%%,*} == ::1 ]]; then
   sw_warn "mongod listens on $BIND_IP only: workers on other machines cannot reach it (pass --bind-ip LAN_ADDRESS)"
 fi
-sw_say "add a worker machine: sudo scripts/install_worker.sh --mongo '$MONGO' --name NAME"
+if (( EMBEDDED )); then
+  sw_say "add a worker machine: sudo scripts/install_worker.sh --mongo \"\$(cat $WORKER_URI_FILE)\" --name NAME"
+  sw_say "  (copy that file's URI to the worker machine; it holds the worker user's password)"
+else
+  sw_say "add a worker machine: sudo scripts/install_worker.sh --mongo '$MONGO' --name NAME"
+fi
 sw_say "admin token: in $ENV_FILE (SUANWANG_ADMIN_TOKEN)"
 sw_summary

@@ -10,11 +10,13 @@ SW_SYSTEMD=1            # 0: --no-systemd
 SW_MARKER=".suanwang-install"
 SW_NFT_TABLE="suanwang"
 
-SW_NAME_RE='^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$'   # as worker.config.NAME_PATTERN
-SW_TAG_RE='^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$'       # as worker.config.TAG_PATTERN
+# Identifier grammars: copies of fsm.identifiers (worker_name, tag, token), which
+# tests/test_identifiers.py holds equal, with the same accepted and refused examples.
+SW_NAME_RE='^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$'   # fsm.identifiers.WORKER_NAME
+SW_TAG_RE='^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$'       # fsm.identifiers.TAG
 SW_URI_CHARS_RE='^[]A-Za-z0-9._~:/?#@!&+,=%*[-]+$'  # RFC 3986 less $ ' ( ) ; and anything a shell reads
 SW_HOST_RE='^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?)(:([0-9]{1,5}))?$'
-SW_TOKEN_RE='^[A-Za-z0-9._~-]{16,256}$'
+SW_TOKEN_RE='^[A-Za-z0-9._~-]{16,256}$'          # fsm.identifiers.TOKEN
 
 sw_say() { printf '%s\n' "$*"; }
 sw_warn() { printf 'warning: %s\n' "$*" >&2; }
@@ -156,7 +158,8 @@ PY
 
 # ---------------------------------------------------------------------------- files
 sw_mask() {  # hide passwords and tokens in what a dry run prints
-  sed -E -e "s#(://[^:/@]*):[^@/]*@#\\1:***@#" -e "s#^(SUANWANG_ADMIN_TOKEN=).*#\\1'***'#"
+  sed -E -e "s#(://[^:/@]*):[^@/]*@#\\1:***@#" -e "s#^(SUANWANG_ADMIN_TOKEN=).*#\\1'***'#" \
+    -e 's#^( *"(admin|suanwang-server|suanwang-worker)": )"[^"]*"#\1"***"#'
 }
 
 # sw_put PATH MODE CONTENT: write CONTENT to PATH unless it is already there, and say which.

@@ -14,10 +14,13 @@ from pathlib import Path
 
 import click
 
+from scheduler.config import TLS_MODES, default as server_default
 from suanwang import settings
 from suanwang.cli_common import Group, api_options, mongo_option
+from worker.config import default as worker_default
 
-SUBCOMMANDS = ["up", "mongo", "server", "worker", "submit", "status", "user", "function", "repo", "schedule", "why"]
+SUBCOMMANDS = ["up", "mongo", "server", "worker", "submit", "status", "user", "function", "repo", "schedule", "why",
+               "data"]
 
 
 def _setup_logging(verbose: bool) -> None:
@@ -42,8 +45,8 @@ def main(ctx: click.Context, config_path: str | None, verbose: bool) -> None:
 @main.command()
 @click.option("--data-dir", envvar="SUANWANG_DATA_DIR", default=str(settings.DEFAULT_DATA_DIR), show_default=True,
               help="database, token and logs")
-@click.option("--port", default=8080, show_default=True, envvar="SUANWANG_PORT", help="HTTP port")
-@click.option("--host", default="127.0.0.1", show_default=True, help="HTTP address to listen on")
+@click.option("--port", default=server_default("port"), show_default=True, envvar="SUANWANG_PORT", help="HTTP port")
+@click.option("--host", default=server_default("host"), show_default=True, help="HTTP address to listen on")
 @mongo_option(required=False)
 @click.option("--bind-ip", default="127.0.0.1", show_default=True,
               help="address the embedded MongoDB listens on (0.0.0.0 to let other machines' workers in)")
@@ -65,13 +68,25 @@ def up(data_dir, port, host, mongo, bind_ip, concurrency, worker_name):
               show_default=True)
 @click.option("--port", type=int, default=27017, show_default=True)
 @click.option("--bind-ip", default="127.0.0.1", show_default=True)
-def mongo(data_dir, port, bind_ip):
-    """Start only the embedded MongoDB (a single-node replica set) and print its URI."""
+@click.option("--no-auth", is_flag=True, help="no access control (only for a database nobody else can reach)")
+def mongo(data_dir, port, bind_ip, no_auth):
+    """Start only the embedded MongoDB (a single-node replica set) and print its URIs.
+
+    It runs with access control: the users admin, suanwang-server and suanwang-worker are
+    created on the first start, their passwords kept in DATA_DIR/credentials.json (mode 0600).
+    Printed: the server's and the workers' URIs, passwords masked (they would land in logs).
+    """
+    from fsm.store.access import mask_password
     from fsm.store.embedded import EmbeddedMongo
 
-    server = EmbeddedMongo(Path(data_dir).expanduser(), port=port, bind_ip=bind_ip)
-    uri = server.start()
-    click.echo(uri, err=False)
+    server = EmbeddedMongo(Path(data_dir).expanduser(), port=port, bind_ip=bind_ip, auth=not no_auth)
+    server.start()
+    if no_auth:
+        click.echo(server.uri)
+    else:
+        click.echo(f"server : {mask_password(server.uri)}")
+        click.echo(f"workers: {mask_password(server.worker_uri)}")
+        click.echo(f"passwords in {server.credentials_path} (mode 0600)")
     sys.stdout.flush()
     stop = []
     signal.signal(signal.SIGTERM, lambda *_: stop.append(1))
@@ -86,25 +101,31 @@ def mongo(data_dir, port, bind_ip):
 
 @main.command()
 @mongo_option()
-@click.option("--host", default="127.0.0.1", show_default=True, envvar="SUANWANG_HOST")
-@click.option("--port", type=int, default=8080, show_default=True, envvar="SUANWANG_PORT")
-@click.option("--threads", type=int, default=8, show_default=True, help="HTTP worker threads")
+@click.option("--host", default=server_default("host"), show_default=True, envvar="SUANWANG_HOST")
+@click.option("--port", type=int, default=server_default("port"), show_default=True, envvar="SUANWANG_PORT")
+@click.option("--threads", type=int, default=server_default("threads"), show_default=True, help="HTTP worker threads")
 @click.option("--admin-token", envvar="SUANWANG_ADMIN_TOKEN", help="make sure this token works for user admin")
 @click.option("--no-scheduler", is_flag=True, help="never run the periodic jobs in this process")
 @click.option("--smtp-host", envvar="SUANWANG_SMTP_HOST", help="mail server for e-mail notifications")
-@click.option("--smtp-port", type=int, default=25, show_default=True, envvar="SUANWANG_SMTP_PORT")
+@click.option("--smtp-port", type=int, default=server_default("smtp_port"), show_default=True,
+              envvar="SUANWANG_SMTP_PORT")
 @click.option("--smtp-user", envvar="SUANWANG_SMTP_USER")
 @click.option("--smtp-password", envvar="SUANWANG_SMTP_PASSWORD")
-@click.option("--smtp-tls", type=click.Choice(["none", "starttls", "ssl"]), default="none", show_default=True,
+@click.option("--smtp-tls", type=click.Choice(TLS_MODES), default=server_default("smtp_tls"), show_default=True,
               envvar="SUANWANG_SMTP_TLS")
-@click.option("--mail-from", default="suanwang@localhost", show_default=True, envvar="SUANWANG_MAIL_FROM")
+@click.option("--mail-from", default=server_default("mail_from"), show_default=True, envvar="SUANWANG_MAIL_FROM")
 @click.option("--metrics-token", envvar="SUANWANG_METRICS_TOKEN", help="require this token for /metrics")
+@click.option("--max-data-bytes", type=int, envvar="SUANWANG_MAX_DATA_BYTES", help="largest data upload (64 GiB)")
+@click.option("--data-quota-bytes", type=int, envvar="SUANWANG_DATA_QUOTA_BYTES", help="per-user storage quota")
+@click.option("--data-retention-days", type=float, envvar="SUANWANG_DATA_RETENTION_DAYS",
+              help="delete data no task refers to after this many days (30)")
 @click.option("--retention-days", type=float, envvar="SUANWANG_RETENTION_DAYS",
               help="finished tasks older than this leave the tasks collection (default: kept)")
-@click.option("--retention-mode", type=click.Choice(["archive", "delete"]), default="archive", show_default=True,
-              envvar="SUANWANG_RETENTION_MODE", help="move them to tasks_archive, or delete them")
+@click.option("--retention-mode", type=click.Choice(["archive", "delete"]), default=server_default("retention_mode"),
+              show_default=True, envvar="SUANWANG_RETENTION_MODE", help="move them to tasks_archive, or delete them")
 def server(mongo, host, port, threads, admin_token, no_scheduler, smtp_host, smtp_port, smtp_user, smtp_password,
-           smtp_tls, mail_from, metrics_token, retention_days, retention_mode):
+           smtp_tls, mail_from, metrics_token, max_data_bytes, data_quota_bytes, data_retention_days, retention_days,
+           retention_mode):
     """The control center: HTTP API, web pages and periodic jobs (one scheduler per network)."""
     from scheduler.config import ServerConfig
     from scheduler.server import serve
@@ -114,11 +135,13 @@ def server(mongo, host, port, threads, admin_token, no_scheduler, smtp_host, smt
         if srv.new_admin_token:
             click.echo(f"created user admin; its API token (shown once):\n{srv.new_admin_token}")
 
+    data = {k: v for k, v in (("max_data_bytes", max_data_bytes), ("data_quota_bytes", data_quota_bytes),
+                              ("data_retention_days", data_retention_days)) if v is not None}
     sys.exit(serve(ServerConfig(mongo_uri=mongo, host=host, port=port, threads=threads, admin_token=admin_token,
                                 run_scheduler=not no_scheduler, smtp_host=smtp_host, smtp_port=smtp_port,
                                 smtp_user=smtp_user, smtp_password=smtp_password, smtp_tls=smtp_tls,
                                 mail_from=mail_from, metrics_token=metrics_token, retention_days=retention_days,
-                                retention_mode=retention_mode), ready=ready))
+                                retention_mode=retention_mode, **data), ready=ready))
 
 
 @main.command()
@@ -126,12 +149,18 @@ def server(mongo, host, port, threads, admin_token, no_scheduler, smtp_host, smt
 @click.option("--name", envvar="SUANWANG_WORKER_NAME", help="worker name (default: the hostname)")
 @click.option("--tags", envvar="SUANWANG_WORKER_TAGS", default="", help="comma-separated tags, e.g. gpu,big")
 @click.option("--concurrency", type=int, envvar="SUANWANG_CONCURRENCY", help="slots (default: CPU count)")
-@click.option("--heartbeat", type=float, default=2.0, show_default=True, help="seconds between heartbeats")
+@click.option("--heartbeat", type=float, default=worker_default("heartbeat_s"), show_default=True,
+              help="seconds between heartbeats")
 @click.option("--cache-dir", envvar="SUANWANG_CACHE_DIR", help="function checkouts (default ~/.suanwang/cache)")
-@click.option("--drain-timeout", type=float, default=30.0, show_default=True, envvar="SUANWANG_DRAIN_TIMEOUT",
+@click.option("--drain-timeout", type=float, default=worker_default("drain_timeout_s"), show_default=True,
+              envvar="SUANWANG_DRAIN_TIMEOUT",
               help="seconds running attempts get to finish after SIGTERM")
 @click.option("--burst", is_flag=True, help="exit when nothing is left to claim")
-def worker(mongo, name, tags, concurrency, heartbeat, cache_dir, drain_timeout, burst):
+@click.option("--inline-result-bytes", type=int, envvar="SUANWANG_INLINE_RESULT_BYTES",
+              help="JSON results larger than this go to GridFS (262144)")
+@click.option("--data-cache-bytes", type=int, envvar="SUANWANG_DATA_CACHE_BYTES", help="data cache size limit (20 GiB)")
+def worker(mongo, name, tags, concurrency, heartbeat, cache_dir, drain_timeout, burst, inline_result_bytes,
+           data_cache_bytes):
     """A worker daemon: claims tasks from MongoDB and runs them in child processes."""
     from worker.config import WorkerConfig
     from worker.daemon import run_worker
@@ -144,6 +173,9 @@ def worker(mongo, name, tags, concurrency, heartbeat, cache_dir, drain_timeout, 
         options["concurrency"] = concurrency
     if cache_dir:
         options["cache_dir"] = cache_dir
+    for key, value in (("inline_result_bytes", inline_result_bytes), ("data_cache_bytes", data_cache_bytes)):
+        if value is not None:
+            options[key] = value
     sys.exit(run_worker(WorkerConfig(**options)) or 0)
 
 
@@ -169,9 +201,10 @@ def _parse_value(text: str):
 @click.option("--tags", help="comma-separated tags a worker must have")
 @click.option("--disabled", is_flag=True, help="publish disabled (not claimed until enabled)")
 @click.option("--wait", is_flag=True, help="show progress and print the result")
+@click.option("-o", "--output", type=click.Path(dir_okay=False), help="with --wait: save the result to this file")
 @api_options
 def submit(function, args, kwargs, fn_version, priority, redundancy, quorum, timeout_s, max_retries, gpus, tags,
-           disabled, wait, server_url, token, data_dir):
+           disabled, wait, output, server_url, token, data_dir):
     """Publish a task: FUNCTION [ARGS...] (each ARG is JSON if it parses, else a string).
 
     Example: suanwang submit echo '{"x": 1}' --wait
@@ -200,9 +233,14 @@ def submit(function, args, kwargs, fn_version, priority, redundancy, quorum, tim
         click.echo(json.dumps({"id": task["id"], "status": task["status"]}))
         return
     final = client.wait(task["id"])
-    click.echo(json.dumps(final.get("result"), indent=2, default=str) if final["status"] == "succeeded"
-               else json.dumps({"status": final["status"], "reason": final.get("reason"),
-                                "error": final.get("error")}, indent=2, default=str))
+    if final["status"] == "succeeded" and (output or final.get("result_ref")):
+        from suanwang.cli_data import save_result
+
+        save_result(client, final, output)
+    else:
+        click.echo(json.dumps(final.get("result"), indent=2, default=str) if final["status"] == "succeeded"
+                   else json.dumps({"status": final["status"], "reason": final.get("reason"),
+                                    "error": final.get("error")}, indent=2, default=str))
     sys.exit(0 if final["status"] == "succeeded" else 1)
 
 
@@ -266,6 +304,9 @@ def _mount_optional() -> None:
         main.add_command(schedule_group, "schedule")
     except ImportError:
         pass
+    from suanwang.cli_data import data_group
+
+    main.add_command(data_group, "data")
 
 
 _mount_optional()

@@ -6,10 +6,12 @@ import sys
 import click
 
 from fsm.errors import SuanwangError
+from scheduler.config import default
 from suanwang import settings
 
 MONGO_HELP = "MongoDB URI, e.g. mongodb://host:27017/?replicaSet=suanwang"
-SERVER_DEFAULT = "http://127.0.0.1:8080"
+#: The server ``suanwang up`` and ``suanwang server`` start by default (``scheduler.config``).
+SERVER_DEFAULT = f"http://{default('host')}:{default('port')}"
 
 
 class Group(click.Group):

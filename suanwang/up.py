@@ -1,8 +1,12 @@
 """``suanwang up``: the whole system on one machine, supervised until Ctrl-C.
 
-The embedded mongod runs under this process; the server and one worker run as child
-processes (``python -m suanwang server|worker``), restarted if they die, stopped with
-SIGTERM (the worker drains) when this process is asked to stop.
+The embedded mongod runs under this process, with access control (``fsm.store.access``):
+the server connects as ``suanwang-server``, the local worker and the URI printed for other
+machines as ``suanwang-worker``; the passwords are in ``DATA_DIR/db/credentials.json``
+(mode 0600). A data directory made before access control is upgraded on its first start
+(its users are created then). The server and one worker run as child processes
+(``python -m suanwang server|worker``), restarted if they die, stopped with SIGTERM (the
+worker drains) when this process is asked to stop.
 """
 from __future__ import annotations
 
@@ -104,10 +108,12 @@ def run_up(data_dir: Path, port: int, mongo_uri: str | None, host: str, bind_ip:
     token = admin_token(data_dir)
 
     mongo = None
+    worker_uri = mongo_uri
     if mongo_uri is None:
-        mongo = EmbeddedMongo(data_dir / "db", port=mongo_port(data_dir), bind_ip=bind_ip)
-        echo(f"starting the embedded MongoDB in {mongo.data_dir} ...")
+        mongo = EmbeddedMongo(data_dir / "db", port=mongo_port(data_dir), bind_ip=bind_ip, auth=True)
+        echo(f"starting the embedded MongoDB in {mongo.data_dir} (access control on) ...")
         mongo_uri = mongo.start()
+        worker_uri = mongo.worker_uri
     stopping = False
 
     def ask_stop(signum, frame):
@@ -123,7 +129,7 @@ def run_up(data_dir: Path, port: int, mongo_uri: str | None, host: str, bind_ip:
     server = Child("server", py + ["server", "--host", host, "--port", str(port)], env, logs / "server.log")
     worker_argv = py + ["worker"] + (["--concurrency", str(concurrency)] if concurrency else []) + \
         (["--name", worker_name] if worker_name else [])
-    worker = Child("worker", worker_argv, env, logs / "worker.log")
+    worker = Child("worker", worker_argv, {**env, "SUANWANG_MONGO_URI": worker_uri}, logs / "worker.log")
     children = [server, worker]
     try:
         server.start()
@@ -136,8 +142,11 @@ def run_up(data_dir: Path, port: int, mongo_uri: str | None, host: str, bind_ip:
         echo(f"  web pages and API : {url}/  (API under {url}/api/v1)")
         echo(f"  admin token       : {token}")
         echo(f"                      (saved in {data_dir / 'admin.token'})")
-        echo(f"  MongoDB URI       : {mongo_uri.replace('127.0.0.1', shown_host)}")
-        echo(f"  add a worker      : suanwang worker --mongo '{mongo_uri.replace('127.0.0.1', shown_host)}'")
+        shown_uri = worker_uri.replace('127.0.0.1', shown_host)
+        echo(f"  MongoDB URI       : {shown_uri}")
+        if mongo is not None:
+            echo(f"                      (user suanwang-worker; all passwords in {mongo.credentials_path})")
+        echo(f"  add a worker      : suanwang worker --mongo '{shown_uri}'")
         echo(f"  logs              : {logs}")
         echo("Press Ctrl-C to stop.")
         while not stopping:

@@ -1,11 +1,15 @@
-"""Housekeeping and the scheduler lease: idempotent ticks, and APScheduler in exactly one process."""
+"""Housekeeping and the scheduler lease: idempotent ticks, the leader's jobs in exactly one process."""
 from datetime import timedelta
 
 import pytest
 
 from fsm.store import Claimant, server_now
 from fsm.store.spec import validate
-from scheduler.housekeeping import HOUSEKEEPING_JOB, JOBS_COLLECTION, LOCK, Leader, tick
+import threading
+
+from scheduler import housekeeping
+from scheduler.housekeeping import HOUSEKEEPING_JOB, tick
+from scheduler.leader_loop import LOCK, Job, JobRunner, Leader
 from tests.apiserver import wait_for
 
 
@@ -45,11 +49,12 @@ def test_tick_requeues_an_expired_lease_promotes_due_tasks_and_marks_workers_off
 
 
 @pytest.fixture
-def leaders(store, db_uri):
+def leaders(store):
     made = []
 
-    def make(**kwargs):
-        leader = Leader(store, db_uri, **{"lease_s": 30, **kwargs})
+    def make(housekeeping_s=1.0, **kwargs):
+        leader = Leader(store, **{"lease_s": 30, **kwargs})
+        housekeeping.install(leader, interval_s=housekeeping_s)
         made.append(leader)
         return leader
 
@@ -58,23 +63,20 @@ def leaders(store, db_uri):
         leader.stop()
 
 
-def test_the_lease_gives_apscheduler_to_exactly_one_of_two_leaders(store, leaders):
+def test_the_lease_gives_the_jobs_to_exactly_one_of_two_leaders(store, leaders):
     a, b = leaders(), leaders()
-    gained = []
-    a.on_lead.append(gained.append)
     assert a.step() and not b.step()
-    assert a.scheduler is not None and b.scheduler is None and gained == [a.scheduler]
-    assert a.scheduler.get_job(HOUSEKEEPING_JOB) is not None
-    assert store.db[JOBS_COLLECTION].count_documents({"_id": HOUSEKEEPING_JOB}) == 1
+    assert a.runner is not None and b.runner is None
+    assert [j.name for j in a.runner.jobs] == [HOUSEKEEPING_JOB]
     assert store.db.locks.find_one({"_id": LOCK})["holder"] == a.holder
+    assert not [c for c in store.db.list_collection_names() if c.startswith("apscheduler")]
     # Renewing keeps it; the other keeps waiting
     assert a.step() and not b.step()
     # When the holder stops, it gives the lease back and the other takes over at its next check
-    lost = []
-    a.on_lose.append(lambda: lost.append(True))
+    runner = a.runner
     a.stop()
-    assert lost == [True] and not a.is_leader
-    assert b.step() and b.scheduler is not None
+    assert runner.stopping.is_set() and not a.is_leader
+    assert b.step() and b.runner is not None
     assert store.db.locks.find_one({"_id": LOCK})["holder"] == b.holder
 
 
@@ -83,18 +85,62 @@ def test_an_expired_lease_passes_to_another_server(store, leaders):
     assert a.step() and not b.step()
     # Given a's lease ran out (its renewals stopped, e.g. the process froze)
     store.db.locks.update_one({"_id": LOCK}, {"$set": {"expires_at": server_now(store.db) - timedelta(seconds=1)}})
-    # Then b takes it, and a stops its scheduler at its next check
+    # Then b takes it, and a stops its jobs at its next check
     assert b.step()
-    assert not a.step() and a.scheduler is None
+    assert not a.step() and a.runner is None
     assert store.db.locks.count_documents({}) == 1
 
 
-def test_the_leader_runs_housekeeping_through_apscheduler(store, leaders):
+def test_the_leader_runs_housekeeping_as_a_job(store, leaders):
     # Given a task that becomes due while a leader runs its jobs every 0.2 s
     task_id = publish(store, delay_s=0.3)
     leader = leaders(housekeeping_s=0.2, lease_s=3)
     leader.start()
     assert leader.is_leader
-    # Then the scheduled job promotes it without anyone calling tick()
+    # Then the housekeeping job promotes it without anyone calling tick()
     wait_for(lambda: store.tasks.get(task_id)["status"] == "queued", 20, what="the task to be promoted")
     assert store.tasks.get(task_id)["history"][-1]["by"] == "scheduler"
+
+
+def test_a_failing_job_is_logged_backs_off_and_goes_on(caplog):
+    # Given a job that fails twice, then works, and a job that asks to run again at once
+    calls, quick = [], []
+
+    def flaky(stop):
+        calls.append(1)
+        if len(calls) <= 2:
+            raise RuntimeError("boom")
+
+    def busy(stop):
+        quick.append(1)
+        return 0 if len(quick) < 5 else None
+
+    runner = JobRunner([Job("flaky", 0.05, flaky), Job("busy", 10, busy)]).start()
+    try:
+        wait_for(lambda: len(calls) >= 4 and len(quick) >= 5, 10, what="the jobs to run on")
+    finally:
+        runner.stop()
+    # Then each failure was logged with its back-off, and the busy job ran five rounds without waiting
+    failures = [r for r in caplog.records if "flaky failed; next try in" in r.getMessage()]
+    assert [r.getMessage().split("in ")[-1] for r in failures[:2]] == ["0.1s", "0.2s"]
+    assert len(quick) == 5
+
+
+def test_jobs_pause_while_the_lease_is_not_surely_held():
+    held = threading.Event()
+    rounds = []
+    runner = JobRunner([Job("j", 0.01, lambda stop: rounds.append(1))], guard=held.is_set).start()
+    try:
+        threading.Event().wait(0.3)
+        assert rounds == []
+        held.set()
+        wait_for(lambda: rounds, 5, what="a round once the lease holds")
+    finally:
+        runner.stop()
+
+
+def test_job_names_are_unique(store):
+    leader = Leader(store)
+    housekeeping.install(leader)
+    with pytest.raises(ValueError, match="housekeeping"):
+        housekeeping.install(leader)

@@ -8,7 +8,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from fsm.store import Claimant, Store
 from scheduler.server import Server
 from scheduler.config import ServerConfig
-from scheduler.housekeeping import Leader, tick
+from scheduler.housekeeping import tick
+from scheduler.leader_loop import Leader
 
 ADMIN = "admin-token-for-tests"
 
@@ -179,13 +180,13 @@ def test_housekeeping_tick_requeues_expired_and_promotes_due(store):
 
 
 def test_exactly_one_leader(store, db_uri):
-    a = Leader(store, db_uri, lease_s=30)
-    b = Leader(store, db_uri, lease_s=30)
+    a = Leader(store, lease_s=30)
+    b = Leader(store, lease_s=30)
     a.step()
     b.step()
     try:
         assert a.is_leader and not b.is_leader
-        assert store.db.apscheduler_jobs.count_documents({"_id": "housekeeping"}) == 1
+        assert a.runner is not None and b.runner is None
         a.stop()  # releases the lease
         b.step()
         assert b.is_leader

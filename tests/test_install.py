@@ -7,8 +7,10 @@ given, so nothing here touches the real system. Most runs use --no-venv with thi
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import pwd
+import re
 import shutil
 import subprocess
 import sys
@@ -177,6 +179,9 @@ def test_dry_run_writes_nothing_and_prints_the_plan(tmp_path):
     for path in ("etc/server.env", "units/suanwang-mongo.service", "units/suanwang-server.service", "state/db"):
         assert f"would create {target / path}" in out, out
     assert "SUANWANG_ADMIN_TOKEN='***'" in out
+    assert f"would create {target / 'state/db/credentials.json'} (mode 600)" in out
+    assert '"suanwang-worker": "***"' in out and "suanwang-worker:***@" in out  # passwords masked
+    assert not re.search(r'"suanwang-(server|worker)": "[0-9a-f]{20,}"', out), out
 
 
 def test_dry_run_of_a_change_shows_a_diff_and_writes_nothing(tmp_path):
@@ -259,7 +264,21 @@ def test_server_files_have_the_expected_content(tmp_path):
     env_path = tmp_path / "etc/server.env"
     env = env_file(env_path)
     assert env_path.stat().st_mode & 0o777 == 0o600
-    assert env["SUANWANG_MONGO_URI"] == "mongodb://10.231.9.1:27019/?replicaSet=suanwang"
+    creds_path = tmp_path / "state/db/credentials.json"
+    assert creds_path.stat().st_mode & 0o777 == 0o600
+    passwords = json.loads(creds_path.read_text())["users"]  # the file `suanwang mongo` creates the users from
+    assert set(passwords) == {"admin", "suanwang-server", "suanwang-worker"} and len(set(passwords.values())) == 3
+    assert env["SUANWANG_MONGO_URI"] == (f"mongodb://suanwang-server:{passwords['suanwang-server']}@10.231.9.1:27019/"
+                                         "?replicaSet=suanwang&authSource=admin")
+    worker_uri_path = tmp_path / "etc/worker-mongo.uri"
+    assert worker_uri_path.stat().st_mode & 0o777 == 0o600
+    worker_uri = worker_uri_path.read_text().strip()
+    assert worker_uri == (f"mongodb://suanwang-worker:{passwords['suanwang-worker']}@10.231.9.1:27019/"
+                          "?replicaSet=suanwang&authSource=admin")
+    assert passwords["suanwang-worker"] not in out and passwords["suanwang-server"] not in out
+    # install_worker.sh takes the worker URI as it is
+    ok(WORKER, "--mongo", worker_uri, *layout(tmp_path / "w"), *no_venv())
+    assert env_file(tmp_path / "w/etc/worker.env")["SUANWANG_MONGO_URI"] == worker_uri
     assert env["SUANWANG_HOST"] == "0.0.0.0" and env["SUANWANG_PORT"] == "8099"
     token = env["SUANWANG_ADMIN_TOKEN"]
     assert len(token) >= 32
@@ -272,7 +291,7 @@ def test_server_files_have_the_expected_content(tmp_path):
     assert server["ExecStart"] == [f"{sys.executable} -m suanwang server"]
     assert server["EnvironmentFile"] == [str(env_path)]
     assert "suanwang-mongo.service" in server["After"][0] and "suanwang-mongo.service" in server["Wants"][0]
-    assert "install_worker.sh --mongo 'mongodb://10.231.9.1:27019/?replicaSet=suanwang'" in out
+    assert f'install_worker.sh --mongo "$(cat {worker_uri_path})"' in out
     # the generated token is kept by later runs; an explicit one replaces it
     ok(SERVER, *server_args(tmp_path))
     assert env_file(env_path)["SUANWANG_ADMIN_TOKEN"] == token

@@ -179,6 +179,8 @@ class Lab:
         """Run a generated unit's ExecStart as systemd would, in the host's namespace, under its own hostname."""
         keys = _unit(unit_file)
         env = {"PATH": os.environ["PATH"], "LANG": "C.UTF-8"}
+        if os.environ.get("PYTHONPATH"):  # a checkout put first on the path runs in the units too
+            env["PYTHONPATH"] = os.environ["PYTHONPATH"]
         for item in keys.get("Environment", []):
             env.update(pair.split("=", 1) for pair in shlex.split(item))
         env_file = keys.get("EnvironmentFile", ["/dev/null"])[0]
@@ -275,8 +277,14 @@ def test_three_hosts_run_tasks_and_the_firewall_admits_only_the_allowed_network(
                    "--http-port", str(HTTP_PORT), "--firewall-allow", ALLOWED, *layout(db_dir), *no_venv()]
     out = _run(["bash", str(SERVER), *server_args]).stdout
     assert "not loaded" in out
-    uri = f"mongodb://{HOSTS['db']}:{MONGO_PORT}/?replicaSet=suanwang"
-    assert f"MongoDB URI for workers: {uri}" in out
+    # MongoDB checks who connects: the server's user for the db host, the worker's for the workers
+    from tests.test_install import env_file
+
+    uri = env_file(db_dir / "etc/server.env")["SUANWANG_MONGO_URI"]
+    assert uri.startswith("mongodb://suanwang-server:") and f"@{HOSTS['db']}:{MONGO_PORT}/" in uri
+    worker_uri = (db_dir / "etc/worker-mongo.uri").read_text().strip()
+    assert worker_uri.startswith("mongodb://suanwang-worker:")
+    assert "MongoDB URI for workers (user suanwang-worker)" in out
 
     lab.start_unit("db", "sw-db", db_dir / "units/suanwang-mongo.service", "mongo")
     _wait("mongod on the db host to be a writable primary",
@@ -289,7 +297,7 @@ def test_three_hosts_run_tasks_and_the_firewall_admits_only_the_allowed_network(
     # three worker hosts, each from install_worker.sh's generated unit and env file
     for host, name in (("db", "nsdb"), ("w1", "nsw1"), ("w2", "nsw2")):
         target = tmp_path / host
-        _run(["bash", str(WORKER), "--mongo", uri, "--name", name, "--tags", "netns", "--concurrency", "2",
+        _run(["bash", str(WORKER), "--mongo", worker_uri, "--name", name, "--tags", "netns", "--concurrency", "2",
               *layout(target), *no_venv()])
         lab.start_unit(host, f"sw-{host}", target / "units/suanwang-worker.service", f"worker-{host}")
 

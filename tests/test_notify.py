@@ -248,7 +248,7 @@ BAD = [
     ({"event": "task.failed", "channel": {"type": "webhook", "url": "http://"}}, "name a host"),
     ({"event": "task.failed", "channel": {"type": "webhook", "url": "https://x.org", "secret": "short"}}, "16"),
     ({"event": "task.failed", "channel": {"type": "email", "to": "not-an-address"}}, "e-mail address"),
-    ({"event": "task.failed", "channel": {"type": "sms", "to": "+86"}}, "'channel'"),
+    ({"event": "task.failed", "channel": {"type": "pager", "to": "+86"}}, "'channel'"),
     ({"event": "task.exploded", "channel": {"type": "email", "to": "a@b.org"}}, "'event'"),
     ({"event": "worker.disk", "channel": {"type": "email", "to": "a@b.org"}}, "threshold"),
     ({"event": "worker.disk", "threshold": 150, "channel": {"type": "email", "to": "a@b.org"}}, "threshold"),

@@ -13,7 +13,8 @@ import pytest
 
 from fsm.store import Store, database, server_now
 from scheduler import schedules
-from scheduler.housekeeping import Leader
+from scheduler import housekeeping
+from scheduler.leader_loop import Leader
 from tests.procs import Proc, wait_for
 
 ADMIN = {"_id": "admin", "role": "admin"}
@@ -24,8 +25,9 @@ def scheduler_main(uri: str, db_name: str) -> None:
     """A scheduler process: competes for the lease and, while leading, runs the schedules."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(process)d %(name)s: %(message)s")
     store = Store(database(uri, db_name))
-    leader = Leader(store, uri, lease_s=LEASE_S, housekeeping_s=1.0)
-    schedules.install(leader, sync_s=0.5)
+    leader = Leader(store, lease_s=LEASE_S)
+    housekeeping.install(leader, interval_s=1.0)
+    schedules.install(leader)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     leader.start()
@@ -67,9 +69,9 @@ def test_four_schedulers_fire_a_cron_schedule_exactly_once_per_second(store, db_
         "task": {"function": "echo", "args": ["tick"]}, "coalesce": False, "misfire_grace_s": 60}, ADMIN)
     # ... and the leader is stopped half-way, so another process takes over
     wait_for(lambda: len(scheduled_tasks(store, "tick")) >= 4, 30, what="four firings")
-    # (APScheduler's pickled state sits in its own collection and holds only references)
-    job = store.db.apscheduler_schedules.find_one({"_id": "tick"})
-    assert job is not None and b"scheduler.schedules" in job["job_state"] and b"echo" not in job["job_state"]
+    # (the schedule document is the whole state: its next fire time, no APScheduler job store)
+    assert store.db.schedules.find_one({"_id": "tick"})["next_fire_at"] is not None
+    assert not [c for c in store.db.list_collection_names() if c.startswith("apscheduler")]
     holder = leader_holder(store)
     leader = next(p for p in procs if holder and holder.split(":")[1] == str(p.pid))
     leader.stop()
@@ -83,8 +85,8 @@ def test_four_schedulers_fire_a_cron_schedule_exactly_once_per_second(store, db_
     assert len(tasks) == 10 and {t["_id"] for t in tasks} == expected
     assert all(t["status"] == "queued" and t["function"] == "echo" and t["version"] == "builtin" for t in tasks)
     assert store.db.schedules.find_one({"_id": "tick"})["fired"] == 10
-    # APScheduler removed the finished job from its own collection
-    assert store.db.apscheduler_schedules.count_documents({}) == 0
+    # The finished schedule has no next fire time, so no round reads it again
+    assert store.db.schedules.find_one({"_id": "tick"})["next_fire_at"] is None
 
 
 def test_a_restarted_scheduler_runs_missed_firings_once(store, db_uri, db_name, tmp_path, procs):
@@ -114,37 +116,51 @@ def test_a_restarted_scheduler_runs_missed_firings_once(store, db_uri, db_name, 
     assert first[0]["_id"] == schedules.task_id("every2", first[0]["scheduled_for"])
 
 
-def test_the_leader_follows_pause_resume_and_remove(store, db_uri):
-    # Given an in-process leader with the schedules installed
-    leader = Leader(store, db_uri, lease_s=30)
-    schedules.install(leader, sync_s=60)
-    leader.start()
-    try:
-        assert leader.is_leader
-        jobs = lambda: {j.id: j for j in leader.scheduler.get_jobs(jobstore=schedules.JOBSTORE)}  # noqa: E731
-        # When a schedule is created, paused, resumed, edited and removed
-        schedules.create(store, {"id": "s1", "cron": "*/5 * * * *", "timezone": "Asia/Shanghai",
-                                 "task": {"function": "echo", "args": [1]}}, ADMIN)
-        assert set(jobs()) == {"s1"}
-        assert str(jobs()["s1"].trigger.timezone) == "Asia/Shanghai"
-        schedules.set_paused(store, "s1", True, ADMIN)
-        assert jobs() == {}
-        schedules.set_paused(store, "s1", False, ADMIN)
-        assert jobs()["s1"].name == "s1#3"
-        schedules.update(store, "s1", {"interval_s": 3600}, ADMIN)
-        assert type(jobs()["s1"].trigger).__name__ == "IntervalTrigger"
-        # ... or changed directly in MongoDB (another server's API): the periodic sync catches up
-        store.db.schedules.delete_one({"_id": "s1"})
-        schedules.sync(store.db.name)
-        assert jobs() == {}
-        # Then firing the same time twice creates one task
-        schedules.create(store, {"id": "s2", "interval_s": 60, "task": {"function": "noop"}}, ADMIN)
-        when = server_now(store.db).replace(microsecond=0)
-        assert schedules.fire(store.db.name, "s2", when) == f"s2@{when:%Y%m%dT%H%M%S}Z"
-        assert schedules.fire(store.db.name, "s2", when) is None
-        assert store.db.tasks.count_documents({"schedule_id": "s2"}) == 1
-    finally:
-        leader.stop()
+def test_the_documents_follow_pause_resume_change_and_the_leader_fires_only_due_ones(store):
+    # Given a schedule in Shanghai time, every five minutes
+    schedules.create(store, {"id": "s1", "cron": "*/5 * * * *", "timezone": "Asia/Shanghai",
+                             "task": {"function": "echo", "args": [1]}}, ADMIN)
+    doc = store.db.schedules.find_one({"_id": "s1"})
+    now = server_now(store.db)
+    # Then its document holds its next fire time, from APScheduler's CronTrigger in its time zone
+    trigger = schedules.build_trigger(doc["trigger"])
+    assert str(trigger.timezone) == "Asia/Shanghai" and doc["next_fire_at"] == trigger.get_next_fire_time(
+        None, now).replace(microsecond=0) and doc["next_fire_at"].minute % 5 == 0
+    # When it is paused, it has none (and is never due); resumed, it has one again
+    schedules.set_paused(store, "s1", True, ADMIN)
+    assert store.db.schedules.find_one({"_id": "s1"})["next_fire_at"] is None
+    resumed = schedules.set_paused(store, "s1", False, ADMIN)
+    assert resumed["rev"] == 3 and resumed["next_fire_at"] == doc["next_fire_at"]
+    changed = schedules.update(store, "s1", {"interval_s": 3600}, ADMIN)
+    assert changed["trigger"]["type"] == "interval" and changed["next_fire_at"] > now
+    # A round reads only due schedules (the next_fire index) and fires each once
+    plan = store.db.schedules.find({"next_fire_at": {"$lte": now}}).sort("next_fire_at", 1).explain()
+    assert "IXSCAN" in str(plan["queryPlanner"]["winningPlan"])
+    start = (now + timedelta(seconds=30)).replace(microsecond=0)
+    schedules.create(store, {"id": "s2", "trigger": {"type": "interval", "seconds": 60, "start_date": start.isoformat()},
+                             "task": {"function": "noop"}}, ADMIN)
+    due = store.db.schedules.find_one({"_id": "s2"})["next_fire_at"]
+    assert due == start
+    assert schedules.run_due(store) is not None and store.db.tasks.count_documents({}) == 0  # not yet due
+    # (the clock passed in: a round at the fire time fires it and moves next_fire_at one interval on)
+    assert schedules.run_due(store, now=due) == 60
+    assert [t["_id"] for t in scheduled_tasks(store, "s2")] == [schedules.task_id("s2", due)]
+    assert store.db.schedules.find_one({"_id": "s2"})["next_fire_at"] == due + timedelta(seconds=60)
+    # Firing the same time twice creates one task
+    when = server_now(store.db).replace(microsecond=0)
+    assert schedules.fire_once(store, "s2", when) == f"s2@{when:%Y%m%dT%H%M%S}Z"
+    assert schedules.fire_once(store, "s2", when) is None
+    assert store.db.tasks.count_documents({"schedule_id": "s2"}) == 2
+    # Removed (or changed directly in MongoDB by another server): nothing more is read for it
+    schedules.remove(store, "s2", ADMIN)
+    assert schedules.run_due(store) is not None and store.db.tasks.count_documents({"schedule_id": "s2"}) == 2
+
+
+def test_a_schedule_stored_before_next_fire_at_existed_gets_one(store):
+    schedules.create(store, {"id": "old", "interval_s": 60, "task": {"function": "noop"}}, ADMIN)
+    store.db.schedules.update_one({"_id": "old"}, {"$unset": {"next_fire_at": ""}})
+    assert schedules.backfill(store) == 1 and store.db.schedules.find_one({"_id": "old"})["next_fire_at"]
+    assert schedules.backfill(store) == 0
 
 
 BAD = [

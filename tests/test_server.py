@@ -9,7 +9,7 @@ import requests
 from fsm.store import Store
 from fsm.store.embedded import EmbeddedMongo, free_port
 from scheduler.config import ServerConfig
-from scheduler.housekeeping import LOCK
+from scheduler.leader_loop import LOCK
 from scheduler.server import Server, serve
 from tests.apiserver import wait_for
 from tests.procs import Proc

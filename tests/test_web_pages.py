@@ -125,8 +125,8 @@ def test_every_form_carries_a_csrf_token_and_posts_without_one_are_refused(app, 
     for path, data in (("/actions/workers/box1/drain", {}), ("/actions/users", {"name": "x1", "role": "general",
                                                                                   "password": "longenough"}),
                        ("/actions/tasks", {"action": "cancel", "ids": task_id}), ("/logout", {})):
-        assert client.post(path, data=data).status_code == 400
-        assert client.post(path, data={**data, "csrf_token": "forged"}).status_code == 400
+        assert client.post(path, data=data).status_code == 403
+        assert client.post(path, data={**data, "csrf_token": "forged"}).status_code == 403
     assert store.workers.get("box1")["state"] == "online" and store.tasks.get(task_id)["status"] == "queued"
     assert store.db.users.count_documents({"_id": "x1"}) == 0
     # and with it, the admin drains the worker, adds a user, and sees the outcome

@@ -7,9 +7,9 @@ What a host app must give the blueprint (``create_app`` does; so does the tests'
     ``app.extensions[STORE_KEY]``   the ``fsm.store.Store`` the pages read and act through
     ``app.secret_key``              signs the session cookie and the CSRF tokens
 Browsers log in with a password (scrypt hashes, ``UserStore.by_password``); the signed session
-holds only ``session["user"]``, the user's name, which ``scheduler.auth.current_user`` reads too.
-Every unsafe request to the blueprint needs Flask-WTF's CSRF token (``web.session.csrf_protect``,
-a ``before_request`` of this blueprint only, so the bearer-token API is unaffected).
+holds only ``session["user"]``, the user's name. Who is looking, their rights and the CSRF check
+are ``scheduler.auth`` and ``fsm.rights``, the API's own: every unsafe request to the
+blueprint needs Flask-WTF's CSRF token (``web.session.csrf_protect``), else 403 ``csrf_failed``.
 Front-end libraries come from npm through ``scripts/build_web_assets.sh`` into ``static/vendor/``;
 without them the pages still render, with a note saying to run that script.
 
@@ -20,9 +20,8 @@ from __future__ import annotations
 
 from flask import Blueprint
 
-#: Where the app keeps its ``fsm.store.Store`` (``app.extensions[STORE_KEY]``).
-STORE_KEY = "suanwang_store"
+from scheduler.auth import STORE_KEY  # noqa: F401,E402  (where the app keeps its Store)
 
 bp = Blueprint("web", __name__, template_folder="templates", static_folder="static", static_url_path="/assets")
 
-from web import actions, data, pages  # noqa: E402,F401  (routes register on bp)
+from web import actions, data, pages, pages_data  # noqa: E402,F401  (routes register on bp)

@@ -4,47 +4,57 @@ from __future__ import annotations
 from flask import abort, flash, jsonify, redirect, request, url_for
 
 from fsm.errors import SuanwangError
+from fsm import rights
+from scheduler import service
 from web import bp
 from web.session import can, local_path, login_required, store, user
 
-TASK_ACTIONS = {"priority", "enable", "disable", "cancel", "requeue"}
 MAX_SELECTED = 1000
+
+
+#: Page action -> the right it needs (``fsm.rights``); each task then goes through the service.
+ACTION_RIGHTS = {"priority": "change_task", "enable": "change_task", "disable": "change_task",
+                 "requeue": "change_task", "cancel": "cancel_task_own"}
+TASK_ACTIONS = set(ACTION_RIGHTS)
+
+
+def _apply(action: str, task_id: str, priority: int | None, who: dict) -> None:
+    s = store()
+    if action == "priority":
+        service.patch_task(s, task_id, {"priority": priority}, who)
+    elif action in ("enable", "disable"):
+        service.patch_task(s, task_id, {"is_enabled": action == "enable"}, who)
+    elif action == "cancel":
+        service.cancel_task(s, task_id, who)
+    else:
+        service.requeue_task(s, task_id, who)
 
 
 @bp.post("/actions/tasks")
 @login_required()
 def task_action():
-    """Apply one action to the selected tasks; answers per-task outcomes."""
-    if not can("super"):
-        abort(403, description="acting on tasks needs the super role")
+    """Apply one action to the selected tasks, with the API's rights; answers per-task outcomes."""
     action = request.form.get("action", "")
     ids = request.form.getlist("ids") or [i for i in request.form.get("ids_csv", "").split(",") if i]
     if action not in TASK_ACTIONS or not ids or len(ids) > MAX_SELECTED:
         abort(400, description=f"action must be one of {sorted(TASK_ACTIONS)} with 1-{MAX_SELECTED} task ids")
+    if not can(ACTION_RIGHTS[action]):
+        abort(403, description=f"{rights.RIGHTS[ACTION_RIGHTS[action]][1]} needs the "
+                               f"{rights.role_of(ACTION_RIGHTS[action])} role or above")
     priority = None
     if action == "priority":
         try:
             priority = int(request.form.get("value", ""))
         except ValueError:
             abort(400, description=f"priority must be an integer, got {request.form.get('value')!r}")
-    tasks = store().tasks
-    by = user()["_id"]
+    who = user()
     results = []
     for task_id in ids:
         try:
-            if action == "priority":
-                tasks.update_fields(task_id, {"priority": priority}, by)
-            elif action in ("enable", "disable"):
-                tasks.update_fields(task_id, {"is_enabled": action == "enable"}, by)
-            elif action == "cancel":
-                tasks.cancel(task_id, by)
-            else:
-                tasks.requeue(task_id, by)
+            _apply(action, task_id, priority, who)
             results.append({"id": task_id, "ok": True})
         except SuanwangError as exc:
             results.append({"id": task_id, "ok": False, "error": exc.message})
-    if any(r["ok"] for r in results):
-        store().wakeups.signal()
     done = sum(r["ok"] for r in results)
     if request.form.get("next"):  # a plain form (the task page): flash the outcome and go back
         refused = "; ".join(r["error"] for r in results if not r["ok"])
@@ -55,7 +65,7 @@ def task_action():
 
 
 @bp.post("/actions/workers/<name>/<state>")
-@login_required("admin")
+@login_required("manage_workers")
 def worker_action(name, state):
     """Drain a worker (it finishes what it runs and claims nothing more) or put it back online."""
     if state not in ("drain", "resume"):
@@ -70,7 +80,7 @@ def worker_action(name, state):
 
 
 @bp.post("/actions/users")
-@login_required("admin")
+@login_required("manage_users")
 def user_add():
     """Add a user (a form on the users page); the outcome is flashed there."""
     form = request.form
@@ -84,7 +94,7 @@ def user_add():
 
 
 @bp.post("/actions/users/<name>/remove")
-@login_required("admin")
+@login_required("manage_users")
 def user_remove(name):
     if name == user()["_id"]:
         flash("you cannot remove yourself", "warning")
@@ -99,7 +109,7 @@ def user_remove(name):
 
 
 @bp.post("/actions/users/<name>/password")
-@login_required("admin")
+@login_required("manage_users")
 def user_password(name):
     try:
         store().users.set_password(name, request.form.get("password", ""))

@@ -75,7 +75,7 @@ def task(task_id):
         doc = store().tasks.get(task_id)
     except TaskNotFound:
         abort(404)
-    if not can("super") and doc.get("submitted_by") != user()["_id"]:
+    if not can("read_task_any") and doc.get("submitted_by") != user()["_id"]:
         abort(403)
     return render_template("task.html", task=doc)
 
@@ -146,7 +146,7 @@ def schedules():
 
 
 @bp.get("/users")
-@login_required("admin")
+@login_required("manage_users")
 def users():
     users = list(store().db.users.find({}, {"role": 1, "groups": 1, "created_at": 1,
                                              "has_password": {"$toBool": "$password_hash"}}).sort("_id", 1))

@@ -1,35 +1,26 @@
-"""Who is looking at a page: the session's user, their role, and the CSRF check."""
+"""Page helpers over ``scheduler.auth`` (the one authentication module): who is looking, what
+they may do, the login redirect, and the CSRF check of every unsafe request to the pages."""
 from __future__ import annotations
 
 from functools import wraps
 
-from flask import abort, current_app, g, redirect, request, session, url_for
-from flask_wtf.csrf import CSRFError, validate_csrf
-from wtforms.validators import ValidationError as CSRFInvalid
+from flask import abort, redirect, request, url_for
 
-from fsm.store import Store
-from fsm.store.users import has_role
-from web import STORE_KEY, bp
-
-#: Methods that change nothing; every other request to the pages must carry the CSRF token.
-SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
-
-
-def store() -> Store:
-    return current_app.extensions[STORE_KEY]
+from fsm.errors import SuanwangError
+from fsm import rights
+from scheduler import auth
+from scheduler.auth import store  # noqa: F401  (the pages' handle on the Store)
+from web import bp
 
 
 def user() -> dict | None:
-    if "web_user" not in g:
-        name = session.get("user")
-        g.web_user = store().users.users.find_one({"_id": name}, {"password_hash": 0, "tokens": 0}) if name else None
-        if name and g.web_user is None:
-            session.clear()
-    return g.web_user
+    """The logged-in user (session or bearer token), or None."""
+    return auth.current_user(required=False)
 
 
-def login_required(role: str = "general"):
-    """Pages: redirect to the login page; JSON endpoints: 401/403."""
+def login_required(right: str = "general"):
+    """Pages: redirect to the login page; JSON endpoints (/data, /actions): 401. Without ``right``: 403."""
+    rights.role_of(right)
 
     def decorate(view):
         @wraps(view)
@@ -39,7 +30,7 @@ def login_required(role: str = "general"):
                 if request.path.startswith(("/data/", "/actions/")):
                     abort(401)
                 return redirect(url_for("web.login", next=request.full_path))
-            if not has_role(who, role):
+            if not rights.may(who, right):
                 abort(403)
             return view(*args, **kwargs)
 
@@ -50,28 +41,19 @@ def login_required(role: str = "general"):
 
 @bp.before_request
 def csrf_protect() -> None:
-    """Every form and action of the blueprint (any unsafe method) needs the session's CSRF token.
-
-    The check is Flask-WTF's (``validate_csrf``): a token signed with the app's secret key and
-    bound to the session, sent as the ``csrf_token`` form field or the ``X-CSRFToken`` header.
-    It runs for the pages' routes only; the bearer-token API under /api/v1 is not affected.
-    """
-    if request.method not in SAFE_METHODS:
-        check_csrf()
+    """Every form and action of the pages (any unsafe method, login included) needs the CSRF token."""
+    if request.method not in auth.SAFE_METHODS:
+        auth.check_csrf()
 
 
-def check_csrf() -> None:
-    """Refuse (400) a request without the session's valid CSRF token."""
-    token = request.form.get("csrf_token") or request.headers.get("X-CSRFToken")
-    try:
-        validate_csrf(token)
-    except (CSRFInvalid, CSRFError) as exc:
-        abort(400, description=f"CSRF check failed: {exc}")
+@bp.errorhandler(SuanwangError)
+def refused(exc: SuanwangError):
+    """A refusal raised for a page (a failed CSRF check, a bad token) answers as the API does."""
+    return auth.error_response(exc)
 
 
-def can(role: str) -> bool:
-    who = user()
-    return bool(who) and has_role(who, role)
+#: Templates and views ask ``can(right)`` (a right of ``fsm.rights`` or a role name).
+can = auth.may
 
 
 def local_path(target: str, default: str) -> str:

@@ -1,4 +1,5 @@
-"""The worker daemon's settings: one frozen, validated object built at the edge (the CLI).
+"""The worker daemon's settings: each defined once, here, with its default; one frozen, validated
+object built at the edge (the CLI, whose option defaults are ``default(name)``).
 
 Fields left at ``None`` are filled in ``__post_init__`` from the others or from the machine
 (``lease_s`` from ``heartbeat_s``; ``gpus`` from NVML, ``mem_gb`` from psutil), so a config
@@ -9,10 +10,11 @@ from __future__ import annotations
 import os
 import re
 import socket
-from dataclasses import dataclass, field, fields
+from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
 
 from fsm.errors import ConfigError
+from fsm.identifiers import TAG, WORKER_NAME
 
 #: Defaults, in one place.
 HEARTBEAT_S = 2.0
@@ -27,9 +29,9 @@ QUARANTINE_FAILURES = 3
 QUARANTINE_COOLDOWN_S = 300.0
 DEFAULT_CACHE_DIR = str(Path.home() / ".suanwang" / "cache")
 MAX_CONCURRENCY = 1024
+INLINE_RESULT_BYTES = 256 << 10
+DATA_CACHE_BYTES = 20 << 30
 
-NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$")
-TAG_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")  # as fsm.store.spec accepts in requires.tags
 
 
 def _hostname() -> str:
@@ -73,6 +75,10 @@ class WorkerConfig:
     quarantine_failures: int = QUARANTINE_FAILURES
     #: how long a quarantine lasts
     quarantine_cooldown_s: float = QUARANTINE_COOLDOWN_S
+    #: JSON results larger than this are stored in GridFS (``result_ref``) instead of inline
+    inline_result_bytes: int = INLINE_RESULT_BYTES
+    #: size limit of the data cache (``cache_dir/data``: inputs by sha256, least recently used evicted)
+    data_cache_bytes: int = DATA_CACHE_BYTES
 
     def __post_init__(self) -> None:
         def put(name, value):
@@ -106,12 +112,11 @@ class WorkerConfig:
         if self.db_name is not None and (not isinstance(self.db_name, str) or not self.db_name
                                          or any(c in self.db_name for c in '/\\. "$')):
             raise ConfigError(f"db_name {self.db_name!r} is not a valid MongoDB database name")
-        if not isinstance(self.name, str) or not NAME_PATTERN.match(self.name):
-            raise ConfigError(f"worker name {self.name!r} must be 1-128 characters: letters, digits and . _ : @ - "
-                              "(starting with a letter or digit)")
-        bad = [t for t in self.tags if not isinstance(t, str) or not TAG_PATTERN.match(t)]
+        if not WORKER_NAME.match(self.name):
+            raise ConfigError(f"worker name {self.name!r} must be {WORKER_NAME.rule}")
+        bad = [t for t in self.tags if not TAG.match(t)]
         if bad:
-            raise ConfigError(f"tag {bad[0]!r} must be letters, digits and . _ - (at most 64 characters)")
+            raise ConfigError(f"tag {bad[0]!r} must be {TAG.rule} (the tags a task's requires.tags names)")
         if isinstance(self.concurrency, bool) or not isinstance(self.concurrency, int) \
                 or not 1 <= self.concurrency <= MAX_CONCURRENCY:
             raise ConfigError(f"concurrency must be an integer from 1 to {MAX_CONCURRENCY}, got {self.concurrency!r}")
@@ -136,6 +141,10 @@ class WorkerConfig:
         if not _number(self.quarantine_cooldown_s) or self.quarantine_cooldown_s < 0:
             raise ConfigError(f"quarantine_cooldown_s must be a number of seconds >= 0, got "
                               f"{self.quarantine_cooldown_s!r}")
+        for name in ("inline_result_bytes", "data_cache_bytes"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ConfigError(f"{name} must be a positive number of bytes, got {value!r}")
         if not isinstance(self.burst, bool):
             raise ConfigError(f"burst must be true or false, got {self.burst!r}")
         return self
@@ -168,6 +177,15 @@ class WorkerConfig:
         shown = {f.name: getattr(self, f.name) for f in fields(self)}
         shown["mongo_uri"] = re.sub(r"//([^:/@]+):[^@/]*@", r"//\1:***@", self.mongo_uri)
         return ", ".join(f"{k}={v!r}" for k, v in shown.items())
+
+
+def default(name: str):
+    """The default of the ``WorkerConfig`` field ``name`` (the CLI's option defaults); a default
+    the machine decides (name, concurrency, gpus, mem_gb, lease_s) is None here."""
+    spec = {f.name: f for f in fields(WorkerConfig)}[name]
+    if spec.default is not MISSING:
+        return spec.default
+    return None
 
 
 def _number(value) -> bool:

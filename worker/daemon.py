@@ -17,8 +17,11 @@ the executor's children are started the ``multiprocessing`` way.
 """
 from __future__ import annotations
 
+import contextlib
 import logging
+import shutil
 from dataclasses import replace
+from pathlib import Path
 import signal
 import socket
 import threading
@@ -32,11 +35,14 @@ from pymongo.errors import ConnectionFailure, InvalidDocument as DriverInvalidDo
 
 from fsm.errors import Conflict, ConfigError, InvalidTransition, LeaseLost, SuanwangError
 from fsm.states import AttemptState
-from fsm.store import Claim, Claimant, Store, database, ensure_indexes
+from fsm.store import Claim, Claimant, Store, database
+from fsm.store.access import ensure_indexes_if_allowed
 from fsm.store.workers import DRAINING, OFFLINE
 from registry.builtins import BUILTINS
 from registry.resolver import make_resolver
+from worker import largedata
 from worker.config import WorkerConfig
+from worker.datacache import DataCache
 from worker.executor import Executor, Outcome
 from worker.fence import Fence
 from worker.health import HealthTracker
@@ -99,7 +105,8 @@ class Daemon:
                                  mem_gb=config.mem_gb, tags=config.tags,
                                  lease_s=config.lease_s, distinct_grace_s=config.distinct_grace_s)
         self.resolver = make_resolver(self.store.db, config.cache_dir)
-        self.executor = Executor(config.concurrency)
+        self.executor = Executor(config.concurrency, config.inline_result_bytes)
+        self.datacache = DataCache(Path(config.cache_dir) / "data", config.data_cache_bytes)
         self.heartbeat = Heartbeat(self)
         self.health = HealthTracker(config.name, config.quarantine_policy())
         self.trouble = Trouble()
@@ -139,7 +146,7 @@ class Daemon:
         delay = RETRY_START_S
         while True:
             try:
-                ensure_indexes(self.store.db)
+                ensure_indexes_if_allowed(self.store.db)  # a least-privilege worker leaves them to the server
                 self.store.workers.register(self.config.name, self.heartbeat.whoami(),
                                             stale_after_s=self.config.lease_s)
                 break
@@ -367,6 +374,8 @@ class Daemon:
                           claim.attempt_id)
         finally:
             self._release(claim)
+            if outcome.workdir:
+                shutil.rmtree(outcome.workdir, ignore_errors=True)
             self.done += 1
             if leave:
                 self._leave(recorded=True)
@@ -382,8 +391,16 @@ class Daemon:
             return Outcome(A.FAILED, error=f"cannot prepare {task['function']}: {type(exc).__name__}: {exc}")
         if claim.attempt_id in self._doomed:
             return Outcome(A.CANCELLED, error="stopped before it started")
-        return self.executor.run(slot, claim.attempt_id, spec.entrypoint, spec.path, task.get("args") or [],
-                                 task.get("kwargs") or {}, float(task.get("timeout_s") or 3600.0))
+        with contextlib.ExitStack() as held:
+            try:  # {"__data__": id} arguments become local paths, held while the attempt runs
+                args, kwargs = held.enter_context(largedata.arguments(self.datacache, self.store, task))
+            except Exception as exc:  # noqa: BLE001 - an unknown id is permanent, the rest retried
+                log.warning("task %s: %s", claim.task_id, exc)
+                return largedata.fetch_failed(exc)
+            if claim.attempt_id in self._doomed:  # cancelled while its data was fetched
+                return Outcome(A.CANCELLED, error="stopped before it started")
+            return self.executor.run(slot, claim.attempt_id, spec.entrypoint, spec.path, args, kwargs,
+                                     float(task.get("timeout_s") or 3600.0))
 
     def _finish(self, claim: Claim, outcome: Outcome) -> None:
         """Write the outcome, retrying while MongoDB is away, until it is stored or refused."""
@@ -395,12 +412,14 @@ class Daemon:
                 return  # the store already says how it ended
             outcome = Outcome(A.LOST, error=f"worker {self.config.name} stopped before the attempt finished "
                                             f"(drain timeout {self.config.drain_timeout_s:g} s)", logs=outcome.logs)
+        outcome = largedata.store_result(self.store, claim.task, attempt_id, outcome, self._aborting)
         delay, permanent = RETRY_START_S, 0
         while True:
             try:
                 self.store.tasks.finish_attempt(
                     task_id, attempt_id, outcome.state, result=outcome.result, error=outcome.error,
-                    traceback=outcome.traceback, logs=outcome.logs or None, worker=self.config.name)
+                    traceback=outcome.traceback, logs=outcome.logs or None, worker=self.config.name,
+                    result_ref=outcome.result_ref, permanent=outcome.permanent)
                 self.trouble.ok()
                 if outcome.state != A.SUCCEEDED:
                     log.info("task %s (%s): attempt %s %s: %s", task_id, claim.task.get("function"), attempt_id,
@@ -408,6 +427,7 @@ class Daemon:
                 return
             except (LeaseLost, InvalidTransition) as exc:
                 log.info("task %s: %s", task_id, exc)
+                largedata.drop_result(self.store, outcome)
                 return
             except Conflict as exc:
                 log.warning("task %s: %s; its lease will expire and it will be retried", task_id, exc)
@@ -440,9 +460,9 @@ class Daemon:
         """The store refused the outcome's data: record a failure that says why, once."""
         if outcome.state == A.SUCCEEDED:
             return Outcome(A.FAILED, error=f"the result cannot be stored: {type(exc).__name__}: {str(exc)[:300]}",
-                           logs=(outcome.logs or "")[-2000:])
+                           logs=(outcome.logs or "")[-2000:], permanent=True)
         if outcome.traceback or outcome.logs:  # drop the bulky parts and try once more
-            return Outcome(outcome.state, error=(outcome.error or "")[:2000])
+            return Outcome(outcome.state, error=(outcome.error or "")[:2000], permanent=outcome.permanent)
         return None
 
     # ------------------------------------------------------------- idling

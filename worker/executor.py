@@ -28,33 +28,19 @@ import sys
 import tempfile
 import threading
 import time
-from dataclasses import dataclass
 from multiprocessing.connection import wait as wait_ready
-from typing import Any
 
 from fsm.states import AttemptState
+from worker.results import (INLINE_RESULT_BYTES, MAX_RESULT_BYTES, Outcome, attempt_workdir, classify,  # noqa: F401
+                            outcome_of, wrong_arguments)
 
 log = logging.getLogger("suanwang.worker.executor")
 
 #: Bytes of stdout/stderr kept per attempt.
 LOG_TAIL = 4000
-#: Largest result (as JSON text): a task document must stay well under MongoDB's 16 MiB.
-MAX_RESULT_BYTES = 8 << 20
 #: How long a fresh child may take to say it is ready.
 START_TIMEOUT_S = 60.0
 CONTEXT = "forkserver"
-
-
-@dataclass
-class Outcome:
-    """How one attempt ended in the executor."""
-
-    state: AttemptState
-    result: Any = None
-    error: str | None = None
-    traceback: str | None = None
-    logs: str = ""
-    seconds: float = 0.0
 
 
 class _Spec:
@@ -102,35 +88,31 @@ def read_tail(fd: int, limit: int = LOG_TAIL) -> str:
     return ("…" + text) if start else text
 
 
-def _run_one(entrypoint: str, path: str | None, args: list, kwargs: dict) -> tuple:
-    """Load and call the function; ('ok', result) or ('error', message, traceback)."""
+def _run_one(entrypoint: str, path: str | None, args: list, kwargs: dict,
+             inline_bytes: int = INLINE_RESULT_BYTES, workdir: str | None = None) -> tuple:
+    """Load and call the function: ('ok', result), ('ok_bytes', canonical JSON of a large result),
+    ('ok_path', file the function returned) or ('error', message, traceback, permanent)."""
     import traceback
 
+    from fsm.errors import Permanent
     from registry.loader import load
 
     try:
         func = load(_Spec(entrypoint, path))
     except Exception as exc:  # FunctionNotFound, RegistryError: the message says it all
         return ("error", getattr(exc, "message", None) or f"{type(exc).__name__}: {exc}", None)
+    wrong = wrong_arguments(func, args, kwargs)
+    if wrong:
+        return ("error", f"wrong arguments for {entrypoint}: {wrong}", None, True)
     try:
         result = func(*args, **kwargs)
     except BaseException as exc:  # SystemExit and KeyboardInterrupt from user code fail the attempt too
         frames = traceback.format_exception(type(exc), exc, exc.__traceback__.tb_next)  # without this frame
-        return ("error", f"{type(exc).__name__}: {exc}".rstrip(": "), "".join(frames))
-    if result is None or isinstance(result, bool) or (type(result) is int and -2**63 <= result < 2**63):
-        return ("ok", result)  # the common cases, without a round trip through JSON
-    try:
-        text = json.dumps(result)
-    except (TypeError, ValueError, RecursionError) as exc:
-        return ("error", f"the result is not JSON data ({type(result).__name__}): {exc}; return lists, dicts, "
-                         "strings, numbers, booleans or None", None)
-    if len(text) > MAX_RESULT_BYTES:
-        return ("error", f"the result is {len(text)} bytes as JSON; the limit is {MAX_RESULT_BYTES} "
-                         "(store large data elsewhere and return a reference)", None)
-    return ("ok", json.loads(text))  # tuples become lists, keys strings: what the store will hold
+        return ("error", f"{type(exc).__name__}: {exc}".rstrip(": "), "".join(frames), isinstance(exc, Permanent))
+    return classify(result, inline_bytes, workdir)
 
 
-def child_main(conn, lifeline, log_path: str) -> None:
+def child_main(conn, lifeline, log_path: str, inline_bytes: int = INLINE_RESULT_BYTES) -> None:
     """The child's loop: one message in, one answer out, until the pipe closes."""
     os.setsid()  # its own process group: killing it kills what it started, and Ctrl-C is the daemon's
     threading.Thread(target=_watch_lifeline, args=(lifeline,), name="lifeline", daemon=True).start()
@@ -145,7 +127,13 @@ def child_main(conn, lifeline, log_path: str) -> None:
             return
         attempt_id, entrypoint, path, args, kwargs = message
         os.ftruncate(out, 0)
-        reply = _run_one(entrypoint, path, args, kwargs)
+        workdir = attempt_workdir(os.path.dirname(log_path), attempt_id)
+        os.makedirs(workdir, exist_ok=True)
+        os.chdir(workdir)
+        try:
+            reply = _run_one(entrypoint, path, args, kwargs, inline_bytes, workdir)
+        finally:
+            os.chdir(os.path.dirname(log_path))
         try:
             sys.stdout.flush()
             sys.stderr.flush()
@@ -163,15 +151,17 @@ def child_main(conn, lifeline, log_path: str) -> None:
 def _context():
     ctx = multiprocessing.get_context(CONTEXT)
     if CONTEXT == "forkserver":
-        ctx.set_forkserver_preload(["worker.executor", "registry.loader"])
+        ctx.set_forkserver_preload(["worker.executor", "worker.results", "registry.loader"])
     return ctx
 
 
 class Child:
     """One slot: a persistent child process and the attempt it runs (if any)."""
 
-    def __init__(self, index: int, log_dir: str, ctx=None):
+    def __init__(self, index: int, log_dir: str, ctx=None, inline_bytes: int = INLINE_RESULT_BYTES):
         self.index = index
+        self.log_dir = log_dir
+        self.inline_bytes = inline_bytes
         self.log_path = os.path.join(log_dir, f"slot-{index}.log")
         self._ctx = ctx or _context()
         self._lock = threading.Lock()
@@ -189,7 +179,7 @@ class Child:
             pass
         parent, child = self._ctx.Pipe(duplex=True)
         life_r, life_w = self._ctx.Pipe(duplex=False)  # the daemon only holds life_w; never writes
-        proc = self._ctx.Process(target=child_main, args=(child, life_r, self.log_path), daemon=True,
+        proc = self._ctx.Process(target=child_main, args=(child, life_r, self.log_path, self.inline_bytes), daemon=True,
                                  name=f"suanwang-slot-{self.index}")
         proc.start()
         child.close()
@@ -276,6 +266,8 @@ class Child:
             with self._lock:
                 self._attempt = None
         outcome.seconds = time.monotonic() - began
+        workdir = attempt_workdir(self.log_dir, attempt_id)
+        outcome.workdir = workdir if os.path.isdir(workdir) else None
         return outcome
 
     def _exchange(self, attempt_id: str, message: tuple, timeout_s: float, began: float) -> Outcome:
@@ -302,9 +294,7 @@ class Child:
                     return self._ended(AttemptState.CRASHED, f"the executor answered for {got_id}, not {attempt_id}")
                 if self._kill_reason:
                     return self._ended(AttemptState.CANCELLED, f"stopped: {self._kill_reason}")
-                if reply[0] == "ok":
-                    return Outcome(AttemptState.SUCCEEDED, result=reply[1], logs=logs)
-                return Outcome(AttemptState.FAILED, error=reply[1], traceback=reply[2], logs=logs)
+                return outcome_of(reply, logs)
             if proc.sentinel in ready:
                 return self._died()
 
@@ -359,10 +349,10 @@ class Child:
 class Executor:
     """``slots`` persistent child processes; ``run(slot, ...)`` is called by that slot's thread."""
 
-    def __init__(self, slots: int):
+    def __init__(self, slots: int, inline_bytes: int = INLINE_RESULT_BYTES):
         self._dir = tempfile.mkdtemp(prefix="suanwang-worker-")
         ctx = _context()
-        self.children = [Child(i, self._dir, ctx) for i in range(slots)]
+        self.children = [Child(i, self._dir, ctx, inline_bytes) for i in range(slots)]
         self._started = False
 
     def start(self) -> "Executor":

@@ -6,11 +6,14 @@ from __future__ import annotations
 
 from pymongo.database import Database
 
+from fsm.store.data import DataStore
 from fsm.store.db import database, server_now
+from fsm.store.locks import LockStore
 from fsm.store.machines import MachineStats
 from fsm.store.placement import PlacementReads
 from fsm.store.retention import Retention
 from fsm.store.schema import ensure_indexes
+from fsm.store.schedules import ScheduleStore
 from fsm.store.tasks import Claim, Claimant, TaskStore
 from fsm.store.users import UserStore
 from fsm.store.wakeups import Wakeups
@@ -33,6 +36,13 @@ class Store:
         if create_indexes:
             self.retention.ensure_indexes()
         self.machines = MachineStats(db)
+        self.locks = LockStore(db)
+        self.schedules = ScheduleStore(db)
+        if create_indexes:
+            self.schedules.ensure_indexes()
+        self.data = DataStore(db)
+        if create_indexes:
+            self.data.ensure_indexes()
 
     @classmethod
     def connect(cls, uri: str, name: str | None = None) -> "Store":
@@ -43,5 +53,5 @@ class Store:
         self.db.client.close()
 
 
-__all__ = ["Store", "TaskStore", "WorkerStore", "UserStore", "Wakeups", "Claim", "Claimant", "database",
-           "server_now", "ensure_indexes"]
+__all__ = ["Store", "DataStore", "TaskStore", "WorkerStore", "UserStore", "Wakeups", "LockStore", "ScheduleStore",
+           "Claim", "Claimant", "database", "server_now", "ensure_indexes"]

@@ -19,6 +19,8 @@ from pymongo import MongoClient
 from pymongo.errors import OperationFailure, PyMongoError
 
 from fsm.errors import EmbeddedMongoError
+from fsm.store import access
+from fsm.store.db import DEFAULT_DB
 
 REPLICA_SET = "suanwang"
 
@@ -75,8 +77,12 @@ class EmbeddedMongo:
     """One mongod process; use as a context manager or call start()/stop()."""
 
     def __init__(self, data_dir: str | os.PathLike, port: int | None = None, bind_ip: str = "127.0.0.1",
-                 replica_set: str = REPLICA_SET, cache_gb: float = 0.5, advertise: str | None = None):
+                 replica_set: str = REPLICA_SET, cache_gb: float = 0.5, advertise: str | None = None,
+                 auth: bool = False, db_name: str = DEFAULT_DB):
         self.advertise = advertise
+        self.auth = auth
+        self.db_name = db_name
+        self.credentials: dict | None = None
         self.data_dir = Path(data_dir)
         self.port = port or free_port()
         self.bind_ip = bind_ip
@@ -93,14 +99,53 @@ class EmbeddedMongo:
         return first
 
     @property
-    def uri(self) -> str:
+    def plain_uri(self) -> str:
         return f"mongodb://{self.host}:{self.port}/?replicaSet={self.replica_set}"
+
+    @property
+    def uri(self) -> str:
+        """The server's URI (with access control: as ``suanwang-server``)."""
+        return self.uri_for(access.SERVER_USER)
+
+    @property
+    def worker_uri(self) -> str:
+        """What workers connect with (with access control: as ``suanwang-worker``)."""
+        return self.uri_for(access.WORKER_USER)
+
+    @property
+    def admin_uri(self) -> str:
+        return self.uri_for(access.ADMIN_USER)
+
+    def uri_for(self, user: str) -> str:
+        if not self.auth:
+            return self.plain_uri
+        if self.credentials is None:
+            self.credentials, _ = access.load_or_create_credentials(self.credentials_path, self.db_name)
+        return access.with_user(self.plain_uri, user, self.credentials["users"][user])
+
+    @property
+    def credentials_path(self) -> Path:
+        return self.data_dir / access.CREDENTIALS_FILE
+
+    @property
+    def control_host(self) -> str:
+        """Where this process talks to mongod: loopback when bound there (the localhost exception)."""
+        binds = {b.strip() for b in self.bind_ip.split(",")}
+        return "127.0.0.1" if self.auth or {"0.0.0.0", "127.0.0.1", "localhost"} & binds else self.host
+
+    def _bind_ips(self) -> str:
+        binds = {b.strip() for b in self.bind_ip.split(",")}
+        if self.auth and not {"0.0.0.0", "127.0.0.1", "localhost"} & binds:
+            return f"{self.bind_ip},127.0.0.1"  # the first users are created over loopback
+        return self.bind_ip
 
     def start(self, timeout: float = 60) -> str:
         """Run mongod and make it this single-node set's writable primary; returns the URI."""
         self.launch()
         try:
             self._initiate(timeout)
+            if self.auth:
+                self.credentials = access.secure(self.control_host, self.port, self.credentials_path, self.db_name)
         except BaseException:
             self.stop()
             raise
@@ -111,9 +156,12 @@ class EmbeddedMongo:
         binary = find_mongod()
         self.data_dir.mkdir(parents=True, exist_ok=True)
         log = self.data_dir / "mongod.log"
-        cmd = [str(binary), "--dbpath", str(self.data_dir), "--port", str(self.port), "--bind_ip", self.bind_ip,
+        cmd = [str(binary), "--dbpath", str(self.data_dir), "--port", str(self.port), "--bind_ip", self._bind_ips(),
                "--replSet", self.replica_set, "--wiredTigerCacheSizeGB", str(self.cache_gb),
                "--logpath", str(log), "--logappend", "--quiet"]
+        if self.auth:
+            keyfile = access.ensure_keyfile(self.data_dir / access.KEYFILE)
+            cmd += ["--auth", "--keyFile", str(keyfile)]
         try:
             self.process = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                                             start_new_session=True, preexec_fn=stop_with_parent)
@@ -122,7 +170,7 @@ class EmbeddedMongo:
 
     def _initiate(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
-        direct = MongoClient(self.host, self.port, directConnection=True, serverSelectionTimeoutMS=500)
+        direct = self._control_client()
         try:
             while True:
                 if self.process.poll() is not None:
@@ -144,6 +192,10 @@ class EmbeddedMongo:
                             "_id": self.replica_set,
                             "members": [{"_id": 0, "host": f"{self.host}:{self.port}"}]})
                 except OperationFailure as exc:
+                    if exc.code == access.AUTH_FAILED:  # credentials written, users not yet made
+                        direct.close()
+                        direct = self._control_client(authenticated=False)
+                        continue
                     if exc.code not in (23, 94):  # AlreadyInitialized, NotYetInitialized
                         raise EmbeddedMongoError(f"replica set initiation failed: {exc}") from exc
                 except PyMongoError:
@@ -153,6 +205,13 @@ class EmbeddedMongo:
                 time.sleep(0.1)
         finally:
             direct.close()
+
+    def _control_client(self, authenticated: bool = True) -> MongoClient:
+        """A direct client; with access control, logged in as admin once the users exist."""
+        if self.auth and authenticated and self.credentials_path.exists():
+            creds, _ = access.load_or_create_credentials(self.credentials_path, self.db_name)
+            return access.admin_client(self.control_host, self.port, creds, timeout_ms=500)
+        return MongoClient(self.control_host, self.port, directConnection=True, serverSelectionTimeoutMS=500)
 
     def _readvertise(self, direct: MongoClient, member: str) -> None:
         """The data directory was initiated under another address: point the set at this one."""

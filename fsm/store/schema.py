@@ -17,9 +17,12 @@ server's clock (``$$NOW``) wherever a lease or a history entry depends on it.
     failures                               failed attempts so far (crash, timeout, error, lost lease)
     workers [name]                         workers that had an attempt (distinct-worker rule)
     attempts [{id, number, worker, state, started_at, lease_until, ended_at,
-               result, digest, error, traceback, logs}]
+               result, result_ref, digest, error, traceback, logs, permanent}]
     previous_attempts [...]                attempts of earlier rounds (before a manual re-queue)
     result, error, reason                  the accepted result; the last error; why it failed
+    result_ref {id, size, sha256, content_type}   a result stored in GridFS (``result`` is then null);
+                                           an attempt's digest is the sha256 of its bytes
+    data_refs [data id]                    the {"__data__": id} arguments (delete / retention check it)
     history [{from, to, at, by, reason}]   every status change, pushed in the same update
     run_after                              when a pending task becomes queued
     submitted_by, created_at, updated_at, started_at, finished_at
@@ -39,12 +42,14 @@ server's clock (``$$NOW``) wherever a lease or a history entry depends on it.
 ``functions`` — owned by ``registry.store`` (see there)
 ``wakeups`` — a small capped collection; a publish inserts one document so idle
     workers tailing it wake within milliseconds
-``locks`` — named leases (the single APScheduler process holds ``scheduler``)
-``schedules`` — schedule definitions, plain documents (trigger, task template, paused, owner);
-    a firing creates the task ``<schedule id>@<fire time>`` (with ``schedule_id`` and
-    ``scheduled_for``), so a duplicate firing is refused by the unique ``_id``
-``apscheduler_jobs`` / ``apscheduler_schedules`` — APScheduler's own job stores (pickled job
-    state holding only references: a function path and ids), kept apart from task data
+``data.files`` / ``data.chunks`` — the GridFS bucket of data objects (see ``fsm.store.data``)
+``locks`` — named leases (``fsm.store.locks``; the leader holds ``scheduler``)
+``schedules`` — schedule definitions, plain documents (trigger, task template, paused, owner,
+    ``next_fire_at``; ``fsm.store.schedules``): a firing creates the task
+    ``<schedule id>@<fire time>`` (with ``schedule_id`` and ``scheduled_for``), so a duplicate
+    firing is refused by the unique ``_id``. (No ``apscheduler_*`` collection is used any more;
+    databases from before may still hold ``apscheduler_jobs`` / ``apscheduler_schedules``,
+    which nothing reads: drop them at leisure.)
 ``subscriptions``, ``deliveries``, ``alerts``, ``notify_state`` — notifications (owned and
     indexed by ``scheduler.notify``): who wants which event, each delivery with its tries and
     last error, open alert episodes, and the change-stream resume token

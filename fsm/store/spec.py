@@ -1,12 +1,13 @@
 """Validation of a published task: every bad field is named, nothing is guessed.
 
+The fields are described once, in ``FIELDS`` (type, bounds, grammar, description): the
+checks read their bounds from it and ``json_schema()`` turns it into the OpenAPI task body.
 ``validate(body)`` turns one JSON body into the fields of a new task document, or raises
 ``ValidationError`` / ``PayloadTooLarge`` naming the problem. It does not know which
 functions exist: the service layer asks the registry before publishing.
 """
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
@@ -14,20 +15,96 @@ from typing import Any
 import bson
 
 from fsm.errors import PayloadTooLarge, ValidationError
+from fsm.identifiers import FUNCTION_NAME, TAG, TASK_ID, Grammar
 
 #: Largest args + kwargs of one task, encoded as BSON.
 MAX_PAYLOAD_BYTES = 1 << 20
 MAX_REDUNDANCY = 16
 MAX_RETRIES = 100
 MAX_TIMEOUT_S = 7 * 86400
+MAX_DELAY_S = 365 * 86400
 PRIORITY_RANGE = (-1_000_000, 1_000_000)
-ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$")
-NAME_PATTERN = re.compile(r"^[A-Za-z_][A-Za-z0-9_.:-]{0,199}$")
-TAG_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
-ALLOWED = {"id", "function", "version", "args", "kwargs", "priority", "is_enabled", "redundancy", "quorum",
-           "timeout_s", "max_retries", "retry_backoff_s", "requires", "run_after", "delay_s", "distinct_hosts"}
-REQUIRES_ALLOWED = {"gpus", "mem_gb", "tags"}
+
+@dataclass(frozen=True)
+class Field:
+    """One field of a task body, described once: the validator takes its bounds from here and
+    ``json_schema()`` (the OpenAPI task body) is generated from it, so the two cannot differ.
+
+    ``kind`` is a JSON Schema type (``date-time``: a string in that format); ``minimum`` and
+    ``maximum`` bound numbers, ``max_length`` strings, ``grammar`` names an ``fsm.identifiers``
+    grammar; ``schema`` adds JSON Schema keywords the validator checks by hand (items, ...).
+    """
+
+    kind: str
+    description: str = ""
+    minimum: float | None = None
+    maximum: float | None = None
+    max_length: int | None = None
+    grammar: Grammar | None = None
+    schema: dict = field(default_factory=dict)
+
+    def json_schema(self) -> dict:
+        out: dict[str, Any] = {"type": "string", "format": "date-time"} if self.kind == "date-time" else {
+            "type": self.kind}
+        if self.description:
+            out["description"] = self.description
+        for key, value in (("minimum", self.minimum), ("maximum", self.maximum), ("maxLength", self.max_length)):
+            if value is not None:
+                out[key] = value
+        if self.grammar is not None:
+            out["pattern"] = self.grammar.posix
+        if self.max_length is not None:
+            out["minLength"] = 1
+        return {**out, **self.schema}
+
+
+#: What a task's ``requires`` may name.
+REQUIRES_FIELDS: dict[str, Field] = {
+    "gpus": Field("integer", "GPUs a worker must have", 0, 64),
+    "mem_gb": Field("number", "memory (GB) a worker must have", 0, 1 << 20),
+    "tags": Field("array", "tags a worker must have", schema={"items": {"type": "string", "pattern": TAG.posix}}),
+}
+#: Every field of a task body, in the order the documentation shows them. A new field is one
+#: entry here (plus its check in ``validate``); the OpenAPI document follows by itself.
+FIELDS: dict[str, Field] = {
+    "id": Field("string", "optional idempotency id; a duplicate is refused (409)", grammar=TASK_ID),
+    "function": Field("string", "a function name such as \"echo\" or \"module:function\"", grammar=FUNCTION_NAME,
+                      schema={"examples": ["echo"]}),
+    "version": Field("string", "default: the newest non-deprecated version", max_length=100),
+    "args": Field("array", f"positional arguments (args and kwargs at most {MAX_PAYLOAD_BYTES} bytes as BSON)"),
+    "kwargs": Field("object", "keyword arguments (keys are Python identifiers)"),
+    "priority": Field("integer", "higher runs first", *PRIORITY_RANGE),
+    "is_enabled": Field("boolean", "a disabled task is not claimed until enabled"),
+    "redundancy": Field("integer", "run on this many distinct workers", 1, MAX_REDUNDANCY),
+    "quorum": Field("integer", "results that must agree (at most redundancy; default: a majority)", 1,
+                    MAX_REDUNDANCY),
+    "timeout_s": Field("number", "seconds before an attempt is killed", 0.001, MAX_TIMEOUT_S),
+    "max_retries": Field("integer", "retries after a failed attempt", 0, MAX_RETRIES),
+    "retry_backoff_s": Field("number", "wait before a retry, doubled each time", 0, 3600),
+    "requires": Field("object", "what a worker must have", schema={
+        "additionalProperties": False, "properties": {k: f.json_schema() for k, f in REQUIRES_FIELDS.items()}}),
+    "run_after": Field("date-time", "not before this time (ISO 8601; not with delay_s)"),
+    "delay_s": Field("number", "not before this many seconds from now (not with run_after)", 0, MAX_DELAY_S),
+    "distinct_hosts": Field("boolean", "never run two attempts of this task on one machine (stricter than "
+                                       "distinct workers)"),
+}
+REQUIRED = ("function",)
+ALLOWED = set(FIELDS)
+REQUIRES_ALLOWED = set(REQUIRES_FIELDS)
+
+
+def json_schema() -> dict:
+    """The JSON Schema of one task body (the OpenAPI document's ``Task``), from ``FIELDS``."""
+    return {"type": "object", "additionalProperties": False, "required": list(REQUIRED),
+            "properties": {name: f.json_schema() for name, f in FIELDS.items()}}
+
+
+def _bounded(body: dict, name: str, default, fields: dict[str, Field] = FIELDS):
+    """An integer or number field of ``fields``, checked against its described bounds."""
+    spec = fields[name]
+    check = _int if spec.kind == "integer" else _number
+    return check(body, name, default, spec.minimum, spec.maximum)
 
 
 @dataclass(frozen=True)
@@ -69,10 +146,10 @@ def _requires(value: Any) -> dict:
     if unknown:
         raise ValidationError(f"unknown field(s) in 'requires': {', '.join(sorted(unknown))}", field="requires")
     tags = value.get("tags", [])
-    if not isinstance(tags, list) or not all(isinstance(t, str) and TAG_PATTERN.match(t) for t in tags):
+    if not isinstance(tags, list) or not all(TAG.match(t) for t in tags):
         raise ValidationError("'requires.tags' must be a list of tag names (letters, digits, . _ -)",
                               field="requires.tags")
-    return {"gpus": _int(value, "gpus", 0, 0, 64), "mem_gb": _number(value, "mem_gb", 0, 0, 1 << 20),
+    return {"gpus": _bounded(value, "gpus", 0, REQUIRES_FIELDS), "mem_gb": _bounded(value, "mem_gb", 0, REQUIRES_FIELDS),
             "tags": sorted(set(tags))}
 
 
@@ -82,7 +159,7 @@ def _run_after(body: dict) -> datetime | None:
     if "delay_s" in body:
         from datetime import timedelta
 
-        return datetime.now(timezone.utc) + timedelta(seconds=_number(body, "delay_s", 0, 0, 365 * 86400))
+        return datetime.now(timezone.utc) + timedelta(seconds=_bounded(body, "delay_s", 0))
     value = body.get("run_after")
     if value is None:
         return None
@@ -127,12 +204,13 @@ def validate(body: Any, defaults: Defaults = Defaults()) -> TaskSpec:
         raise ValidationError(f"unknown field(s): {', '.join(sorted(unknown))} "
                               f"(allowed: {', '.join(sorted(ALLOWED))})", field=sorted(unknown)[0])
     function = body.get("function")
-    if not isinstance(function, str) or not NAME_PATTERN.match(function):
+    if not FUNCTION_NAME.match(function):
         raise ValidationError("'function' is required: a function name such as \"echo\" or \"module:function\"",
                               field="function")
     version = body.get("version")
-    if version is not None and (not isinstance(version, str) or not 0 < len(version) <= 100):
-        raise ValidationError("'version' must be a non-empty string", field="version")
+    if version is not None and (not isinstance(version, str) or not 0 < len(version) <= FIELDS["version"].max_length):
+        raise ValidationError(f"'version' must be a string of 1-{FIELDS['version'].max_length} characters",
+                              field="version")
     args = body.get("args", [])
     if not isinstance(args, list):
         raise ValidationError(f"'args' must be a list, got {type(args).__name__}", field="args")
@@ -152,23 +230,23 @@ def validate(body: Any, defaults: Defaults = Defaults()) -> TaskSpec:
     is_enabled = body.get("is_enabled", True)
     if not isinstance(is_enabled, bool):
         raise ValidationError("'is_enabled' must be true or false", field="is_enabled")
-    redundancy = _int(body, "redundancy", defaults.redundancy, 1, MAX_REDUNDANCY)
-    quorum = _int(body, "quorum", redundancy // 2 + 1 if redundancy > 1 else 1, 1, MAX_REDUNDANCY)
+    redundancy = _bounded(body, "redundancy", defaults.redundancy)
+    quorum = _bounded(body, "quorum", redundancy // 2 + 1 if redundancy > 1 else 1)
     if quorum > redundancy:
         raise ValidationError(f"'quorum' ({quorum}) cannot exceed 'redundancy' ({redundancy})", field="quorum")
     distinct_hosts = body.get("distinct_hosts", False)
     if not isinstance(distinct_hosts, bool):
         raise ValidationError("'distinct_hosts' must be true or false", field="distinct_hosts")
     task_id = body.get("id")
-    if task_id is not None and (not isinstance(task_id, str) or not ID_PATTERN.match(task_id)):
-        raise ValidationError("'id' must be 1-128 characters: letters, digits and . _ : @ -", field="id")
+    if task_id is not None and not TASK_ID.match(task_id):
+        raise ValidationError(f"'id' must be {TASK_ID.rule}", field="id")
     return TaskSpec(
         function=function, version=version, args=args, kwargs=kwargs,
-        priority=_int(body, "priority", defaults.priority, *PRIORITY_RANGE),
+        priority=_bounded(body, "priority", defaults.priority),
         is_enabled=is_enabled, redundancy=redundancy, quorum=quorum,
-        timeout_s=_number(body, "timeout_s", defaults.timeout_s, 0.001, MAX_TIMEOUT_S),
-        max_retries=_int(body, "max_retries", defaults.max_retries, 0, MAX_RETRIES),
-        retry_backoff_s=_number(body, "retry_backoff_s", defaults.retry_backoff_s, 0, 3600),
+        timeout_s=_bounded(body, "timeout_s", defaults.timeout_s),
+        max_retries=_bounded(body, "max_retries", defaults.max_retries),
+        retry_backoff_s=_bounded(body, "retry_backoff_s", defaults.retry_backoff_s),
         requires=_requires(body.get("requires")), run_after=_run_after(body), id=task_id,
         distinct_hosts=distinct_hosts,
     )

@@ -35,7 +35,7 @@ log = logging.getLogger("suanwang.store")
 CLAIM_SORT = [("priority", -1), ("created_at", 1)]
 #: Only what a worker needs to run the attempt; the rest stays on the server.
 CLAIM_PROJECTION = {"function": 1, "version": 1, "args": 1, "kwargs": 1, "timeout_s": 1, "priority": 1,
-                    "redundancy": 1, "requires": 1, "status": 1}
+                    "redundancy": 1, "requires": 1, "status": 1, "submitted_by": 1}
 MAX_RACE_RETRIES = 50
 #: How long a task may be passed over for one whose version a worker already has.
 PREFER_WINDOW_S = 60
@@ -315,7 +315,7 @@ class TaskStore:
     # ---------------------------------------------------------- attempt ends
     def finish_attempt(self, task_id: str, attempt_id: str, state: AttemptState | str, *, result: Any = None,
                        error: str | None = None, traceback: str | None = None, logs: str | None = None,
-                       worker: str | None = None) -> Plan:
+                       worker: str | None = None, result_ref: dict | None = None, permanent: bool = False) -> Plan:
         """Record how an attempt ended and decide the task (retry, quorum, dispute).
 
         Raises ``LeaseLost`` when the attempt is no longer running (lease expired, task
@@ -323,12 +323,14 @@ class TaskStore:
         housekeeping marks it lost: the late result is dropped, nothing changes. A ``lost`` end
         (the worker fenced the attempt itself) is taken while the attempt still runs.
         Returns a plan without a status change when this very end is already stored (an earlier
-        try's write happened and only its acknowledgement was lost).
+        try's write happened and only its acknowledgement was lost). ``result_ref``: the
+        result is stored in GridFS (``result`` is then None); ``permanent``: no retry can help.
         """
         state = AttemptState(state)
         fence = None if state == AttemptState.LOST else lease_live(attempt_id)
-        if state == AttemptState.SUCCEEDED and self._succeed_single(task_id, attempt_id, result, logs, worker):
-            return Plan(frm=Status.RUNNING, to=Status.SUCCEEDED, fields={"result": result})
+        if state == AttemptState.SUCCEEDED and self._succeed_single(task_id, attempt_id, result, logs, worker,
+                                                                    result_ref):
+            return Plan(frm=Status.RUNNING, to=Status.SUCCEEDED, fields={"result": result, "result_ref": result_ref})
         for _ in range(MAX_RACE_RETRIES):
             filt = {"_id": task_id, "attempts": {"$elemMatch": {"id": attempt_id, "state": "running"}}}
             if worker:
@@ -344,13 +346,13 @@ class TaskStore:
                 log.warning("%s", why)
                 raise LeaseLost(why)
             plan = decide_attempt_end(task, attempt_id, state, result=result, error=error,
-                                      traceback=traceback, logs=logs)
+                                      traceback=traceback, logs=logs, result_ref=result_ref, permanent=permanent)
             if self._write(task, plan, by=worker or "worker", fence=fence):
                 return plan
         raise Conflict(f"task {task_id} kept changing; gave up after {MAX_RACE_RETRIES} tries")
 
     def _succeed_single(self, task_id: str, attempt_id: str, result: Any, logs: str | None,
-                        worker: str | None) -> bool:
+                        worker: str | None, result_ref: dict | None = None) -> bool:
         """The common case in one write: a task run once (quorum 1) succeeds with this result.
 
         Equivalent to ``decide_attempt_end`` for redundancy 1, where a success always decides
@@ -359,7 +361,10 @@ class TaskStore:
         match = {"id": attempt_id, "state": AttemptState.RUNNING.value}
         if worker:
             match["worker"] = worker
-        done = {"state": AttemptState.SUCCEEDED.value, "result": result, "digest": digest(result)}
+        done = {"state": AttemptState.SUCCEEDED.value, "result": result,
+                "digest": result_ref["sha256"] if result_ref else digest(result)}
+        if result_ref:
+            done["result_ref"] = result_ref
         if logs:
             done["logs"] = logs[-4000:]
         entry = {"from": Status.RUNNING.value, "to": Status.SUCCEEDED.value, "at": "$$NOW", "by": lit(worker or "worker")}
@@ -367,7 +372,8 @@ class TaskStore:
             {"_id": task_id, "status": Status.RUNNING.value, "redundancy": 1, "quorum": 1,
              "attempts": {"$elemMatch": match}, "$expr": lease_live(attempt_id)},
             [{"$set": {
-                "status": Status.SUCCEEDED.value, "result": lit(result), "error": None, "reason": None,
+                "status": Status.SUCCEEDED.value, "result": lit(result), "result_ref": lit(result_ref),
+                "error": None, "reason": None,
                 "open_slots": 0, "finished_at": "$$NOW", "updated_at": "$$NOW", "rev": {"$add": ["$rev", 1]},
                 "history": {"$concatArrays": ["$history", [entry]]},
                 "attempts": {"$map": {"input": "$attempts", "as": "a", "in": {"$cond": [

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import re
 import secrets
 from datetime import datetime, timezone
 
@@ -15,11 +14,11 @@ from pymongo.database import Database
 from pymongo.errors import DuplicateKeyError
 
 from fsm.errors import Conflict, NotFound, Unauthorized, ValidationError
+from fsm.identifiers import USER_NAME
 
 ROLES = ("admin", "super", "business", "general")
 #: What each role may do; a role has its own rights and those of the roles after it.
 RANK = {"admin": 3, "super": 2, "business": 1, "general": 0}
-NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$")
 SCRYPT = {"n": 2 ** 14, "r": 8, "p": 1}
 
 
@@ -58,8 +57,8 @@ class UserStore:
 
     def add(self, name: str, role: str, password: str | None = None, groups: list[str] | None = None) -> str:
         """Create a user and return a fresh API token (shown once, stored only as a hash)."""
-        if not isinstance(name, str) or not NAME.match(name):
-            raise ValidationError("user name must be 1-64 characters: letters, digits and . _ @ -", field="name")
+        if not USER_NAME.match(name):
+            raise ValidationError(f"user name must be {USER_NAME.rule}", field="name")
         if role not in ROLES:
             raise ValidationError(f"role must be one of {', '.join(ROLES)}, got {role!r}", field="role")
         if password is not None and len(password) < 8:
@@ -118,6 +117,10 @@ class UserStore:
 
     def list(self) -> list[dict]:
         return list(self.users.find({}, {"password_hash": 0, "tokens": 0}).sort("_id", 1))
+
+    def find(self, name: str) -> dict | None:
+        """The user without secrets, or None."""
+        return self.users.find_one({"_id": name}, {"password_hash": 0, "tokens": 0})
 
     def remove(self, name: str) -> None:
         if not self.users.delete_one({"_id": name}).deleted_count:
