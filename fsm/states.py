@@ -89,3 +89,29 @@ def check_attempt(frm: AttemptState | str, to: AttemptState | str) -> None:
 
 def is_allowed(frm: Status | str, to: Status | str) -> bool:
     return Status(to) in TRANSITIONS[Status(frm)]
+
+
+#: What a person's action on a task asks of the table: the status it moves the task to, or None
+#: for an edit that keeps the status (priority, enable/disable), which only a live task takes.
+#: Which actions a task offers in a given status is derived from ``TRANSITIONS`` by ``actions_allowed``.
+ACTION_TARGETS: dict[str, Status | None] = {
+    "priority": None, "enable": None, "disable": None, "cancel": S.CANCELLED, "requeue": S.QUEUED,
+}
+
+
+def actions_allowed(status: Status | str) -> list[str]:
+    """The actions a task in ``status`` can take, in ``ACTION_TARGETS`` order.
+
+    A move is offered when the table allows it; a re-queue only from a final status (from a live
+    one, going back to queued is the system's retry, not a person's); an edit while the task is live.
+    """
+    status = Status(status)
+    allowed = []
+    for action, target in ACTION_TARGETS.items():
+        if target is None:
+            ok = status in LIVE
+        else:
+            ok = target in TRANSITIONS[status] and (target is not S.QUEUED or status in FINAL)
+        if ok:
+            allowed.append(action)
+    return allowed

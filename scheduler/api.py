@@ -15,6 +15,7 @@ from pymongo.errors import PyMongoError
 from fsm.errors import Unauthorized, ValidationError
 from scheduler import service
 from scheduler.auth import bearer_token, current_user, public, require, store
+from scheduler.query_args import query_params
 
 bp = Blueprint("api", __name__)
 #: How long /healthz waits for MongoDB's answer.
@@ -50,12 +51,16 @@ def user_view(user: dict) -> dict:
     return {"name": user["_id"], **{k: v for k, v in user.items() if k not in ("_id", "password_hash", "tokens")}}
 
 
+def priority_caps() -> dict:
+    return current_app.config["SUANWANG"].priority_caps
+
+
 # --------------------------------------------------------------------- tasks
 @bp.post("/tasks")
 def publish_tasks():
     user = current_user()
     payload = body()
-    docs = service.publish(store(), payload, user)
+    docs = service.publish(store(), payload, user, priority_caps())
     if isinstance(payload, list):
         items = [{"id": d["_id"], "status": d["status"], "function": d["function"], "version": d["version"]}
                  for d in docs]
@@ -90,7 +95,7 @@ def explain_task(task_id):
 @bp.patch("/tasks/<task_id>")
 def patch_task(task_id):
     user = current_user()
-    return jsonify(task_view(service.patch_task(store(), task_id, body(), user)))
+    return jsonify(task_view(service.patch_task(store(), task_id, body(), user, priority_caps())))
 
 
 @bp.post("/tasks/<task_id>/cancel")
@@ -127,11 +132,13 @@ def resume_worker(name):
 
 # --------------------------------------------------------------- stats, users
 @bp.get("/stats")
+@query_params()
 def stats():
     return jsonify(service.stats(store(), current_user()))
 
 
 @bp.get("/users")
+@query_params()
 @require("manage_users")
 def list_users():
     users = [user_view(u) for u in service.list_users(store(), current_user())]

@@ -24,6 +24,7 @@ from registry.resolver import DEFAULT_CACHE_DIR
 from registry.service import Registry
 from scheduler.auth import current_user, require
 from scheduler.config import default
+from scheduler.query_args import query_params
 
 bp = Blueprint("api_functions", __name__)
 EXTENSION = "suanwang_registry"
@@ -87,6 +88,7 @@ def _builtins(code: str | None) -> list[dict]:
 
 
 @bp.get("/functions")
+@query_params("code", "active", "skip", "limit")
 def list_functions():
     user = current_user()
     code = request.args.get("code") or None
@@ -134,6 +136,7 @@ def change_function(code: str, version: str):
 
 
 @bp.get("/repos")
+@query_params()
 @require("manage_repos")
 def list_repos():
     repos = [{"name": r["_id"], **_plain(r)} for r in _registry().list_repos()]

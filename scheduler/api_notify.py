@@ -17,6 +17,7 @@ from fsm.errors import ValidationError
 from scheduler import notify, resources
 from scheduler.api import body
 from scheduler.auth import current_user, store
+from scheduler.query_args import query_params
 
 bp = Blueprint("notify", __name__)
 
@@ -32,6 +33,7 @@ SUMMARIES = {
 
 
 @bp.get("/subscriptions")
+@query_params("all", "event", "limit", "skip")
 def list_subscriptions():
     page = notify.list_subscriptions(store(), current_user(), request.args.to_dict())
     page["items"] = [notify.subscription_view(d) for d in page["items"]]
@@ -52,6 +54,7 @@ def unsubscribe(subscription_id):
 
 
 @bp.get("/deliveries")
+@query_params("all", "status", "subscription_id", "event", "limit", "skip")
 def list_deliveries():
     page = notify.list_deliveries(store(), current_user(), request.args.to_dict())
     page["items"] = [notify.delivery_view(d) for d in page["items"]]
@@ -72,6 +75,7 @@ def _seconds(name: str, default: float) -> float:
 
 
 @bp.get("/stats/resources")
+@query_params("window_s", "recent_s")
 def resource_stats():
     current_user()
     return jsonify(resources.resource_stats(store().db, window_s=_seconds("window_s", resources.DEFAULT_WINDOW_S),

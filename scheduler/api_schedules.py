@@ -17,8 +17,10 @@ from flask import Blueprint, jsonify, request
 
 from fsm.store import server_now
 from scheduler import schedules
-from scheduler.api import body
+from scheduler.api import body, priority_caps
+from scheduler.service import check_priority
 from scheduler.auth import current_user, store
+from scheduler.query_args import query_params
 
 bp = Blueprint("schedules", __name__)
 
@@ -34,11 +36,20 @@ SUMMARIES = {
 }
 
 
+def _check_template_priority(user: dict) -> None:
+    """A schedule's tasks may not carry a priority above its owner's cap."""
+    payload = body()
+    task = payload.get("task") if isinstance(payload, dict) else None
+    if isinstance(task, dict):
+        check_priority(user, task.get("priority"), priority_caps())
+
+
 def _now():
     return server_now(store().db)
 
 
 @bp.get("/schedules")
+@query_params("paused", "function", "limit", "skip")
 def list_schedules():
     page = schedules.list_schedules(store(), current_user(), request.args.to_dict())
     now = _now()
@@ -49,6 +60,7 @@ def list_schedules():
 @bp.post("/schedules")
 def create_schedule():
     user = current_user()
+    _check_template_priority(user)
     doc = schedules.create(store(), body(), user)
     return jsonify(schedules.view(doc, _now())), 201
 
@@ -65,6 +77,7 @@ def get_schedule(schedule_id):
 @bp.patch("/schedules/<schedule_id>")
 def patch_schedule(schedule_id):
     user = current_user()
+    _check_template_priority(user)
     return jsonify(schedules.view(schedules.update(store(), schedule_id, body(), user), _now()))
 
 

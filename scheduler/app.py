@@ -29,7 +29,7 @@ from scheduler.config import ServerConfig
 
 log = logging.getLogger("suanwang.server")
 #: Blueprints other engineers add in their own modules, registered under /api/v1 when present.
-OPTIONAL_BLUEPRINTS = ("scheduler.api_schedules", "scheduler.api_notify", "scheduler.api_data")
+OPTIONAL_BLUEPRINTS = ("scheduler.api_schedules", "scheduler.api_notify", "scheduler.api_data", "scheduler.api_docs")
 #: The web pages' blueprint, mounted at /. ``web`` sits above ``scheduler`` in the layers
 #: contract (it calls ``scheduler.auth`` and ``scheduler.service``), so it is found by name.
 PAGES_MODULE = "web"
@@ -95,6 +95,7 @@ def create_app(config: ServerConfig, store: Store | None = None) -> Flask:
 
     auth.install(app)
     app.register_blueprint(api_bp, url_prefix="/api/v1")
+    _app_wide_routes_and_checks(app)
     app.register_blueprint(functions_bp, url_prefix="/api/v1")
     init_registry(app, store.db)
     for module in OPTIONAL_BLUEPRINTS:
@@ -102,6 +103,21 @@ def create_app(config: ServerConfig, store: Store | None = None) -> Flask:
     app.register_blueprint(importlib.import_module(PAGES_MODULE).bp)
     _error_handlers(app)
     return app
+
+
+def _app_wide_routes_and_checks(app: Flask) -> None:
+    """``/metrics`` and ``/healthz`` at the root too, where Prometheus and load balancers look first;
+    and the JSON depth check before any view parses a body."""
+    from scheduler import api
+    from scheduler.request_guard import check_depth
+
+    app.add_url_rule("/metrics", "root_metrics", api.metrics, methods=["GET"])
+    app.add_url_rule("/healthz", "root_healthz", api.healthz, methods=["GET"])
+
+    @app.before_request
+    def json_depth():
+        if request.method in ("POST", "PUT", "PATCH") and request.is_json:
+            check_depth(request.get_data(cache=True))
 
 
 def _register_optional(app: Flask, module: str) -> None:

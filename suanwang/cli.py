@@ -16,7 +16,7 @@ import click
 
 from scheduler.config import TLS_MODES, default as server_default
 from suanwang import settings
-from suanwang.cli_common import Group, api_options, mongo_option
+from suanwang.cli_common import Group, api_client, api_options, mongo_option
 from worker.config import default as worker_default
 
 SUBCOMMANDS = ["up", "mongo", "server", "worker", "submit", "status", "user", "function", "repo", "schedule", "why",
@@ -52,7 +52,9 @@ def main(ctx: click.Context, config_path: str | None, verbose: bool) -> None:
               help="address the embedded MongoDB listens on (0.0.0.0 to let other machines' workers in)")
 @click.option("--concurrency", type=int, help="slots of the local worker (default: CPU count)")
 @click.option("--name", "worker_name", help="name of the local worker (default: the hostname)")
-def up(data_dir, port, host, mongo, bind_ip, concurrency, worker_name):
+@click.option("--repo-root", "repo_roots", multiple=True, type=click.Path(file_okay=False),
+              help="a directory whose git repositories admins may register (repeatable)")
+def up(data_dir, port, host, mongo, bind_ip, concurrency, worker_name, repo_roots):
     """Start the embedded MongoDB (unless --mongo), the server with its web pages, and one local worker.
 
     Prints the URL, an admin token (also in DATA_DIR/admin.token) and the MongoDB URI that
@@ -60,7 +62,8 @@ def up(data_dir, port, host, mongo, bind_ip, concurrency, worker_name):
     """
     from suanwang.up import run_up
 
-    sys.exit(run_up(Path(data_dir), port, mongo, host, bind_ip, concurrency, worker_name, echo=click.echo))
+    sys.exit(run_up(Path(data_dir), port, mongo, host, bind_ip, concurrency, worker_name, echo=click.echo,
+                    repo_roots=repo_roots))
 
 
 @main.command()
@@ -119,19 +122,30 @@ def mongo(data_dir, port, bind_ip, no_auth):
 @click.option("--data-quota-bytes", type=int, envvar="SUANWANG_DATA_QUOTA_BYTES", help="per-user storage quota")
 @click.option("--data-retention-days", type=float, envvar="SUANWANG_DATA_RETENTION_DAYS",
               help="delete data no task refers to after this many days (30)")
+@click.option("--repo-root", "repo_roots", multiple=True, envvar="SUANWANG_REPO_ROOTS", type=click.Path(file_okay=False),
+              help="a directory whose local git repositories admins may register (repeatable; the variable "
+              "takes a ':'-separated list)")
+@click.option("--priority-cap", "priority_caps", multiple=True, envvar="SUANWANG_PRIORITY_CAPS", metavar="ROLE=N",
+              help="highest priority ROLE may set (repeatable; default business=100 general=100; "
+              "ROLE=none lifts a cap)")
 @click.option("--retention-days", type=float, envvar="SUANWANG_RETENTION_DAYS",
               help="finished tasks older than this leave the tasks collection (default: kept)")
 @click.option("--retention-mode", type=click.Choice(["archive", "delete"]), default=server_default("retention_mode"),
               show_default=True, envvar="SUANWANG_RETENTION_MODE", help="move them to tasks_archive, or delete them")
 def server(mongo, host, port, threads, admin_token, no_scheduler, smtp_host, smtp_port, smtp_user, smtp_password,
-           smtp_tls, mail_from, metrics_token, max_data_bytes, data_quota_bytes, data_retention_days, retention_days,
-           retention_mode):
+           smtp_tls, mail_from, metrics_token, max_data_bytes, data_quota_bytes, data_retention_days, repo_roots,
+           priority_caps, retention_days, retention_mode):
     """The control center: HTTP API, web pages and periodic jobs (one scheduler per network)."""
     from scheduler.config import ServerConfig
     from scheduler.server import serve
 
+    from web.assets import missing_note
+
     def ready(srv) -> None:
         click.echo(f"serving on {srv.url}/ (API under {srv.url}/api/v1)")
+        note = missing_note()
+        if note:
+            click.secho(note, fg="yellow", err=True)
         if srv.new_admin_token:
             click.echo(f"created user admin; its API token (shown once):\n{srv.new_admin_token}")
 
@@ -140,8 +154,30 @@ def server(mongo, host, port, threads, admin_token, no_scheduler, smtp_host, smt
     sys.exit(serve(ServerConfig(mongo_uri=mongo, host=host, port=port, threads=threads, admin_token=admin_token,
                                 run_scheduler=not no_scheduler, smtp_host=smtp_host, smtp_port=smtp_port,
                                 smtp_user=smtp_user, smtp_password=smtp_password, smtp_tls=smtp_tls,
-                                mail_from=mail_from, metrics_token=metrics_token, retention_days=retention_days,
-                                retention_mode=retention_mode, **data), ready=ready))
+                                mail_from=mail_from, metrics_token=metrics_token, **data,
+                                retention_days=retention_days, retention_mode=retention_mode,
+                                repo_roots=tuple(str(Path(r).expanduser().resolve()) for r in repo_roots),
+                                priority_caps=_priority_caps(priority_caps)),
+                 ready=ready))
+
+
+def _priority_caps(items: tuple[str, ...]) -> dict:
+    """``("business=50", "general=none")`` over the defaults -> ``{"business": 50}``."""
+    from scheduler.config import DEFAULT_PRIORITY_CAPS
+
+    caps = dict(DEFAULT_PRIORITY_CAPS)
+    for item in items:
+        role, sep, value = item.partition("=")
+        if not sep or not role:
+            raise click.BadParameter(f"{item!r} is not ROLE=N", param_hint="--priority-cap")
+        if value.strip().lower() == "none":
+            caps.pop(role.strip(), None)
+            continue
+        try:
+            caps[role.strip()] = int(value)
+        except ValueError:
+            raise click.BadParameter(f"{item!r}: N must be an integer or none", param_hint="--priority-cap") from None
+    return caps
 
 
 @main.command()
@@ -209,8 +245,6 @@ def submit(function, args, kwargs, fn_version, priority, redundancy, quorum, tim
 
     Example: suanwang submit echo '{"x": 1}' --wait
     """
-    from suanwang.client import Client
-
     body: dict = {"function": function, "args": [_parse_value(a) for a in args]}
     if kwargs:
         body["kwargs"] = {}
@@ -227,7 +261,7 @@ def submit(function, args, kwargs, fn_version, priority, redundancy, quorum, tim
         body["requires"] = {"gpus": gpus or 0, "tags": [t for t in (tags or "").split(",") if t]}
     if disabled:
         body["is_enabled"] = False
-    client = Client(server_url, token or settings.read_token(data_dir))
+    client = api_client(server_url, token, data_dir)
     task = client.post("/tasks", body)
     if not wait:
         click.echo(json.dumps({"id": task["id"], "status": task["status"]}))
@@ -248,42 +282,63 @@ def submit(function, args, kwargs, fn_version, priority, redundancy, quorum, tim
 @api_options
 def status(server_url, token, data_dir):
     """Queues, workers and their resources, at a glance."""
-    from suanwang.client import Client
     from suanwang.display import show_status
 
-    client = Client(server_url, token or settings.read_token(data_dir))
+    client = api_client(server_url, token, data_dir)
     show_status(client.get("/stats"), client.get("/workers"))
 
 
 @main.group()
 def user():
-    """Users and their tokens (talks to MongoDB directly: run it where the database is reachable)."""
+    """Users and their tokens, through the server's API (an admin's token)."""
 
 
 @user.command("add")
 @click.argument("name")
 @click.option("--role", type=click.Choice(["admin", "super", "business", "general"]), required=True)
 @click.option("--password", help="for the web pages (prompted when given as '-')")
-@mongo_option()
-def user_add(name, role, password, mongo):
-    """Create a user; prints its API token once."""
-    from fsm.store import Store
+@click.option("--mongo", "mongo", help="create the FIRST admin straight in this database (no server, no token; "
+              "refused once the database has an admin)")
+@api_options
+def user_add(name, role, password, mongo, server_url, token, data_dir):
+    """Create a user; prints its API token once.
 
+    Example: suanwang user add ann --role super --password -
+    """
     if password == "-":
         password = click.prompt("password", hide_input=True, confirmation_prompt=True)
+    if mongo:
+        new_token = _first_admin(mongo, name, role, password)
+    else:
+        body = {"name": name, "role": role, **({"password": password} if password else {})}
+        new_token = api_client(server_url, token, data_dir).post("/users", body)["token"]
+    click.echo(f"user {name} ({role}) created; API token (shown once):\n{new_token}")
+
+
+def _first_admin(mongo: str, name: str, role: str, password: str | None) -> str:
+    """The one thing done without the server: an admin for a database that has none."""
+    from fsm.errors import Forbidden
+    from fsm.store import Store
+
+    if role != "admin":
+        raise Forbidden("--mongo only creates the first admin (--role admin); create other users through the "
+                        "server with an admin's token (drop --mongo)")
     store = Store.connect(mongo)
-    token = store.users.add(name, role, password)
-    click.echo(f"user {name} ({role}) created; API token (shown once):\n{token}")
+    try:
+        if any(u.get("role") == "admin" for u in store.users.list()):
+            raise Forbidden("this database already has an admin: create users through the server with an "
+                            "admin's token (drop --mongo)")
+        return store.users.add(name, role, password)
+    finally:
+        store.close()
 
 
 @user.command("list")
-@mongo_option()
-def user_list(mongo):
-    """List users and roles."""
-    from fsm.store import Store
-
-    for u in Store.connect(mongo).users.list():
-        click.echo(f"{u['_id']:<24} {u['role']}")
+@api_options
+def user_list(server_url, token, data_dir):
+    """List users and roles (admin)."""
+    for u in api_client(server_url, token, data_dir).get("/users")["items"]:
+        click.echo(f"{u['name']:<24} {u['role']}")
 
 
 def _mount_optional() -> None:

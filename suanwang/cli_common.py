@@ -5,7 +5,7 @@ import sys
 
 import click
 
-from fsm.errors import SuanwangError
+from fsm.errors import SuanwangError, Unauthorized
 from scheduler.config import default
 from suanwang import settings
 
@@ -30,10 +30,26 @@ def mongo_option(required: bool = True):
 
 
 def api_options(f):
-    """--server-url, --token and --data-dir (where `suanwang up` keeps the admin token)."""
+    """--server-url, --token and --data-dir (where a running `suanwang up` keeps its URL and token)."""
     f = click.option("--token", envvar="SUANWANG_TOKEN", help="API token (default: DATA_DIR/admin.token)")(f)
-    f = click.option("--server-url", envvar="SUANWANG_SERVER", default=SERVER_DEFAULT, show_default=True,
-                     help="the Suanwang server")(f)
+    f = click.option("--server-url", envvar="SUANWANG_SERVER",
+                     help=f"the Suanwang server (default: DATA_DIR/server.url, else {SERVER_DEFAULT})")(f)
     f = click.option("--data-dir", envvar="SUANWANG_DATA_DIR", default=str(settings.DEFAULT_DATA_DIR),
-                     show_default=True, help="where `suanwang up` keeps its token")(f)
+                     show_default=True, help="the data directory of `suanwang up`: its server URL and token")(f)
     return f
+
+
+def api_client(server_url: str | None, token: str | None, data_dir: str | None):
+    """A ``Client`` of the server: flags and environment first, then what `suanwang up` left in DATA_DIR."""
+    from suanwang.client import Client
+
+    folder = settings.data_dir_path(data_dir)
+    token = token or settings.read_token(folder)
+    if not token:
+        raise Unauthorized(f"no API token: pass --token or set SUANWANG_TOKEN, or point --data-dir (or "
+                           f"SUANWANG_DATA_DIR) at the data directory of a running `suanwang up` "
+                           f"({folder / settings.TOKEN_FILE} does not exist)")
+    found = None if server_url else settings.read_server_url(folder)
+    origin = "--server-url / SUANWANG_SERVER" if server_url else (
+        f"from {folder / settings.SERVER_FILE}" if found else "the default; pass --server-url or --data-dir")
+    return Client(server_url or found or SERVER_DEFAULT, token, origin=origin)

@@ -1,56 +1,25 @@
 """``suanwang function …`` and ``suanwang repo …``: the registry from the command line.
 
-Each command talks to MongoDB through ``registry.service.Registry``. Whoever holds the
-MongoDB URI administers the network, so these commands act as an admin (recorded as
-``cli:<login>``); the HTTP API is where roles are enforced per user.
+Each command calls the server's HTTP API (``/api/v1/functions``, ``/api/v1/repos``) with a
+token, like ``suanwang submit``, so roles are enforced per user: registering needs super,
+repositories need admin. The server clones and checks repositories itself; local paths must
+lie under one of its ``--repo-root`` directories.
 """
 from __future__ import annotations
 
-import getpass
 import json
-import os
-from datetime import datetime
+from urllib.parse import quote
 
 import click
-from bson import ObjectId
 
 from fsm.errors import ValidationError
-from fsm.store import database
-from registry.resolver import DEFAULT_CACHE_DIR
-from registry.service import Registry
-from suanwang.cli_common import MONGO_HELP, Group
-
-def _cli_user() -> dict:
-    try:
-        login = getpass.getuser()
-    except (KeyError, OSError):
-        login = str(os.getuid())
-    return {"_id": f"cli:{login}", "role": "admin"}
-
-
-def _registry(mongo: str, cache_dir: str | None = None, roots: tuple[str, ...] = ()) -> Registry:
-    return Registry(database(mongo), cache_dir or str(DEFAULT_CACHE_DIR), roots=roots)
-
-
-def _plain(value):
-    if isinstance(value, datetime):
-        return value.isoformat()
-    if isinstance(value, ObjectId):
-        return str(value)
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items() if k not in ("_id", "serial")}
-    if isinstance(value, list):
-        return [_plain(v) for v in value]
-    return value
+from suanwang.cli_common import Group, api_client, api_options
 
 
 def _when(value) -> str:
-    return value.strftime("%Y-%m-%d %H:%M") if isinstance(value, datetime) else ""
+    return value[:16].replace("T", " ") if isinstance(value, str) else ""
 
 
-mongo_option = click.option("--mongo", envvar="SUANWANG_MONGO_URI", required=True, help=MONGO_HELP)
-cache_option = click.option("--cache-dir", envvar="SUANWANG_CACHE_DIR",
-                            help=f"git mirrors and checkouts (default {DEFAULT_CACHE_DIR})")
 json_option = click.option("--json", "as_json", is_flag=True, help="print JSON")
 
 
@@ -60,7 +29,6 @@ def function_group():
 
 
 @function_group.command("register")
-@mongo_option
 @click.option("--repo", required=True, help="a registered repository: its name or location")
 @click.option("--ref", required=True, help="tag, branch or commit SHA (recorded as the full SHA)")
 @click.option("--entrypoint", required=True, help="module:function inside the repository")
@@ -73,10 +41,10 @@ def function_group():
 @click.option("--developer-cell", default="", help="phone")
 @click.option("--public", is_flag=True, help="business users may publish tasks of it")
 @click.option("--requires", "requires", help='task defaults, JSON, e.g. \'{"gpus": 1}\'')
-@cache_option
-def function_register(mongo, repo, ref, entrypoint, code, version, name, description, developer_name,
-                      developer_contact, developer_cell, public, requires, cache_dir):
-    """Register one version of a function from a registered repository."""
+@api_options
+def function_register(repo, ref, entrypoint, code, version, name, description, developer_name,
+                      developer_contact, developer_cell, public, requires, server_url, token, data_dir):
+    """Register one version of a function from a registered repository (super)."""
     body = {"repo": repo, "ref": ref, "entrypoint": entrypoint, "code": code, "version": version,
             "name": name or code, "description": description, "developer_name": developer_name,
             "developer_contact": developer_contact, "developer_cell": developer_cell, "public": public}
@@ -85,61 +53,73 @@ def function_register(mongo, repo, ref, entrypoint, code, version, name, descrip
             body["requires"] = json.loads(requires)
         except ValueError:
             raise ValidationError(f"--requires must be JSON, e.g. '{{\"gpus\": 1}}', got {requires!r}") from None
-    doc, created = _registry(mongo, cache_dir).register(_cli_user(), body)
-    verb = "registered" if created else "already registered (unchanged):"
+    client = api_client(server_url, token, data_dir)
+    before = _exists(client, code, version)
+    doc = client.post("/functions", body)
+    verb = "already registered (unchanged):" if before else "registered"
     click.echo(f"{verb} {doc['code']} {doc['version']} = {doc['entrypoint']} at {doc['repo']} "
                f"{doc['commit']}")
 
 
+def _exists(client, code: str, version: str) -> bool:
+    items = client.get(f"/functions?code={quote(code)}&limit=500")["items"]
+    return any(d.get("version") == version and not d.get("builtin") for d in items)
+
+
 @function_group.command("list")
-@mongo_option
 @click.argument("code", required=False)
 @click.option("--active", is_flag=True, help="hide deprecated versions")
 @json_option
-def function_list(mongo, code, active, as_json):
-    """List registered function versions (newest first within each code)."""
-    items, total = _registry(mongo).list_functions(code, include_deprecated=not active)
+@api_options
+def function_list(code, active, as_json, server_url, token, data_dir):
+    """List function versions: built-ins and registered ones (newest first within each code)."""
+    query = "&".join(f"{k}={quote(v)}" for k, v in (("code", code), ("active", "1" if active else None)) if v)
+    page = api_client(server_url, token, data_dir).get("/functions" + (f"?{query}" if query else ""))
+    items = [d for d in page["items"] if not d.get("builtin")]
     if as_json:
-        click.echo(json.dumps({"items": _plain(items), "total": total}, indent=2))
+        click.echo(json.dumps({"items": items, "total": len(items)}, indent=2))
         return
     click.echo(f"{'CODE':<20} {'VERSION':<12} {'COMMIT':<12} {'FLAGS':<18} {'REGISTERED':<16} NAME")
-    for d in items:
-        flags = ",".join(f for f in ("public", "deprecated") if d.get(f)) or "-"
-        click.echo(f"{d['code']:<20} {d['version']:<12} {d['commit'][:12]:<12} {flags:<18} "
+    for d in page["items"]:
+        flags = ",".join(f for f in ("builtin", "public", "deprecated") if d.get(f)) or "-"
+        click.echo(f"{d['code']:<20} {d['version']:<12} {d.get('commit', '')[:12]:<12} {flags:<18} "
                    f"{_when(d.get('create_time')):<16} {d.get('name', '')}")
-    click.echo(f"{total} version(s)")
+    click.echo(f"{len(items)} registered version(s)")
 
 
 @function_group.command("show")
-@mongo_option
 @click.argument("code")
 @click.argument("version", required=False)
 @click.option("--source/--no-source", default=True, help="print the module's source text")
 @json_option
-def function_show(mongo, code, version, source, as_json):
+@api_options
+def function_show(code, version, source, as_json, server_url, token, data_dir):
     """Show one version (default: the newest non-deprecated one), with its source."""
-    doc = _registry(mongo).get_function(code, version)
+    path = f"/functions/{quote(code, safe='')}" + (f"/{quote(version, safe='')}" if version else "")
+    doc = api_client(server_url, token, data_dir).get(path)
     if as_json:
-        click.echo(json.dumps(_plain(doc), indent=2))
+        click.echo(json.dumps(doc, indent=2))
         return
     for field in ("code", "version", "name", "description", "entrypoint", "repo", "repo_url", "ref", "commit",
                   "path", "public", "deprecated", "requires", "developer_name", "developer_contact",
                   "developer_cell", "registered_by", "create_time", "update_time"):
-        click.echo(f"{field + ':':<19} {_plain(doc.get(field))}")
+        click.echo(f"{field + ':':<19} {doc.get(field)}")
     if source:
         click.echo(f"--- {doc['path']} @ {doc['commit'][:12]}")
         click.echo(doc["content"], nl=not doc["content"].endswith("\n"))
 
 
 @function_group.command("set")
-@mongo_option
 @click.argument("code")
 @click.argument("version")
 @click.option("--public/--private", default=None, help="may business users publish tasks of it")
 @click.option("--deprecated/--active", default=None, help="deprecated versions are never picked by default")
-def function_set(mongo, code, version, public, deprecated):
+@api_options
+def function_set(code, version, public, deprecated, server_url, token, data_dir):
     """Change a version's flags (its code and commit never change)."""
-    doc = _registry(mongo).set_flags(_cli_user(), code, version, public=public, deprecated=deprecated)
+    body = {k: v for k, v in (("public", public), ("deprecated", deprecated)) if v is not None}
+    doc = api_client(server_url, token, data_dir).patch(f"/functions/{quote(code, safe='')}/"
+                                                        f"{quote(version, safe='')}", body)
     click.echo(f"{doc['code']} {doc['version']}: public={doc['public']} deprecated={doc['deprecated']}")
 
 
@@ -149,31 +129,26 @@ def repo_group():
 
 
 @repo_group.command("add")
-@mongo_option
 @click.argument("location")
 @click.option("--name", help="short name (default: the last part of the location)")
 @click.option("--description", default="")
-@click.option("--allowed-root", "roots", multiple=True, envvar="SUANWANG_REPO_ROOTS",
-              type=click.Path(file_okay=False), help="a directory local repositories must lie under (repeatable; "
-              f"the environment variable takes a {os.pathsep!r}-separated list)")
 @click.option("--verify/--no-verify", default=True, help="check that git can read it now")
-@cache_option
-def repo_add(mongo, location, name, description, roots, verify, cache_dir):
-    """Allow workers to pull from LOCATION: a git URL, or a local path under an allowed root."""
-    doc = _registry(mongo, cache_dir, tuple(roots)).add_repo(_cli_user(), location, name=name,
-                                                             description=description, verify=verify)
-    click.echo(f"added repository {doc['_id']}: {doc['url']}")
+@api_options
+def repo_add(location, name, description, verify, server_url, token, data_dir):
+    """Allow workers to pull from LOCATION: a git URL, or a local path under one of the server's --repo-root."""
+    body = {"location": location, "description": description, "verify": verify, **({"name": name} if name else {})}
+    doc = api_client(server_url, token, data_dir).post("/repos", body)
+    click.echo(f"added repository {doc['name']}: {doc['url']}")
 
 
 @repo_group.command("list")
-@mongo_option
 @json_option
-def repo_list(mongo, as_json):
+@api_options
+def repo_list(as_json, server_url, token, data_dir):
     """List the registered repositories."""
-    repos = _registry(mongo).list_repos()
+    repos = api_client(server_url, token, data_dir).get("/repos")["items"]
     if as_json:
-        click.echo(json.dumps([{"name": r["_id"], **_plain(r)} for r in repos], indent=2))
+        click.echo(json.dumps(repos, indent=2))
         return
     for r in repos:
-        click.echo(f"{r['_id']:<20} {r['kind']:<5} {r['url']}  {r.get('description', '')}".rstrip())
-
+        click.echo(f"{r['name']:<20} {r['kind']:<5} {r['url']}  {r.get('description', '')}".rstrip())

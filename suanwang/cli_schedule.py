@@ -9,13 +9,9 @@ import json
 
 import click
 
-from suanwang import settings
-from suanwang.cli_common import Group, api_options
+from suanwang.cli_common import Group, api_client, api_options
 
-def _client(server_url: str, token: str | None, data_dir: str):
-    from suanwang.client import Client
-
-    return Client(server_url, token or settings.read_token(data_dir))
+_client = api_client
 
 
 def _parse_value(text: str):

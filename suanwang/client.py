@@ -11,11 +11,11 @@ FINAL = {"succeeded", "failed", "cancelled"}
 
 
 class Client:
-    def __init__(self, base_url: str, token: str | None, timeout: float = 30):
+    def __init__(self, base_url: str, token: str | None, timeout: float = 30, origin: str = ""):
         if not token:
-            raise Unauthorized("no API token: pass --token, set SUANWANG_TOKEN, or run `suanwang up` "
-                               "(it writes ~/.suanwang/admin.token)")
+            raise Unauthorized("no API token: pass --token or set SUANWANG_TOKEN")
         self.base = base_url.rstrip("/") + "/api/v1"
+        self.origin = origin  # where the URL came from, for the error message
         self.session = requests.Session()
         self.session.headers["Authorization"] = f"Bearer {token}"
         self.timeout = timeout
@@ -24,8 +24,9 @@ class Client:
         try:
             resp = self.session.request(method, self.base + path, json=body, timeout=self.timeout)
         except requests.ConnectionError:
-            raise SuanwangError(f"cannot reach the server at {self.base} (is `suanwang server` or "
-                                "`suanwang up` running? --server-url)") from None
+            where = f" ({self.origin})" if self.origin else ""
+            raise SuanwangError(f"cannot reach the server at {self.base}{where}: is `suanwang server` or "
+                                "`suanwang up` running?") from None
         if resp.status_code >= 400:
             try:
                 err = resp.json()["error"]

@@ -55,10 +55,26 @@ def default_map(commands: list[str], explicit: str | None = None) -> dict:
     return result
 
 
-def read_token(data_dir: str | os.PathLike | None) -> str | None:
-    """The admin token ``suanwang up`` wrote, if any."""
-    path = Path(data_dir or DEFAULT_DATA_DIR) / "admin.token"
+#: Files ``suanwang up`` keeps in its data directory for the other commands to find it.
+TOKEN_FILE, SERVER_FILE = "admin.token", "server.url"
+
+
+def data_dir_path(data_dir: str | os.PathLike | None) -> Path:
+    return Path(data_dir or DEFAULT_DATA_DIR).expanduser()
+
+
+def _read(path: Path) -> str | None:
     try:
         return path.read_text().strip() or None
     except OSError:
         return None
+
+
+def read_token(data_dir: str | os.PathLike | None) -> str | None:
+    """The admin token ``suanwang up`` wrote, if any."""
+    return _read(data_dir_path(data_dir) / TOKEN_FILE)
+
+
+def read_server_url(data_dir: str | os.PathLike | None) -> str | None:
+    """The URL of the server a ``suanwang up`` with this data directory runs, if any."""
+    return _read(data_dir_path(data_dir) / SERVER_FILE)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import shlex
 import signal
 import socket
 import subprocess
@@ -99,9 +100,22 @@ def wait_healthy(url: str, child: Child, timeout: float = 60) -> None:
     raise SuanwangError(f"the server did not answer {url}/api/v1/healthz within {timeout:.0f}s; see {child.log_path}")
 
 
+def client_url(host: str, port: int) -> str:
+    """The URL other commands on this machine use (a wildcard listen address is reached on loopback)."""
+    shown = "127.0.0.1" if host in ("", "0.0.0.0", "::") else f"[{host}]" if ":" in host else host
+    return f"http://{shown}:{port}"
+
+
+def other_shell_lines(data_dir: Path, url: str) -> list[str]:
+    """What another shell exports to use this `up` (the CLI also finds both in DATA_DIR by itself)."""
+    return [f"export SUANWANG_DATA_DIR={shlex.quote(str(data_dir))}",
+            f"export SUANWANG_SERVER={url}",
+            f"export SUANWANG_TOKEN=\"$(cat {shlex.quote(str(data_dir / 'admin.token'))})\""]
+
+
 def run_up(data_dir: Path, port: int, mongo_uri: str | None, host: str, bind_ip: str, concurrency: int | None,
-           worker_name: str | None, echo=print) -> int:
-    data_dir = data_dir.expanduser()
+           worker_name: str | None, echo=print, repo_roots=()) -> int:
+    data_dir = data_dir.expanduser().resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
     logs = data_dir / "logs"
     logs.mkdir(exist_ok=True)
@@ -126,18 +140,25 @@ def run_up(data_dir: Path, port: int, mongo_uri: str | None, host: str, bind_ip:
     env = {**os.environ, "SUANWANG_MONGO_URI": mongo_uri, "SUANWANG_ADMIN_TOKEN": token,
            "PYTHONUNBUFFERED": "1"}
     py = [sys.executable, "-m", "suanwang"]
-    server = Child("server", py + ["server", "--host", host, "--port", str(port)], env, logs / "server.log")
+    roots = [arg for root in repo_roots for arg in ("--repo-root", str(Path(root).expanduser().resolve()))]
+    server = Child("server", py + ["server", "--host", host, "--port", str(port), *roots], env,
+                   logs / "server.log")
     worker_argv = py + ["worker"] + (["--concurrency", str(concurrency)] if concurrency else []) + \
         (["--name", worker_name] if worker_name else [])
     worker = Child("worker", worker_argv, {**env, "SUANWANG_MONGO_URI": worker_uri}, logs / "worker.log")
     children = [server, worker]
     try:
         server.start()
-        url = f"http://{host}:{port}"
+        url = client_url(host, port)
         wait_healthy(url, server)
+        (data_dir / "server.url").write_text(url + "\n")
         worker.start()
         shown_host = socket.gethostname() if bind_ip not in ("127.0.0.1", "localhost") else "127.0.0.1"
+        from web.assets import missing_note
+
         echo("")
+        if missing_note():
+            echo(missing_note())
         echo("Suanwang is up.")
         echo(f"  web pages and API : {url}/  (API under {url}/api/v1)")
         echo(f"  admin token       : {token}")
@@ -148,6 +169,9 @@ def run_up(data_dir: Path, port: int, mongo_uri: str | None, host: str, bind_ip:
             echo(f"                      (user suanwang-worker; all passwords in {mongo.credentials_path})")
         echo(f"  add a worker      : suanwang worker --mongo '{shown_uri}'")
         echo(f"  logs              : {logs}")
+        echo("In another shell (`suanwang` finds this server by itself when it uses the same data directory):")
+        for line in other_shell_lines(data_dir, url):
+            echo(f"  {line}")
         echo("Press Ctrl-C to stop.")
         while not stopping:
             for child in children:

@@ -41,10 +41,18 @@ def test_up_serves_runs_tasks_and_stops_cleanly(tmp_path):
         wait_for(lambda: http.get(f"http://127.0.0.1:{port}/api/v1/tasks/{task_id}").json()["status"]
                  == "succeeded", 60, what="the task")
         assert http.get(f"http://127.0.0.1:{port}/api/v1/tasks/{task_id}").json()["result"] == "hi"
-        out = subprocess.run([sys.executable, "-m", "suanwang", "submit", "echo", "42", "--wait", "--data-dir",
-                              str(tmp_path / "data"), "--server-url", f"http://127.0.0.1:{port}"],
-                             capture_output=True, text=True, env=env, timeout=60)
+        # another shell with the printed export lines needs no flag at all
+        exports = re.findall(r"^\s*(export SUANWANG_\w+=.*)$", text, re.M)
+        assert [e.split("=")[0] for e in exports] == ["export SUANWANG_DATA_DIR", "export SUANWANG_SERVER",
+                                                      "export SUANWANG_TOKEN"], text
+        script = "\n".join(exports + [f"{sys.executable} -m suanwang submit echo 42 --wait"])
+        shell_env = {k: v for k, v in env.items() if not k.startswith("SUANWANG_")}
+        out = subprocess.run(["bash", "-c", script], capture_output=True, text=True, env=shell_env, timeout=60)
         assert out.returncode == 0 and json.loads(out.stdout) == 42, out.stderr
+        # and the data directory alone (flag) is enough too: up left the server URL there
+        out = subprocess.run([sys.executable, "-m", "suanwang", "submit", "echo", "43", "--wait", "--data-dir",
+                              str(tmp_path / "data")], capture_output=True, text=True, env=shell_env, timeout=60)
+        assert out.returncode == 0 and json.loads(out.stdout) == 43, out.stderr
     finally:
         # Ctrl-C
         os.killpg(proc.pid, signal.SIGINT)

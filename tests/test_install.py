@@ -315,7 +315,9 @@ def test_firewall_rule_set(tmp_path):
     rules = (tmp_path / "etc/firewall.nft").read_text()
     assert "elements = { 10.231.9.0/24, 203.0.113.7/32 }" in rules
     assert "elements = { 2001:db8::/32 }" in rules
-    assert "tcp dport 27019 jump mongo" in rules  # the MongoDB port, not anything else
+    assert "tcp dport 27019 jump mongo" in rules  # the MongoDB port,
+    assert "tcp dport 8099 jump mongo" in rules and "8099 admits only the listed networks" in out  # and the web port
+    assert rules.count("jump mongo") == 2  # nothing else
     assert 'iifname "lo" accept' in rules and "counter drop" in rules
     assert "nft -f" in out and "not loaded" in out  # written, not applied without --apply-firewall
     fw = unit(tmp_path / "units/suanwang-firewall.service")
@@ -332,6 +334,17 @@ def test_firewall_rule_set(tmp_path):
                 assert check.returncode == 0, check.stderr
             finally:
                 subprocess.run([ip, "netns", "del", ns], capture_output=True)
+
+
+def test_the_web_port_is_left_open_only_when_asked(tmp_path):
+    out = ok(SERVER, *server_args(tmp_path, "--firewall-allow", "10.231.9.0/24", "--firewall-open-web")).stdout
+    rules = (tmp_path / "etc/firewall.nft").read_text()
+    assert "tcp dport 27019 jump mongo" in rules and "8099" not in rules
+    assert "8099 stays open to everyone" in out and "TLS" in out
+    # a re-run without the flag restricts it again (the choice is explicit each time)
+    out = ok(SERVER, *server_args(tmp_path, "--firewall-allow", "10.231.9.0/24")).stdout
+    assert "tcp dport 8099 jump mongo" in (tmp_path / "etc/firewall.nft").read_text()
+    assert f"updated {tmp_path / 'etc/firewall.nft'}" in out
 
 
 def test_units_pass_systemd_analyze_verify(tmp_path):

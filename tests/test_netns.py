@@ -318,8 +318,11 @@ def test_three_hosts_run_tasks_and_the_firewall_admits_only_the_allowed_network(
     counter = lab.exec("db", ["nft", "list", "chain", "inet", "suanwang", "mongo"]).stdout
     assert "counter packets 0 " not in counter, counter  # dropped by our rule, not lost on the way
     assert lab.helper("ok", "connect", HOSTS["db"], str(MONGO_PORT), check=False).returncode == 0
-    # the HTTP port is not guarded by this rule set
-    assert lab.helper("out", "http", health, check=False).stdout.strip() == "200"
+    # the web/API port is guarded too (the default; --firewall-open-web leaves it open): the allowed
+    # network reaches /healthz, the outside host does not
+    assert f"tcp dport {HTTP_PORT} jump mongo" in ruleset
+    assert lab.helper("ok", "http", health, check=False).stdout.strip() == "200"
+    assert lab.helper("out", "connect", HOSTS["db"], str(HTTP_PORT), check=False).returncode == 1
 
     # tasks published on the db host run on both other hosts (through the firewall)
     def state() -> dict:

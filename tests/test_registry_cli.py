@@ -1,4 +1,4 @@
-"""``suanwang function …`` and ``suanwang repo …`` against a real MongoDB and git repository."""
+"""``suanwang function …`` and ``suanwang repo …`` through a real server, MongoDB and git repository."""
 from __future__ import annotations
 
 import json
@@ -9,6 +9,7 @@ import sys
 from click.testing import CliRunner
 
 from suanwang.cli_registry import function_group, repo_group
+from tests.apiserver import ADMIN_TOKEN, api, start  # noqa: F401 (api: a fixture)
 from tests.test_registry import calc_files, commit, git, make_repo
 
 
@@ -17,12 +18,20 @@ def run(group, args, env=None):
     return result.exit_code, result.output
 
 
-def test_register_list_show_from_the_command_line(db_uri, tmp_path):
-    # Given a repository under an allowed root,
+def test_register_list_show_from_the_command_line(store, db_uri, db_name, tmp_path):
+    # Given a repository under one of the server's repository roots,
     repo = make_repo(tmp_path / "repos" / "funcs", calc_files("v1"), tag="v1")
     commit(repo, calc_files("v2"), tag="v2")
-    env = {"SUANWANG_MONGO_URI": db_uri, "SUANWANG_CACHE_DIR": str(tmp_path / "cache"),
-           "SUANWANG_REPO_ROOTS": str(tmp_path / "repos")}
+    api = start(store, db_uri, db_name, repo_roots=(str(tmp_path / "repos"),),
+                registry_cache_dir=str(tmp_path / "cache"))
+    try:
+        _register_list_show(api, repo, tmp_path)
+    finally:
+        api.server.stop()
+
+
+def _register_list_show(api, repo, tmp_path):
+    env = {"SUANWANG_SERVER": api.base, "SUANWANG_TOKEN": ADMIN_TOKEN, "SUANWANG_DATA_DIR": str(tmp_path / "none")}
     # when an admin adds it and registers two versions,
     assert run(repo_group, ["add", str(repo), "--description", "tests"], env)[0] == 0
     code, out = run(repo_group, ["list"], env)
@@ -56,11 +65,16 @@ def test_register_list_show_from_the_command_line(db_uri, tmp_path):
     assert code == 2 and "unknown function 'nope'" in out
 
 
-def test_the_suanwang_command_mounts_the_groups(db_uri):
-    env = {**os.environ, "SUANWANG_MONGO_URI": db_uri}
+def test_the_suanwang_command_mounts_the_groups(api, tmp_path):
+    env = {**os.environ, "SUANWANG_SERVER": api.base, "SUANWANG_TOKEN": api.tokens["business"],
+           "SUANWANG_DATA_DIR": str(tmp_path)}
     out = subprocess.run([sys.executable, "-m", "suanwang", "function", "list"], env=env, capture_output=True,
                          text=True, timeout=60)
-    assert out.returncode == 0 and "0 version(s)" in out.stdout, out.stderr
+    assert out.returncode == 0 and "0 registered version(s)" in out.stdout and "echo" in out.stdout, out.stderr
+    # roles are the server's: a business user may not add a repository
+    out = subprocess.run([sys.executable, "-m", "suanwang", "repo", "add", str(tmp_path)], env=env,
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2 and "403" in out.stderr, out.stderr
     out = subprocess.run([sys.executable, "-m", "suanwang", "repo", "--help"], capture_output=True, text=True,
                          timeout=60)
     assert "add" in out.stdout and "list" in out.stdout

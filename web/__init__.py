@@ -24,4 +24,4 @@ from scheduler.auth import STORE_KEY  # noqa: F401,E402  (where the app keeps it
 
 bp = Blueprint("web", __name__, template_folder="templates", static_folder="static", static_url_path="/assets")
 
-from web import actions, data, pages, pages_data  # noqa: E402,F401  (routes register on bp)
+from web import actions, data, display, pages, pages_data  # noqa: E402,F401  (routes register on bp)

@@ -5,6 +5,7 @@ from flask import abort, flash, jsonify, redirect, request, url_for
 
 from fsm.errors import SuanwangError
 from fsm import rights
+from fsm.states import ACTION_TARGETS
 from scheduler import service
 from web import bp
 from web.session import can, local_path, login_required, store, user
@@ -12,10 +13,12 @@ from web.session import can, local_path, login_required, store, user
 MAX_SELECTED = 1000
 
 
-#: Page action -> the right it needs (``fsm.rights``); each task then goes through the service.
+#: Page action (the actions of ``fsm.states``; which apply to a task is the FSM's call) -> the right
+#: it needs (``fsm.rights``); each task then goes through the service.
 ACTION_RIGHTS = {"priority": "change_task", "enable": "change_task", "disable": "change_task",
                  "requeue": "change_task", "cancel": "cancel_task_own"}
-TASK_ACTIONS = set(ACTION_RIGHTS)
+assert set(ACTION_RIGHTS) == set(ACTION_TARGETS), "every FSM action needs a right"
+TASK_ACTIONS = set(ACTION_TARGETS)
 
 
 def _apply(action: str, task_id: str, priority: int | None, who: dict) -> None:

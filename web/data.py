@@ -5,6 +5,7 @@ from datetime import datetime, timedelta, timezone
 
 from flask import abort, jsonify, request
 
+from fsm.states import actions_allowed
 from fsm.store import server_now
 from web import bp
 from web.session import can, login_required, store, user
@@ -28,7 +29,8 @@ def tasks_table():
     rows = [{"id": d["_id"], "function": d["function"], "version": d.get("version"), "status": d["status"],
              "priority": d["priority"], "is_enabled": d.get("is_enabled", True), "user": d.get("submitted_by"),
              "created_at": d["created_at"].isoformat() if d.get("created_at") else None,
-             "workers": ", ".join(d.get("workers") or []), "reason": d.get("reason")} for d in docs]
+             "workers": ", ".join(d.get("workers") or []), "reason": d.get("reason"),
+             "actions": actions_allowed(d["status"])} for d in docs]
     return jsonify({"draw": table.draw, "recordsTotal": total, "recordsFiltered": filtered, "data": rows})
 
 

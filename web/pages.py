@@ -34,7 +34,7 @@ def login_post():
         who = store().users.by_password(request.form.get("name", ""), request.form.get("password", ""))
     except Unauthorized as exc:
         flash(exc.message, "danger")
-        return render_template("login.html", next=request.form.get("next", "/")), 401
+        return render_template("login.html", next=request.form.get("next", "/"), name=request.form.get("name", "")), 401
     session.clear()
     session["user"] = who["_id"]
     session.permanent = True

@@ -10,6 +10,7 @@ import re
 from dataclasses import dataclass
 
 from fsm.states import Status
+from fsm.store.filters import ran_on
 
 #: DataTables column -> (stored field, direction of the created_at tie-break relative to the field's),
 #: shaped like the indexes in ``fsm.store.schema`` so that MongoDB walks an index and never sorts in memory:
@@ -53,9 +54,11 @@ def parse_tasks(args, own_only: str | None) -> TableQuery:
         if status not in {s.value for s in Status}:
             raise BadRequest(f"unknown status {status!r}")
         query["status"] = status
-    for arg, field in (("function", "function"), ("worker", "workers"), ("user", "submitted_by")):
+    for arg, field in (("function", "function"), ("user", "submitted_by")):
         if args.get(arg):
             query[field] = args[arg]
+    if args.get("worker"):
+        query.update(ran_on(args["worker"]))
     if own_only:
         query["submitted_by"] = own_only
     search = (args.get("search[value]") or "").strip()

@@ -196,6 +196,11 @@ class EmbeddedMongo:
                         direct.close()
                         direct = self._control_client(authenticated=False)
                         continue
+                    if exc.code == 23 and not hello.get("setName"):
+                        # initiated under another address (a restored copy): this node is not in its
+                        # own config, so hello names no set; point the set at this address
+                        self._readvertise(direct, f"{self.host}:{self.port}")
+                        continue
                     if exc.code not in (23, 94):  # AlreadyInitialized, NotYetInitialized
                         raise EmbeddedMongoError(f"replica set initiation failed: {exc}") from exc
                 except PyMongoError:

@@ -86,6 +86,10 @@ TASK_INDEXES = [
     IndexModel([("created_at", DESCENDING)], name="created"),
     IndexModel([("priority", DESCENDING), ("created_at", DESCENDING)], name="priority_created"),
     IndexModel([("workers", ASCENDING), ("created_at", DESCENDING)], name="worker_created"),
+    # the ?worker= filter: every attempt that ran there, failed ones and earlier rounds' included
+    IndexModel([("attempts.worker", ASCENDING), ("created_at", DESCENDING)], name="attempt_worker_created"),
+    IndexModel([("previous_attempts.worker", ASCENDING), ("created_at", DESCENDING)],
+               name="previous_attempt_worker_created", sparse=True),
     IndexModel([("schedule_id", ASCENDING), ("scheduled_for", DESCENDING)], name="schedule_runs",
                partialFilterExpression={"schedule_id": {"$exists": True}}),
     # Sparse, not partial: unfinished tasks have no finished_at, and a plain range query can use it.
