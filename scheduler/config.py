@@ -90,6 +90,17 @@ class ServerConfig:
     #: Highest priority a role may give a task it publishes, schedules or re-prioritises ({role: cap}).
     priority_caps: dict = field(default_factory=lambda: dict(DEFAULT_PRIORITY_CAPS))
 
+    #: Retention (``scheduler.retention``): finished tasks older than this many days leave
+    #: ``tasks`` (None: kept for ever), moved to ``tasks_archive`` or deleted (``retention_mode``);
+    #: finished tasks keep their newest ``history_cap`` history entries and ``attempts_cap`` attempts.
+    retention_days: float | None = None
+    retention_mode: str = "archive"
+    history_cap: int = 100
+    attempts_cap: int = 20
+    #: Period of the retention job, and the most tasks it moves per batch.
+    retention_every_s: float = 60.0
+    retention_batch: int = 1000
+
     def validate(self) -> "ServerConfig":
         """Raise ``ConfigError`` naming the first bad setting; return self."""
         if not isinstance(self.mongo_uri, str) or not self.mongo_uri.startswith(("mongodb://", "mongodb+srv://")):
@@ -115,6 +126,17 @@ class ServerConfig:
             value = getattr(self, name)
             if value not in (None, "") and (not isinstance(value, str) or len(value) < 8):
                 raise ConfigError(f"{name} must be a string of at least 8 characters when given")
+        if self.retention_days is not None and (isinstance(self.retention_days, bool) or not isinstance(
+                self.retention_days, (int, float)) or not self.retention_days > 0):
+            raise ConfigError(f"retention_days must be a positive number of days, got {self.retention_days!r}")
+        if self.retention_mode not in ("archive", "delete"):
+            raise ConfigError(f"retention_mode must be archive or delete, got {self.retention_mode!r}")
+        _int(self, "history_cap", 1, 1 << 20)
+        _int(self, "attempts_cap", 1, 1 << 20)
+        _int(self, "retention_batch", 1, 100_000)
+        if isinstance(self.retention_every_s, bool) or not isinstance(self.retention_every_s, (int, float)) \
+                or not self.retention_every_s > 0:
+            raise ConfigError(f"retention_every_s must be a positive number of seconds, got {self.retention_every_s!r}")
         caps = self.priority_caps
         if not isinstance(caps, dict) or not all(isinstance(r, str) and isinstance(c, int) and not isinstance(c, bool)
                                                  for r, c in caps.items()):

@@ -155,6 +155,9 @@ class Server:
             from scheduler import data_retention
 
             data_retention.install(self.leader, config)
+            from scheduler import retention
+
+            retention.install(self.leader, retention.RetentionPolicy.from_server_config(config))
         self._first = listeners(self.http)[0]
         self._thread: threading.Thread | None = None
         self._stopping = threading.Event()

@@ -18,7 +18,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-from fsm.errors import Conflict, Forbidden, SuanwangError, ValidationError
+from fsm.errors import Conflict, Forbidden, SuanwangError, TaskNotFound, ValidationError
 from fsm.states import Status
 from fsm.store import Store, server_now
 from fsm.store.filters import ran_on
@@ -201,8 +201,12 @@ def _int_arg(args: dict, name: str, default: int, lo: int, hi: int) -> int:
 
 
 def get_task(store: Store, task_id: str, user: dict) -> dict:
-    """The whole task: status, result, error, reason, history, attempts (404 / 403)."""
-    task = store.tasks.get(task_id)
+    """The whole task: status, result, error, reason, history, attempts (404 / 403); a task moved to
+    the archive by retention is found there (``archived: true``)."""
+    try:
+        task = store.tasks.get(task_id)
+    except TaskNotFound:
+        task = {**store.retention.get(task_id), "archived": True}
     _check_visible(user, task)
     return task
 

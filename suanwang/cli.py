@@ -128,9 +128,13 @@ def mongo(data_dir, port, bind_ip, no_auth):
 @click.option("--priority-cap", "priority_caps", multiple=True, envvar="SUANWANG_PRIORITY_CAPS", metavar="ROLE=N",
               help="highest priority ROLE may set (repeatable; default business=100 general=100; "
               "ROLE=none lifts a cap)")
+@click.option("--retention-days", type=float, envvar="SUANWANG_RETENTION_DAYS",
+              help="finished tasks older than this leave the tasks collection (default: kept)")
+@click.option("--retention-mode", type=click.Choice(["archive", "delete"]), default=server_default("retention_mode"),
+              show_default=True, envvar="SUANWANG_RETENTION_MODE", help="move them to tasks_archive, or delete them")
 def server(mongo, host, port, threads, admin_token, no_scheduler, smtp_host, smtp_port, smtp_user, smtp_password,
            smtp_tls, mail_from, metrics_token, max_data_bytes, data_quota_bytes, data_retention_days, repo_roots,
-           priority_caps):
+           priority_caps, retention_days, retention_mode):
     """The control center: HTTP API, web pages and periodic jobs (one scheduler per network)."""
     from scheduler.config import ServerConfig
     from scheduler.server import serve
@@ -151,6 +155,7 @@ def server(mongo, host, port, threads, admin_token, no_scheduler, smtp_host, smt
                                 run_scheduler=not no_scheduler, smtp_host=smtp_host, smtp_port=smtp_port,
                                 smtp_user=smtp_user, smtp_password=smtp_password, smtp_tls=smtp_tls,
                                 mail_from=mail_from, metrics_token=metrics_token, **data,
+                                retention_days=retention_days, retention_mode=retention_mode,
                                 repo_roots=tuple(str(Path(r).expanduser().resolve()) for r in repo_roots),
                                 priority_caps=_priority_caps(priority_caps)),
                  ready=ready))

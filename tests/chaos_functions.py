@@ -32,6 +32,28 @@ def pid_sleep(path: str, seconds: float = 60.0):
     return "slept"
 
 
+def stamped_sleep(folder: str, seconds: float = 30.0):
+    """Sleep, writing ``time.time()`` to ``folder/<worker>-<pid>`` every 20 ms: the file's first and
+    last lines say when this execution started and when it last ran (killed or not)."""
+    path = Path(folder) / f"{os.environ.get('CHAOS_WORKER', '?')}-{os.getpid()}"
+    end = time.monotonic() + seconds
+    with open(path, "a") as out:
+        while time.monotonic() < end:
+            out.write(f"{time.time():.3f}\n")
+            out.flush()
+            time.sleep(0.02)
+    return os.environ.get("CHAOS_WORKER", "?")
+
+
+def tally(folder: str, n: int, seconds: float = 0.05):
+    """Note one execution of task ``n`` (a line in this process's own file), then sleep: the files
+    count every execution, also those whose claim a failover rolled back."""
+    with open(Path(folder) / f"{os.environ.get('CHAOS_WORKER', '?')}-{os.getpid()}", "a") as out:
+        out.write(f"{n}\n")
+    time.sleep(seconds)
+    return n
+
+
 def broken_on(bad: str, seconds: float = 0.0):
     """Fails on the worker named ``bad`` (a broken machine), succeeds everywhere else."""
     time.sleep(seconds)

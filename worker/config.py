@@ -23,6 +23,8 @@ POLL_MAX_S = 1.0
 DRAIN_TIMEOUT_S = 30.0
 DISTINCT_GRACE_S = 30.0
 SAMPLE_EVERY_S = 10.0
+#: the shortest MongoDB call timeout (a loaded machine answers slower than a short heartbeat)
+MIN_IO_TIMEOUT_S = 1.0
 QUARANTINE_FAILURES = 3
 QUARANTINE_COOLDOWN_S = 300.0
 DEFAULT_CACHE_DIR = str(Path.home() / ".suanwang" / "cache")
@@ -146,6 +148,24 @@ class WorkerConfig:
         if not isinstance(self.burst, bool):
             raise ConfigError(f"burst must be true or false, got {self.burst!r}")
         return self
+
+    def io_timeout_s(self) -> float:
+        """How long one MongoDB call may block: under half a lease, so the heartbeat can still renew
+        after a failed call, and about one heartbeat, so a lost connection shows within two."""
+        return min(self.lease_s / 2, max(self.heartbeat_s, MIN_IO_TIMEOUT_S))
+
+    def mongo_timeouts(self) -> dict:
+        """The worker's MongoDB client options: no call blocks without end (socket, connect and
+        server selection all time out within ``io_timeout_s``); the driver checks the replica set
+        twice a second, so a new primary is found soon after it is writable."""
+        io_ms = int(self.io_timeout_s() * 1000)
+        return {"socketTimeoutMS": io_ms, "connectTimeoutMS": io_ms, "serverSelectionTimeoutMS": io_ms,
+                "heartbeatFrequencyMS": 500}
+
+    def fence_margin_s(self) -> float:
+        """How long before its lease ends (by this machine's monotonic clock) an attempt that could
+        not be renewed is killed, so two machines never run it at once."""
+        return min(self.heartbeat_s, self.lease_s / 4)
 
     def quarantine_policy(self):
         from fsm.health import HealthPolicy

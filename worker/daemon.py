@@ -45,6 +45,7 @@ from worker.config import WorkerConfig
 from worker import upstream
 from worker.datacache import DataCache
 from worker.executor import Executor, Outcome
+from worker.fence import Fence
 from worker.health import HealthTracker
 from worker.heartbeat import Heartbeat
 from worker.live import LiveReporter
@@ -57,34 +58,38 @@ A = AttemptState
 IDLE_START_S = 0.05
 #: Backoff after a MongoDB error: from, to.
 RETRY_START_S, RETRY_MAX_S = 0.2, 5.0
-#: The daemon's own client: fail a round trip fast when mongod is away, then retry.
-SERVER_SELECTION_MS = 5_000
 #: Outcomes of one slot being written while it runs its next attempt.
 FINISH_DEPTH = 2
 
 
 class Trouble:
-    """Says once that MongoDB is unreachable, and once that it is back."""
+    """Says once that MongoDB is unreachable, and once that it is back, timed from the last success
+    (the first error is logged only after a call timed out, well after the connection was lost)."""
 
     def __init__(self):
-        self._since: float | None = None
+        self._since: float | None = None  # the last success before the current trouble
+        self._last_ok = time.monotonic()
         self._lock = threading.Lock()
 
     def failed(self, what: str, exc: Exception) -> None:
         with self._lock:
-            first, self._since = self._since is None, self._since or time.monotonic()
+            first = self._since is None
+            if first:
+                self._since = self._last_ok
         if first:
-            log.warning("MongoDB error in %s (%s: %s); retrying with backoff", what, type(exc).__name__,
-                        str(exc).split(",")[0][:200])
+            log.warning("MongoDB error in %s (%s: %s), %.1f s after the last successful call; retrying with "
+                        "backoff", what, type(exc).__name__, str(exc).split(",")[0][:200],
+                        time.monotonic() - self._since)
         else:
             log.debug("MongoDB still failing in %s: %s", what, exc)
 
     def ok(self) -> None:
+        self._last_ok = time.monotonic()
         if self._since is not None:
             with self._lock:
                 since, self._since = self._since, None
             if since is not None:
-                log.info("MongoDB reachable again after %.1f s", time.monotonic() - since)
+                log.info("MongoDB reachable again after %.1f s", self._last_ok - since)
 
 
 def _transient(exc: PyMongoError) -> bool:
@@ -97,8 +102,8 @@ class Daemon:
     def __init__(self, config: WorkerConfig, store: Store | None = None):
         self.config = config.validate()
         self._own_store = store is None
-        self.store = store or Store(database(config.mongo_uri, config.db_name,
-                                             serverSelectionTimeoutMS=SERVER_SELECTION_MS), create_indexes=False)
+        self.store = store or Store(database(config.mongo_uri, config.db_name, **config.mongo_timeouts()),
+                                    create_indexes=False)
         self.claimant = Claimant(name=config.name, host=socket.gethostname(), gpus=config.gpus,
                                  mem_gb=config.mem_gb, tags=config.tags,
                                  lease_s=config.lease_s, distinct_grace_s=config.distinct_grace_s)
@@ -110,6 +115,8 @@ class Daemon:
         self.health = HealthTracker(config.name, config.quarantine_policy())
         self.live = LiveReporter(self)
         self.trouble = Trouble()
+        self.fence = Fence(config.lease_s, config.fence_margin_s(), self._fence_expired)
+        self._fenced: dict[str, str] = {}  # attempts killed here by their own deadline -> why
         self._lock = threading.Lock()
         self._running: dict[str, tuple[str, int]] = {}  # attempt id -> (task id, slot)
         self._doomed: set[str] = set()  # attempts the store no longer counts as ours
@@ -168,6 +175,7 @@ class Daemon:
             if not self.start():
                 return 0
             self.heartbeat.start()
+            self.fence.start()
             self._threads = [threading.Thread(target=self._slot_loop, args=(i,), name=f"suanwang-slot-{i}",
                                               daemon=True) for i in range(self.config.concurrency)]
             for thread in self._threads:
@@ -233,6 +241,7 @@ class Daemon:
         self._stopping.set()
         self._finisher.shutdown(wait=True)
         self.heartbeat.stop()
+        self.fence.stop()
         self.executor.close()
         if self._started:
             self._set_state(OFFLINE)
@@ -305,7 +314,7 @@ class Daemon:
                     return
             else:
                 try:
-                    self._idle_wait(idle_s)
+                    self._idle_wait(min(idle_s, self.config.io_timeout_s() / 2))  # within the socket timeout
                 except Exception:
                     log.exception("slot %d: idle wait failed", slot)
                     self._stopping.wait(idle_s)
@@ -323,12 +332,14 @@ class Daemon:
             self._claim_gen[slot] = self._ended_gen
         handed_off = False
         try:
+            sent = time.monotonic()  # the lease the server sets starts after this
             claim = self.store.tasks.claim_next(self.claimant)
+            self.trouble.ok()
             if claim is None:
                 return False
-            self.trouble.ok()
             with self._lock:
                 self._running[claim.attempt_id] = (claim.task_id, slot)
+            self.fence.hold(claim.attempt_id, sent)
             try:
                 outcome = self._execute(slot, claim)
             except BaseException:
@@ -359,6 +370,7 @@ class Daemon:
             self._running.pop(claim.attempt_id, None)
             self._doomed.discard(claim.attempt_id)
             self._submitters.pop(claim.task_id, None)
+        self.fence.drop(claim.attempt_id)
 
     def _record(self, claim: Claim, outcome: Outcome, leave: bool) -> None:
         try:
@@ -407,6 +419,7 @@ class Daemon:
     def _finish(self, claim: Claim, outcome: Outcome) -> None:
         """Write the outcome, retrying while MongoDB is away, until it is stored or refused."""
         task_id, attempt_id = claim.task_id, claim.attempt_id
+        outcome = self._fenced_outcome(attempt_id, outcome)
         if outcome.state == A.CANCELLED:
             if not self._aborting.is_set():
                 log.info("task %s: attempt %s stopped (cancelled, or its lease was lost)", task_id, attempt_id)
@@ -537,6 +550,26 @@ class Daemon:
         # The server's priority caps are its own setting; children get the default ones.
         docs = service.publish(self.store, body, user, priority_caps=DEFAULT_PRIORITY_CAPS, parent=task_id)
         return [d["_id"] for d in docs] if isinstance(body, list) else docs[0]["_id"]
+    # ------------------------------------------------------- self-fencing
+    def _fence_expired(self, attempt_id: str, silent_s: float) -> None:
+        """The fence's deadline passed without a renewal: kill the attempt before its lease ends on
+        the server (another worker may get it then); it is recorded as lost once MongoDB answers."""
+        with self._lock:
+            if attempt_id not in self._running:
+                return
+            self._fenced[attempt_id] = (f"worker {self.config.name} could not renew its lease for {silent_s:.1f} s "
+                                        f"(lease {self.config.lease_s:g} s); killed by its own deadline")
+        if self.executor.kill(attempt_id, "lease could not be renewed"):
+            log.warning("attempt %s: no lease renewal for %.1f s; killed before its lease ends (self-fencing)",
+                        attempt_id, silent_s)
+
+    def _fenced_outcome(self, attempt_id: str, outcome: Outcome) -> Outcome:
+        """An attempt this worker fenced is reported as lost (retried at once), whatever it returned."""
+        with self._lock:
+            why = self._fenced.pop(attempt_id, None)
+        if why is None:
+            return outcome
+        return Outcome(A.LOST, error=why, logs=outcome.logs)
 
     # ------------------------------------------------- used by the heartbeat
     def running_ids(self) -> list[str]:

@@ -46,8 +46,10 @@ class Heartbeat:
         d, name = self.daemon, self.config.name
         running = d.running_ids()
         if running:
+            sent = time.monotonic()  # the renewed leases end lease_s after the server applied them
             self.store.tasks.renew_leases(name, self.config.lease_s)
             held = self.store.tasks.still_held(name, running)
+            d.fence.renewed(held, sent)
             for attempt_id in running:
                 if attempt_id not in held:  # cancelled, decided elsewhere, or reaped: stop it now
                     d.lost(attempt_id)

@@ -12,6 +12,7 @@ from fsm.store.locks import LockStore
 from fsm.store.machines import MachineStats
 from fsm.store.placement import PlacementReads
 from fsm.store.live import LiveReports
+from fsm.store.retention import Retention
 from fsm.store.schema import ensure_indexes
 from fsm.store.schedules import ScheduleStore
 from fsm.store.tasks import Claim, Claimant, TaskStore
@@ -32,6 +33,9 @@ class Store:
         self.users = UserStore(db)
         self.wakeups = Wakeups(db)
         self.placement = PlacementReads(db)
+        self.retention = Retention(db)
+        if create_indexes:
+            self.retention.ensure_indexes()
         self.machines = MachineStats(db)
         self.locks = LockStore(db)
         self.schedules = ScheduleStore(db)

@@ -12,14 +12,19 @@ from pymongo.write_concern import WriteConcern
 from fsm.errors import ConfigError
 
 DEFAULT_DB = "suanwang"
+#: The driver's replica-set monitoring: how often it asks each member, and how long it waits.
+FAILOVER_HEARTBEAT_MS, FAILOVER_CONNECT_MS = 500, 3_000
 
 
 def client(uri: str, **kwargs) -> MongoClient:
     """A client with retryable writes and reads and majority writes (nothing acknowledged is lost)."""
     if not uri or not uri.startswith(("mongodb://", "mongodb+srv://")):
         raise ConfigError(f"not a MongoDB URI: {uri!r} (expected mongodb://host:port/...)")
+    # heartbeatFrequencyMS and connectTimeoutMS: a frozen or dead primary is noticed (and calls
+    # on it interrupted) within a few seconds, and a newly elected one found within half a second.
     options = dict(retryWrites=True, retryReads=True, w="majority", tz_aware=True,
-                   serverSelectionTimeoutMS=30_000, appname="suanwang")
+                   serverSelectionTimeoutMS=30_000, connectTimeoutMS=FAILOVER_CONNECT_MS,
+                   heartbeatFrequencyMS=FAILOVER_HEARTBEAT_MS, appname="suanwang")
     options.update(kwargs)
     return MongoClient(uri, **options)
 

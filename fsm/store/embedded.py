@@ -140,6 +140,19 @@ class EmbeddedMongo:
         return self.bind_ip
 
     def start(self, timeout: float = 60) -> str:
+        """Run mongod and make it this single-node set's writable primary; returns the URI."""
+        self.launch()
+        try:
+            self._initiate(timeout)
+            if self.auth:
+                self.credentials = access.secure(self.control_host, self.port, self.credentials_path, self.db_name)
+        except BaseException:
+            self.stop()
+            raise
+        return self.uri
+
+    def launch(self) -> None:
+        """Run mongod only (a member of a larger set: ``fsm.store.replset`` initiates the set)."""
         binary = find_mongod()
         self.data_dir.mkdir(parents=True, exist_ok=True)
         log = self.data_dir / "mongod.log"
@@ -154,14 +167,6 @@ class EmbeddedMongo:
                                             start_new_session=True, preexec_fn=stop_with_parent)
         except OSError as exc:
             raise EmbeddedMongoError(f"cannot run {binary}: {exc}") from exc
-        try:
-            self._initiate(timeout)
-            if self.auth:
-                self.credentials = access.secure(self.control_host, self.port, self.credentials_path, self.db_name)
-        except BaseException:
-            self.stop()
-            raise
-        return self.uri
 
     def _initiate(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import timezone
 from typing import Any, Iterable
 
 from bson import ObjectId
@@ -26,6 +26,7 @@ from fsm.states import FINAL, LIVE, AttemptState, Status, check
 from fsm.lanes import lane_of
 from fsm.store.db import server_now
 from fsm.store.lanes import LaneStore
+from fsm.store.lease_fence import lease_live, why_refused
 from fsm.store.schema import CLAIM_INDEX
 from fsm.decide_deps import WAITING
 from fsm.store.spec import PRIORITY_RANGE, TaskSpec, _int
@@ -192,12 +193,12 @@ class TaskStore:
         """Prefer a task whose version this worker already has checked out, without starving any:
         only within the most urgent priority band, and never past a task waiting over a minute."""
         filt = self.claim_filter(who)
-        top = self.tasks.find_one(filt, {"function": 1, "version": 1, "priority": 1, "created_at": 1},
+        # The window is measured by the server's clock, inside the query: never this process's clock.
+        waited_long = {"$lt": ["$created_at", {"$subtract": ["$$NOW", PREFER_WINDOW_S * 1000]}]}
+        top = self.tasks.find_one(filt, {"function": 1, "version": 1, "priority": 1, "waited_long": waited_long},
                                   sort=CLAIM_SORT, hint=CLAIM_INDEX)
         if top is None or f"{top['function']}@{top.get('version')}" in who.prefer_versions \
-                or top.get("version") == "builtin":
-            return None
-        if _aware(top["created_at"]) < datetime.now(timezone.utc) - timedelta(seconds=PREFER_WINDOW_S):
+                or top.get("version") == "builtin" or top.get("waited_long"):
             return None
         pairs = [dict(zip(("function", "version"), fv.rsplit("@", 1))) for fv in who.prefer_versions]
         filt.update(priority=top["priority"], **{"$or": pairs})
@@ -253,7 +254,9 @@ class TaskStore:
     def renew_leases(self, worker: str, lease_s: float) -> int:
         """Extend the lease of every attempt this worker runs (server clock); returns tasks touched."""
         lease_ms = int(lease_s * 1000)
-        mine = {"$and": [{"$eq": ["$$a.worker", worker]}, {"$eq": ["$$a.state", AttemptState.RUNNING.value]}]}
+        # A lease that already passed is not revived: the worker has fenced that attempt itself.
+        mine = {"$and": [{"$eq": ["$$a.worker", worker]}, {"$eq": ["$$a.state", AttemptState.RUNNING.value]},
+                         {"$gt": ["$$a.lease_until", "$$NOW"]}]}
         res = self._fast.update_many(
             {"status": Status.RUNNING.value,
              "attempts": {"$elemMatch": {"worker": worker, "state": AttemptState.RUNNING.value}}},
@@ -274,9 +277,10 @@ class TaskStore:
         mine = {"worker": worker, "state": AttemptState.RUNNING.value}
         held = set()
         for doc in self.tasks.find({"status": Status.RUNNING.value, "attempts": {"$elemMatch": mine}},
-                                   {"attempts.id": 1, "attempts.worker": 1, "attempts.state": 1}):
+                                   {"attempts.id": 1, "attempts.worker": 1, "attempts.state": 1,
+                                    "attempts.lease_until": 1, "now": "$$NOW"}):
             held.update(a["id"] for a in doc["attempts"] if a["id"] in ids and a["worker"] == worker
-                        and a["state"] == AttemptState.RUNNING.value)
+                        and a["state"] == AttemptState.RUNNING.value and a["lease_until"] > doc["now"])
         return held
 
     def requeue_expired(self) -> int:
@@ -325,11 +329,17 @@ class TaskStore:
         """Record how an attempt ended and decide the task (retry, quorum, dispute).
 
         Raises ``LeaseLost`` when the attempt is no longer running (lease expired, task
-        cancelled or decided): the late result is dropped, nothing changes. ``result_ref``: the
+        cancelled or decided) or its lease time has passed by the server's clock, even before
+        housekeeping marks it lost: the late result is dropped, nothing changes. A ``lost`` end
+        (the worker fenced the attempt itself) is taken while the attempt still runs.
+        Returns a plan without a status change when this very end is already stored (an earlier
+        try's write happened and only its acknowledgement was lost). ``result_ref``: the
         result is stored in GridFS (``result`` is then None); ``permanent``: no retry can help.
         """
-        if AttemptState(state) == AttemptState.SUCCEEDED and self._succeed_single(task_id, attempt_id, result,
-                                                                                 logs, worker, result_ref):
+        state = AttemptState(state)
+        fence = None if state == AttemptState.LOST else lease_live(attempt_id)
+        if state == AttemptState.SUCCEEDED and self._succeed_single(task_id, attempt_id, result, logs, worker,
+                                                                    result_ref):
             plan = Plan(frm=Status.RUNNING, to=Status.SUCCEEDED, fields={"result": result, "result_ref": result_ref})
             self._settle(task_id, plan)
             return plan
@@ -337,13 +347,19 @@ class TaskStore:
             filt = {"_id": task_id, "attempts": {"$elemMatch": {"id": attempt_id, "state": "running"}}}
             if worker:
                 filt["attempts"]["$elemMatch"]["worker"] = worker
+            if fence:
+                filt["$expr"] = fence
             task = self.tasks.find_one(filt)
             if task is None or task["status"] != Status.RUNNING.value:
-                raise LeaseLost(f"attempt {attempt_id} of task {task_id} is no longer running here; "
-                                "its result was dropped")
-            plan = decide_attempt_end(task, attempt_id, AttemptState(state), result=result, error=error,
+                recorded, why = why_refused(self.tasks, task_id, attempt_id, state, result, error)
+                if recorded:
+                    log.info("%s", why)
+                    return Plan(frm=Status(task["status"]) if task else Status.RUNNING)
+                log.warning("%s", why)
+                raise LeaseLost(why)
+            plan = decide_attempt_end(task, attempt_id, state, result=result, error=error,
                                       traceback=traceback, logs=logs, result_ref=result_ref, permanent=permanent)
-            if self._write(task, plan, by=worker or "worker"):
+            if self._write(task, plan, by=worker or "worker", fence=fence):
                 self._settle(task_id, plan)
                 return plan
         raise Conflict(f"task {task_id} kept changing; gave up after {MAX_RACE_RETRIES} tries")
@@ -367,7 +383,7 @@ class TaskStore:
         entry = {"from": Status.RUNNING.value, "to": Status.SUCCEEDED.value, "at": "$$NOW", "by": lit(worker or "worker")}
         res = self.tasks.update_one(
             {"_id": task_id, "status": Status.RUNNING.value, "redundancy": 1, "quorum": 1,
-             "attempts": {"$elemMatch": match}},
+             "attempts": {"$elemMatch": match}, "$expr": lease_live(attempt_id)},
             [{"$set": {
                 "status": Status.SUCCEEDED.value, "result": lit(result), "result_ref": lit(result_ref),
                 "error": None, "reason": None,
@@ -437,8 +453,9 @@ class TaskStore:
         raise Conflict(f"task {task_id} kept changing; gave up after {MAX_RACE_RETRIES} tries")
 
     # ---------------------------------------------------------------- writes
-    def _write(self, task: dict, plan: Plan, by: str) -> bool:
-        """Apply a plan iff the task is still at the revision (and status) it was read at."""
+    def _write(self, task: dict, plan: Plan, by: str, fence: dict | None = None) -> bool:
+        """Apply a plan iff the task is still at the revision (and status) it was read at
+        (and, with ``fence``, that ``$expr`` still holds)."""
         stage: dict[str, Any] = {key: lit(value) for key, value in plan.fields.items()}
         stage["rev"] = {"$add": ["$rev", 1]}
         stage["updated_at"] = "$$NOW"
@@ -462,8 +479,10 @@ class TaskStore:
                 stage["finished_at"] = "$$NOW"
             if plan.to == Status.PENDING:
                 stage["run_after"] = {"$add": ["$$NOW", int((plan.delay_s or 0) * 1000)]}
-        res = self.tasks.update_one({"_id": task["_id"], "rev": task.get("rev", 0), "status": plan.frm.value},
-                                    [{"$set": stage}])
+        filt = {"_id": task["_id"], "rev": task.get("rev", 0), "status": plan.frm.value}
+        if fence:
+            filt["$expr"] = fence
+        res = self.tasks.update_one(filt, [{"$set": stage}])
         return res.modified_count == 1
 
     # ----------------------------------------------------------------- reads
