@@ -14,10 +14,10 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from bson import ObjectId
 from flask import Blueprint, current_app, jsonify, request
 
 from fsm.errors import ConfigError, Forbidden, ValidationError
+from fsm.store.driver import stored_id_text
 from fsm.store.users import has_role
 from registry.builtins import BUILTIN_VERSION, BUILTINS
 from registry.resolver import DEFAULT_CACHE_DIR
@@ -51,8 +51,7 @@ def _plain(doc: dict) -> dict:
     for key, value in doc.items():
         if key in ("_id", "serial"):
             continue
-        out[key] = value.isoformat() if isinstance(value, datetime) else str(value) if isinstance(
-            value, ObjectId) else value
+        out[key] = value.isoformat() if isinstance(value, datetime) else stored_id_text(value)
     return out
 
 

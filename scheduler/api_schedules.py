@@ -15,7 +15,6 @@ from __future__ import annotations
 
 from flask import Blueprint, jsonify, request
 
-from fsm.store import server_now
 from scheduler import schedules
 from scheduler.api import body
 from scheduler.auth import current_user, store
@@ -35,7 +34,7 @@ SUMMARIES = {
 
 
 def _now():
-    return server_now(store().db)
+    return store().now()
 
 
 @bp.get("/schedules")

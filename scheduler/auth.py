@@ -65,7 +65,7 @@ def _lookup() -> dict | None:
         return None
     if request.method not in SAFE_METHODS:
         _check_csrf()  # a browser session changes nothing through the API without the page's token
-    user = store().db.users.find_one({"_id": name}, SECRETS)
+    user = store().users.find(name)
     if user is None:  # the user was removed since logging in
         session.pop(SESSION_USER, None)
     return user

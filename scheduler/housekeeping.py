@@ -32,11 +32,9 @@ from typing import Callable
 
 from apscheduler.jobstores.mongodb import MongoDBJobStore
 from apscheduler.schedulers.background import BackgroundScheduler
-from pymongo import MongoClient, ReturnDocument
-from pymongo.errors import DuplicateKeyError, PyMongoError
-
-from fsm.store import Store, server_now
+from fsm.store import Store
 from fsm.store.db import client as mongo_client
+from fsm.store.driver import StoreError as PyMongoError
 
 log = logging.getLogger("suanwang.scheduler")
 #: ``locks`` document of the scheduler lease.
@@ -122,7 +120,7 @@ class Leader:
         self._valid_until = 0.0  # monotonic time until which our last renewal surely holds
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._jobs_client: MongoClient | None = None
+        self._jobs_client = None  # the job store's own MongoClient while leading
 
     @property
     def is_leader(self) -> bool:
@@ -131,18 +129,8 @@ class Leader:
     # ------------------------------------------------------------------ lease
     def try_acquire(self) -> bool:
         """Take the lease if it is free or expired, or renew ours (server clock); True while held."""
-        db = self.store.db
         asked = time.monotonic()
-        now = server_now(db)
-        try:
-            doc = db.locks.find_one_and_update(
-                {"_id": self.lock, "$or": [{"holder": self.holder}, {"expires_at": {"$lt": now}}]},
-                {"$set": {"holder": self.holder, "expires_at": now + timedelta(seconds=self.lease_s),
-                          "renewed_at": now}},
-                upsert=True, return_document=ReturnDocument.AFTER)
-        except DuplicateKeyError:
-            return False  # another holder's lease is live (our upsert lost to its document)
-        held = doc is not None and doc["holder"] == self.holder
+        held = self.store.locks.acquire(self.lock, self.holder, self.lease_s)
         if held:
             # Stop before the lease can expire on the server, even if renewals start failing.
             self._valid_until = asked + self.lease_s * 2 / 3
@@ -151,7 +139,7 @@ class Leader:
     def release(self) -> None:
         """Give the lease back (only if we hold it), so another server takes over at once."""
         try:
-            self.store.db.locks.delete_one({"_id": self.lock, "holder": self.holder})
+            self.store.locks.release(self.lock, self.holder)
         except PyMongoError as exc:
             log.warning("could not release the scheduler lease: %s", str(exc).split(",")[0][:200])
         self._valid_until = 0.0
@@ -186,14 +174,14 @@ class Leader:
         return thread is None or thread.is_alive()
 
     def _start_scheduler(self) -> None:
-        db = self.store.db
+        db_name = self.store.name
         self._jobs_client = mongo_client(self.uri, serverSelectionTimeoutMS=int(self.lease_s * 1000))
-        jobstore = JobStore(database=db.name, collection=JOBS_COLLECTION, client=self._jobs_client)
+        jobstore = JobStore(database=db_name, collection=JOBS_COLLECTION, client=self._jobs_client)
         scheduler = BackgroundScheduler(jobstores={"default": jobstore}, timezone="UTC",
                                         job_defaults={"coalesce": True, "max_instances": 1})
-        _stores[db.name] = self.store
+        _stores[db_name] = self.store
         scheduler.add_job(run_housekeeping, "interval", seconds=self.housekeeping_s, id=HOUSEKEEPING_JOB,
-                          args=[db.name, self.offline_after_s], replace_existing=True, coalesce=True,
+                          args=[db_name, self.offline_after_s], replace_existing=True, coalesce=True,
                           max_instances=1, misfire_grace_time=max(1, int(self.housekeeping_s * 5)))
         scheduler.start()
         self.scheduler = scheduler

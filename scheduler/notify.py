@@ -40,13 +40,11 @@ from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urlparse
 
-from bson import ObjectId
-from pymongo import ASCENDING, DESCENDING, IndexModel, ReturnDocument
-from pymongo.errors import DuplicateKeyError, OperationFailure, PyMongoError
-
 from fsm.errors import NotFound, ValidationError
 from fsm.states import Status
-from fsm.store import Store, server_now
+from fsm.store import Store
+from fsm.store.driver import OperationFailure, StoreError as PyMongoError
+from fsm.store.notify import STREAM_STATE, TASK_PIPELINE  # noqa: F401  (kept importable from here)
 from fsm.store.users import has_role
 from fsm.store.workers import OFFLINE, ONLINE
 from scheduler.notify_channels import DeliveryFailed, SmtpSettings, TLS_MODES, send_email, send_webhook
@@ -68,11 +66,7 @@ CHECK_EVENTS = ("worker.offline", "worker.temperature", "worker.disk", "queue.ag
 THRESHOLDS = {"worker.temperature": (1, 200), "worker.disk": (1, 100), "queue.age": (0.1, 7 * 24 * 60)}
 SENSORS = ("any", "cpu", "gpu")
 EMAIL = re.compile(r"^[^@\s,;<>]+@[^@\s,;<>]+\.[^@\s,;<>]+$|^[^@\s,;<>]+@localhost$")
-STREAM_STATE = "tasks_stream"
 CHANGE_STREAM_HISTORY_LOST = 286
-#: Change-stream filter: a task became succeeded or failed.
-TASK_PIPELINE = [{"$match": {"operationType": "update", "updateDescription.updatedFields.status": {
-    "$in": [Status.SUCCEEDED.value, Status.FAILED.value]}}}]
 MAX_PAGE = 500
 
 
@@ -110,14 +104,7 @@ class NotifyConfig:
 
 
 def ensure_indexes(store: Store) -> None:
-    db = store.db
-    db.subscriptions.create_indexes([IndexModel([("event", ASCENDING)], name="event"),
-                                     IndexModel([("owner", ASCENDING)], name="owner")])
-    db.deliveries.create_indexes([IndexModel([("status", ASCENDING), ("next_try_at", ASCENDING)], name="due"),
-                                  IndexModel([("owner", ASCENDING), ("created_at", DESCENDING)], name="owner_created"),
-                                  IndexModel([("subscription_id", ASCENDING), ("created_at", DESCENDING)],
-                                             name="subscription_created")])
-    db.alerts.create_indexes([IndexModel([("subscription_id", ASCENDING)], name="subscription")])
+    store.notify.ensure_indexes()
 
 
 # ------------------------------------------------------------ subscriptions
@@ -163,7 +150,7 @@ def subscribe(store: Store, body: Any, user: dict) -> dict:
         raise ValidationError(f"'event' must be one of {', '.join(EVENTS)}, got {event!r}", field="event")
     scopes = {"task_id": TASK_EVENTS, "function": TASK_EVENTS + ("queue.age",),
               "worker": ("worker.offline", "worker.temperature", "worker.disk")}
-    doc: dict[str, Any] = {"_id": str(ObjectId()), "event": event}
+    doc: dict[str, Any] = {"_id": store.notify.new_id(), "event": event}
     for name, events in scopes.items():
         value = body.get(name)
         if value is not None and (event not in events or not isinstance(value, str) or not value):
@@ -183,9 +170,8 @@ def subscribe(store: Store, body: Any, user: dict) -> dict:
     if event == "worker.temperature":
         doc["sensor"] = body.get("sensor", "any")
     doc["channel"] = _channel(body.get("channel"))
-    doc.update(owner=user["_id"], sees_all=has_role(user, "super"), created_at=server_now(store.db))
-    store.db.subscriptions.insert_one(doc)
-    return doc
+    doc.update(owner=user["_id"], sees_all=has_role(user, "super"), created_at=store.now())
+    return store.notify.add_subscription(doc)
 
 
 def subscription_view(doc: dict, *, show_secret: bool = False) -> dict:
@@ -195,10 +181,11 @@ def subscription_view(doc: dict, *, show_secret: bool = False) -> dict:
     return out
 
 
-def _mine(user: dict, args: dict) -> dict:
+def _owner(user: dict, args: dict) -> str | None:
+    """Whose items a listing shows: the caller's, or (an admin's ``?all=1``) everyone's (None)."""
     if has_role(user, "admin") and str(args.get("all", "")).lower() in ("1", "true", "yes"):
-        return {}
-    return {"owner": user["_id"]}
+        return None
+    return user["_id"]
 
 
 def _page_args(args: dict) -> tuple[int, int]:
@@ -214,33 +201,27 @@ def _page_args(args: dict) -> tuple[int, int]:
 def list_subscriptions(store: Store, user: dict, args: dict | None = None) -> dict:
     """The caller's subscriptions (an admin's ``?all=1``: everyone's)."""
     args = args or {}
-    query = _mine(user, args)
-    if args.get("event"):
-        query["event"] = args["event"]
     limit, skip = _page_args(args)
-    items = list(store.db.subscriptions.find(query).sort("created_at", -1).skip(skip).limit(limit))
-    return {"items": items, "total": store.db.subscriptions.count_documents(query), "limit": limit, "skip": skip}
+    items, total = store.notify.subscriptions_page(owner=_owner(user, args), event=args.get("event"), skip=skip,
+                                                   limit=limit)
+    return {"items": items, "total": total, "limit": limit, "skip": skip}
 
 
 def unsubscribe(store: Store, sid: str, user: dict) -> dict:
-    doc = store.db.subscriptions.find_one({"_id": sid})
+    doc = store.notify.subscription(sid)
     if doc is None or (doc["owner"] != user["_id"] and not has_role(user, "admin")):
         raise NotFound(f"no subscription with id {sid!r}")
-    store.db.subscriptions.delete_one({"_id": sid})
-    store.db.alerts.delete_many({"subscription_id": sid})
+    store.notify.remove_subscription(sid)
     return doc
 
 
 def list_deliveries(store: Store, user: dict, args: dict | None = None) -> dict:
     """Deliveries of the caller's subscriptions, newest first (?status=, ?subscription_id=)."""
     args = args or {}
-    query = _mine(user, args)
-    for name in ("status", "subscription_id", "event"):
-        if args.get(name):
-            query[name] = str(args[name])
+    filters = {name: str(args[name]) for name in ("status", "subscription_id", "event") if args.get(name)}
     limit, skip = _page_args(args)
-    items = list(store.db.deliveries.find(query).sort("created_at", -1).skip(skip).limit(limit))
-    return {"items": items, "total": store.db.deliveries.count_documents(query), "limit": limit, "skip": skip}
+    items, total = store.notify.deliveries_page(owner=_owner(user, args), filters=filters, skip=skip, limit=limit)
+    return {"items": items, "total": total, "limit": limit, "skip": skip}
 
 
 def delivery_view(doc: dict) -> dict:
@@ -283,7 +264,7 @@ class Notifier:
 
     def __init__(self, store: Store, config: NotifyConfig = NotifyConfig()):
         self.store = store
-        self.db = store.db
+        self.notify = store.notify
         self.config = config
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -295,15 +276,11 @@ class Notifier:
         did = f"{sub['_id']}:{key}"
         channel = sub["channel"]
         payload = {"event": event, "delivery": did, "subscription": sub["_id"], "at": now.isoformat(), **payload}
-        try:
-            self.db.deliveries.insert_one({
-                "_id": did, "subscription_id": sub["_id"], "owner": sub["owner"], "event": event,
-                "channel_type": channel["type"], "target": channel.get("url") or channel.get("to"),
-                "payload": payload, "status": "pending", "attempts": 0, "next_try_at": now, "last_error": None,
-                "errors": [], "created_at": now, "sent_at": None})
-        except DuplicateKeyError:
-            return False
-        return True
+        return self.notify.queue_delivery({
+            "_id": did, "subscription_id": sub["_id"], "owner": sub["owner"], "event": event,
+            "channel_type": channel["type"], "target": channel.get("url") or channel.get("to"),
+            "payload": payload, "status": "pending", "attempts": 0, "next_try_at": now, "last_error": None,
+            "errors": [], "created_at": now, "sent_at": None})
 
     def on_task_change(self, change: dict) -> int:
         """A task became succeeded or failed: queue its deliveries; returns how many."""
@@ -319,11 +296,9 @@ class Notifier:
         else:
             return 0
         key = hashlib.sha1(str(change["_id"]).encode()).hexdigest()[:20]
-        now = server_now(self.db)
-        query = {"event": {"$in": events}, "$and": [{"task_id": {"$in": [None, task["_id"]]}},
-                                                    {"function": {"$in": [None, task.get("function")]}}]}
+        now = self.store.now()
         queued = 0
-        for sub in self.db.subscriptions.find(query):
+        for sub in self.notify.task_subscriptions(events, task["_id"], task.get("function")):
             if not sub.get("sees_all") and sub["owner"] != task.get("submitted_by"):
                 continue
             queued += self._queue(sub, sub["event"], key, {"task": task_payload(task)}, now)
@@ -332,40 +307,31 @@ class Notifier:
     # ----------------------------------------------------------------- checks
     def check_once(self, now: datetime | None = None) -> int:
         """One round of the periodic checks; returns how many deliveries it queued."""
-        now = now or server_now(self.db)
-        self.db.deliveries.update_many({"status": "sending", "lease_until": {"$lt": now}},
-                                       {"$set": {"status": "pending"}})
-        workers = list(self.db.workers.find({}, {"host": 1, "state": 1, "last_seen": 1, "temps": 1, "gpus": 1,
-                                                 "disk": 1}))
+        now = now or self.store.now()
+        self.notify.release_stale_sending(now)
+        workers = self.store.workers.list()
         queued = 0
-        for sub in self.db.subscriptions.find({"event": {"$in": list(CHECK_EVENTS)}}):
+        for sub in self.notify.check_subscriptions(list(CHECK_EVENTS)):
             firing = self._firing(sub, workers, now)
-            active = {a["subject"] for a in self.db.alerts.find({"subscription_id": sub["_id"]}, {"subject": 1})}
+            active = self.notify.alert_subjects(sub["_id"])
             for subject in set(firing) - active:
-                try:
-                    self.db.alerts.insert_one({"_id": f"{sub['_id']}:{subject}", "subscription_id": sub["_id"],
-                                               "subject": subject, "since": now})
-                except DuplicateKeyError:
+                if not self.notify.open_alert(sub["_id"], subject, now):
                     continue
                 key = f"{subject}@{now:%Y%m%dT%H%M%S.%f}"
                 queued += self._queue(sub, sub["event"], key, {"subject": subject, "detail": firing[subject]}, now)
             cleared = active - set(firing)
             if cleared:
-                self.db.alerts.delete_many({"subscription_id": sub["_id"], "subject": {"$in": sorted(cleared)}})
+                self.notify.clear_alerts(sub["_id"], sorted(cleared))
         return queued
 
     def _firing(self, sub: dict, workers: list[dict], now: datetime) -> dict[str, dict]:
         """Subjects (worker names, or "queue") for which the subscription's condition holds now."""
         event, threshold = sub["event"], sub.get("threshold")
         if event == "queue.age":
-            query = {"status": Status.QUEUED.value, "is_enabled": True,
-                     "created_at": {"$lt": now - timedelta(minutes=threshold)}}
-            if sub.get("function"):
-                query["function"] = sub["function"]
-            if not sub.get("sees_all"):
-                query["submitted_by"] = sub["owner"]
-            oldest = self.db.tasks.find_one(query, {"created_at": 1, "function": 1}, sort=[("created_at", 1)])
-            if oldest is None:
+            # The one definition of queue age (oldest queued, enabled task), as /stats and /metrics use.
+            oldest = self.store.reads.oldest_queued(function=sub.get("function"),
+                                                    submitted_by=None if sub.get("sees_all") else sub["owner"])
+            if oldest is None or oldest["created_at"] >= now - timedelta(minutes=threshold):
                 return {}
             age = (now - oldest["created_at"]).total_seconds()
             subject = f"queue:{sub['function']}" if sub.get("function") else "queue"
@@ -402,11 +368,8 @@ class Notifier:
     # ------------------------------------------------------------- deliveries
     def deliver_once(self, now: datetime | None = None) -> dict | None:
         """Claim one due delivery and try it once; returns it as stored afterwards, or None."""
-        now = now or server_now(self.db)
-        doc = self.db.deliveries.find_one_and_update(
-            {"status": "pending", "next_try_at": {"$lte": now}},
-            {"$set": {"status": "sending", "lease_until": now + timedelta(seconds=self.config.sending_lease_s)},
-             "$inc": {"attempts": 1}}, sort=[("next_try_at", 1)], return_document=ReturnDocument.AFTER)
+        now = now or self.store.now()
+        doc = self.notify.claim_delivery(now, self.config.sending_lease_s)
         if doc is None:
             return None
         try:
@@ -416,12 +379,10 @@ class Notifier:
         except Exception as exc:  # noqa: BLE001 - a broken channel must never stop the sender
             log.exception("delivery %s raised", doc["_id"])
             return self._failed(doc, DeliveryFailed(f"{type(exc).__name__}: {str(exc)[:200]}"))
-        return self.db.deliveries.find_one_and_update(
-            {"_id": doc["_id"]}, {"$set": {"status": "sent", "sent_at": server_now(self.db), "last_error": None},
-                                  "$unset": {"lease_until": ""}}, return_document=ReturnDocument.AFTER)
+        return self.notify.mark_sent(doc["_id"], self.store.now())
 
     def _send(self, doc: dict) -> None:
-        sub = self.db.subscriptions.find_one({"_id": doc["subscription_id"]})
+        sub = self.notify.subscription(doc["subscription_id"])
         if sub is None:
             raise DeliveryFailed("the subscription was removed", permanent=True)
         channel = sub["channel"]
@@ -432,18 +393,13 @@ class Notifier:
             send_email(self.config.smtp, channel["to"], subject, text)
 
     def _failed(self, doc: dict, exc: DeliveryFailed) -> dict:
-        now = server_now(self.db)
+        now = self.store.now()
         final = exc.permanent or doc["attempts"] >= self.config.max_attempts
         delay = min(self.config.backoff_s * 2 ** (doc["attempts"] - 1), self.config.backoff_max_s)
         log.warning("delivery %s (%s) try %d failed%s: %s", doc["_id"], doc["event"], doc["attempts"],
                     "; giving up" if final else f"; next try in {delay:g}s", exc.reason)
-        return self.db.deliveries.find_one_and_update(
-            {"_id": doc["_id"]},
-            {"$set": {"status": "failed" if final else "pending", "last_error": exc.reason,
-                      "next_try_at": now if final else now + timedelta(seconds=delay)},
-             "$unset": {"lease_until": ""},
-             "$push": {"errors": {"$each": [{"at": now, "error": exc.reason}], "$slice": -10}}},
-            return_document=ReturnDocument.AFTER)
+        return self.notify.mark_failed(doc["_id"], final=final, reason=exc.reason, now=now,
+                                       next_try_at=now if final else now + timedelta(seconds=delay))
 
     # ------------------------------------------------------------------ loops
     def start(self) -> "Notifier":
@@ -491,7 +447,7 @@ class Notifier:
             except OperationFailure as exc:
                 if exc.code == CHANGE_STREAM_HISTORY_LOST:
                     log.warning("the saved change-stream position is too old; task events since are lost")
-                    self.db.notify_state.delete_one({"_id": STREAM_STATE})
+                    self.notify.forget_token()
                 else:
                     log.warning("task change stream failed: %s", str(exc)[:200])
                     self._stop.wait(1.0)
@@ -503,21 +459,19 @@ class Notifier:
                 self._stop.wait(1.0)
 
     def _watch(self) -> None:
-        state = self.db.notify_state.find_one({"_id": STREAM_STATE})
-        resume = {"resume_after": state["token"]} if state and state.get("token") else {}
+        resumed = self.notify.resume_token()
         saved_at = 0.0
-        with self.db.tasks.watch(TASK_PIPELINE, full_document="updateLookup", max_await_time_ms=500,
-                                 **resume) as stream:
+        with self.notify.watch_finished_tasks(resumed) as stream:
             while not self._stop.is_set() and stream.alive:
                 change = stream.try_next()
                 if change is not None:
                     self.on_task_change(change)
                 token = stream.resume_token
                 idle_save = change is None and time.monotonic() - saved_at > 10
-                if token is not None and (change is not None or idle_save or not resume):
-                    self.db.notify_state.update_one({"_id": STREAM_STATE}, {"$set": {"token": token}}, upsert=True)
+                if token is not None and (change is not None or idle_save or not resumed):
+                    self.notify.save_token(token)
                     saved_at = time.monotonic()
-                    resume = {"resume_after": token}
+                    resumed = token
 
 
 # ------------------------------------------------------------- installing

@@ -47,6 +47,7 @@ def main() -> None:
     args = parser.parse_args()
     from waitress.server import create_server
 
+    import web
     from scheduler.app import create_app
     from scheduler.config import ServerConfig
 
@@ -58,7 +59,8 @@ def main() -> None:
         fill(store, args.tasks)
         print(f"inserted {args.tasks:,} tasks in {time.perf_counter() - t0:.1f} s")
         store.users.add("bench", "super", "bench-password")
-        app = create_app(ServerConfig(mongo_uri=uri, db_name="benchweb", run_scheduler=False), store)
+        app = create_app(ServerConfig(mongo_uri=uri, db_name="benchweb", run_scheduler=False), store,
+                         extensions=(web.init_app,))
         http = create_server(app, host="127.0.0.1", port=0, threads=4)
         threading.Thread(target=http.run, daemon=True).start()
         base = f"http://127.0.0.1:{http.effective_port}"

@@ -102,6 +102,7 @@ def mongo(data_dir, port, bind_ip):
 def server(mongo, host, port, threads, admin_token, no_scheduler, smtp_host, smtp_port, smtp_user, smtp_password,
            smtp_tls, mail_from, metrics_token):
     """The control center: HTTP API, web pages and periodic jobs (one scheduler per network)."""
+    import web
     from scheduler.config import ServerConfig
     from scheduler.server import serve
 
@@ -113,7 +114,8 @@ def server(mongo, host, port, threads, admin_token, no_scheduler, smtp_host, smt
     sys.exit(serve(ServerConfig(mongo_uri=mongo, host=host, port=port, threads=threads, admin_token=admin_token,
                                 run_scheduler=not no_scheduler, smtp_host=smtp_host, smtp_port=smtp_port,
                                 smtp_user=smtp_user, smtp_password=smtp_password, smtp_tls=smtp_tls,
-                                mail_from=mail_from, metrics_token=metrics_token), ready=ready))
+                                mail_from=mail_from, metrics_token=metrics_token), ready=ready,
+                     extensions=(web.init_app,)))
 
 
 @main.command()

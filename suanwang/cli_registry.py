@@ -12,10 +12,10 @@ import os
 from datetime import datetime
 
 import click
-from bson import ObjectId
 
 from fsm.errors import ValidationError
 from fsm.store import database
+from fsm.store.driver import StoredId
 from registry.resolver import DEFAULT_CACHE_DIR
 from registry.service import Registry
 from suanwang.cli_common import MONGO_HELP, Group
@@ -35,7 +35,7 @@ def _registry(mongo: str, cache_dir: str | None = None, roots: tuple[str, ...] =
 def _plain(value):
     if isinstance(value, datetime):
         return value.isoformat()
-    if isinstance(value, ObjectId):
+    if isinstance(value, StoredId):
         return str(value)
     if isinstance(value, dict):
         return {k: _plain(v) for k, v in value.items() if k not in ("_id", "serial")}

@@ -1,9 +1,11 @@
-"""Actions from the pages: each goes through the store's verbs (the FSM) and reports its outcome."""
+"""Actions from the pages: each goes through the application layer (``scheduler.service``, so the
+same role checks and FSM verbs as the API) and reports its outcome."""
 from __future__ import annotations
 
 from flask import abort, flash, jsonify, redirect, request, url_for
 
 from fsm.errors import SuanwangError
+from scheduler import service
 from web import bp
 from web.session import can, local_path, login_required, store, user
 
@@ -27,24 +29,21 @@ def task_action():
             priority = int(request.form.get("value", ""))
         except ValueError:
             abort(400, description=f"priority must be an integer, got {request.form.get('value')!r}")
-    tasks = store().tasks
-    by = user()["_id"]
+    s, who = store(), user()
     results = []
     for task_id in ids:
         try:
             if action == "priority":
-                tasks.update_fields(task_id, {"priority": priority}, by)
+                service.patch_task(s, task_id, {"priority": priority}, who)
             elif action in ("enable", "disable"):
-                tasks.update_fields(task_id, {"is_enabled": action == "enable"}, by)
+                service.patch_task(s, task_id, {"is_enabled": action == "enable"}, who)
             elif action == "cancel":
-                tasks.cancel(task_id, by)
+                service.cancel_task(s, task_id, who)
             else:
-                tasks.requeue(task_id, by)
+                service.requeue_task(s, task_id, who)
             results.append({"id": task_id, "ok": True})
         except SuanwangError as exc:
             results.append({"id": task_id, "ok": False, "error": exc.message})
-    if any(r["ok"] for r in results):
-        store().wakeups.signal()
     done = sum(r["ok"] for r in results)
     if request.form.get("next"):  # a plain form (the task page): flash the outcome and go back
         refused = "; ".join(r["error"] for r in results if not r["ok"])
@@ -61,7 +60,7 @@ def worker_action(name, state):
     if state not in ("drain", "resume"):
         abort(400, description="drain or resume")
     try:
-        doc = store().workers.set_state(name, "draining" if state == "drain" else "online")
+        doc = service.drain_worker(store(), name, user(), draining=state == "drain")
     except SuanwangError as exc:
         flash(f"worker {name}: {exc.message}", "danger")
     else:

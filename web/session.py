@@ -9,7 +9,8 @@ from wtforms.validators import ValidationError as CSRFInvalid
 
 from fsm.store import Store
 from fsm.store.users import has_role
-from web import STORE_KEY, bp
+from scheduler.auth import STORE_KEY
+from web import bp
 
 #: Methods that change nothing; every other request to the pages must carry the CSRF token.
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
@@ -22,7 +23,7 @@ def store() -> Store:
 def user() -> dict | None:
     if "web_user" not in g:
         name = session.get("user")
-        g.web_user = store().users.users.find_one({"_id": name}, {"password_hash": 0, "tokens": 0}) if name else None
+        g.web_user = store().users.find(name) if name else None
         if name and g.web_user is None:
             session.clear()
     return g.web_user

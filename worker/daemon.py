@@ -25,13 +25,11 @@ import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
-from bson.errors import InvalidDocument
-from pymongo.errors import ConnectionFailure, InvalidDocument as DriverInvalidDocument, PyMongoError, \
-    WriteConcernError
 
 from fsm.errors import Conflict, ConfigError, InvalidTransition, LeaseLost, SuanwangError
 from fsm.states import AttemptState
-from fsm.store import Claim, Claimant, Store, database, ensure_indexes
+from fsm.store import Claim, Claimant, Store, database
+from fsm.store.driver import UNSTORABLE, StoreError as PyMongoError, is_transient
 from fsm.store.workers import DRAINING, OFFLINE
 from registry.builtins import BUILTINS
 from registry.resolver import make_resolver
@@ -77,7 +75,7 @@ class Trouble:
 
 
 def _transient(exc: PyMongoError) -> bool:
-    return isinstance(exc, (ConnectionFailure, WriteConcernError)) or exc.has_error_label("RetryableWriteError")
+    return is_transient(exc)
 
 
 class Daemon:
@@ -90,7 +88,7 @@ class Daemon:
                                              serverSelectionTimeoutMS=SERVER_SELECTION_MS), create_indexes=False)
         self.claimant = Claimant(name=config.name, gpus=config.gpus, mem_gb=config.mem_gb, tags=config.tags,
                                  lease_s=config.lease_s, distinct_grace_s=config.distinct_grace_s)
-        self.resolver = make_resolver(self.store.db, config.cache_dir)
+        self.resolver = make_resolver(self.store, config.cache_dir)
         self.executor = Executor(config.concurrency)
         self.heartbeat = Heartbeat(self)
         self.trouble = Trouble()
@@ -128,7 +126,7 @@ class Daemon:
         delay = RETRY_START_S
         while True:
             try:
-                ensure_indexes(self.store.db)
+                self.store.ensure_indexes()
                 self.store.workers.register(self.config.name, self.heartbeat.whoami(),
                                             stale_after_s=self.config.lease_s)
                 break
@@ -394,7 +392,7 @@ class Daemon:
             except Conflict as exc:
                 log.warning("task %s: %s; its lease will expire and it will be retried", task_id, exc)
                 return
-            except (InvalidDocument, DriverInvalidDocument, OverflowError) as exc:
+            except UNSTORABLE as exc:
                 outcome = self._unstorable(outcome, exc)
                 if outcome is None:
                     log.error("task %s: attempt %s cannot be recorded (%s); its lease will expire", task_id,

@@ -1,13 +1,22 @@
 """The data layer: the only package that talks to MongoDB directly.
 
-``Store(db)`` bundles the per-collection verbs so callers hold one object.
+``Store(db)`` bundles the per-collection verbs (and the named read models) so callers hold
+one object. Nothing above this package imports pymongo or bson, nor uses ``Store.db``: an
+import-linter contract in setup.cfg keeps it so.
 """
 from __future__ import annotations
 
+import pymongo
 from pymongo.database import Database
 
 from fsm.store.db import database, server_now
+from fsm.store.functions import FunctionStore, RepoStore
+from fsm.store.locks import LockStore
+from fsm.store.notify import NotifyStore
+from fsm.store.reads import TaskReads
+from fsm.store.resource_stats import ResourceStats
 from fsm.store.schema import ensure_indexes
+from fsm.store.settings import SettingsStore
 from fsm.store.tasks import Claim, Claimant, TaskStore
 from fsm.store.users import UserStore
 from fsm.store.wakeups import Wakeups
@@ -25,6 +34,31 @@ class Store:
         self.workers = WorkerStore(db)
         self.users = UserStore(db)
         self.wakeups = Wakeups(db)
+        self.functions = FunctionStore(db)
+        self.repos = RepoStore(db)
+        self.locks = LockStore(db)
+        self.settings = SettingsStore(db)
+        self.notify = NotifyStore(db)
+        #: Named read models (status counts, queue age, finished since, running by worker, charts).
+        self.reads = TaskReads(db)
+        self.resource_stats = ResourceStats(db)
+
+    @property
+    def name(self) -> str:
+        """The database's name."""
+        return self.db.name
+
+    def now(self):
+        """The MongoDB server's clock (leases, ages and windows use it, never a process's own)."""
+        return server_now(self.db)
+
+    def ping(self, timeout_s: float) -> None:
+        """Raise ``StoreError`` unless the database answers within ``timeout_s``."""
+        with pymongo.timeout(timeout_s):
+            self.db.command("ping")
+
+    def ensure_indexes(self) -> None:
+        ensure_indexes(self.db)
 
     @classmethod
     def connect(cls, uri: str, name: str | None = None) -> "Store":
@@ -35,5 +69,5 @@ class Store:
         self.db.client.close()
 
 
-__all__ = ["Store", "TaskStore", "WorkerStore", "UserStore", "Wakeups", "Claim", "Claimant", "database",
+__all__ = ["Store", "TaskStore", "FunctionStore", "RepoStore", "LockStore", "SettingsStore", "NotifyStore", "TaskReads", "ResourceStats", "WorkerStore", "UserStore", "Wakeups", "Claim", "Claimant", "database",
            "server_now", "ensure_indexes"]

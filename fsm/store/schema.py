@@ -62,6 +62,9 @@ TASK_INDEXES = [
     IndexModel([("attempts.state", ASCENDING), ("attempts.lease_until", ASCENDING)],
                name="lease", partialFilterExpression={"status": "running"}),
     IndexModel([("run_after", ASCENDING)], name="due", partialFilterExpression={"status": "pending"}),
+    # The queue's age (oldest queued, enabled task): /stats, /metrics, the portal and alerts.
+    IndexModel([("is_enabled", ASCENDING), ("created_at", ASCENDING)], name="queue_age",
+               partialFilterExpression={"status": "queued"}),
     # Listing pages: by status and by function, newest first.
     IndexModel([("status", ASCENDING), ("created_at", DESCENDING)], name="status_created"),
     IndexModel([("function", ASCENDING), ("created_at", DESCENDING)], name="function_created"),
@@ -78,7 +81,10 @@ TASK_INDEXES = [
 
 def ensure_indexes(db: Database) -> None:
     """Create every collection's indexes (idempotent; called when a process connects)."""
+    from fsm.store.functions import ensure_indexes as ensure_function_indexes
+
     db.tasks.create_indexes(TASK_INDEXES)
+    ensure_function_indexes(db)
     db.workers.create_indexes([IndexModel([("state", ASCENDING), ("last_seen", ASCENDING)], name="state_seen")])
     db.users.create_indexes([IndexModel([("tokens.hash", ASCENDING)], name="token", sparse=True)])
     db.locks.create_indexes([IndexModel([("expires_at", ASCENDING)], name="expires")])

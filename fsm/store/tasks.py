@@ -414,8 +414,14 @@ class TaskStore:
         return docs, total
 
     def counts_by_status(self) -> dict[str, int]:
-        """Tasks per status: one index count each (status_created), never a collection scan."""
-        return {s.value: self.tasks.count_documents({"status": s.value}) for s in Status}
+        """Tasks per status (the ``status_counts`` read model; kept for callers of this name)."""
+        from fsm.store.reads import TaskReads
+
+        return TaskReads(self.db).status_counts()
+
+    def estimated_count(self) -> int:
+        """All tasks, from the collection's metadata (no scan)."""
+        return self.tasks.estimated_document_count()
 
     def exists(self, task_id: str) -> bool:
         return self.tasks.count_documents({"_id": task_id}, limit=1) == 1

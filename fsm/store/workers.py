@@ -62,6 +62,10 @@ class WorkerStore:
                                      {"$set": {"state": OFFLINE, "running": []}})
         return names
 
+    def count_live(self) -> int:
+        """Workers online or draining (the ``state_seen`` index)."""
+        return self.workers.count_documents({"state": {"$in": [ONLINE, DRAINING]}})
+
     def list(self, query: dict | None = None) -> list[dict]:
         return list(self.workers.find(query or {}).sort("_id", 1))
 
