@@ -1,4 +1,4 @@
-"""The Flask app factory: the API under /api/v1 and the web pages at /, over one Store.
+"""The Flask app factory: the API under /api/v1 over one Store; the web pages join as an extension.
 
 ``create_app(config, store=None, extensions=())`` reads no environment variable: everything
 comes from the ``ServerConfig``. The web pages are not part of this package: the composition

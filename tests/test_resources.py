@@ -6,6 +6,7 @@ from datetime import timedelta
 import pytest
 
 from fsm.store import server_now
+from fsm.store.spec import validate
 from scheduler import resources
 
 
@@ -36,8 +37,11 @@ def now(store):
     tasks += [(f"u{i}", "f3", [attempt("w3", "succeeded" if i % 4 else "timed_out", i, 50, now)]) for i in range(1, 21)]
     def task(tid, fn, atts):  # as the store leaves them: final tasks carry finished_at
         live = any(a["state"] == "running" for a in atts)
-        doc = {"_id": tid, "function": fn, "version": "v1", "attempts": atts,
-               "status": "running" if live else "succeeded", "created_at": atts[0]["started_at"] - timedelta(seconds=1)}
+        status = "running" if live else "succeeded"
+        doc = {"_id": tid, "function": fn, "version": "v1", "attempts": atts, "status": status,
+               "created_at": atts[0]["started_at"] - timedelta(seconds=1), "priority": 0, "is_enabled": True,
+               "open_slots": 0, "rev": 1, "history": [{"from": None, "to": "queued"}, {"from": "queued", "to": "running"}]
+               + ([] if live else [{"from": "running", "to": "succeeded"}])}
         if not live:
             doc["finished_at"] = max(a["ended_at"] for a in atts)
         return doc
@@ -98,7 +102,7 @@ def test_recent_work_queries_read_through_indexes(store):
     from fsm.store.db import server_now as clock
 
     since = clock(store.db) - timedelta(hours=1)
-    store.db.tasks.insert_many([{"_id": str(i), "status": "queued"} for i in range(50)])
+    store.tasks.insert([store.tasks.document(validate({"function": "noop"}), "t") for _ in range(50)])
     query = {"$or": [{"finished_at": {"$gte": since}}, {"status": "running"}],
              "attempts": {"$elemMatch": {"worker": {"$in": ["w1"]}, "ended_at": {"$gte": since}}}}
     import json

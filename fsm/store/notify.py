@@ -13,6 +13,8 @@ from pymongo.errors import DuplicateKeyError
 from fsm.states import Status
 
 STREAM_STATE = "tasks_stream"
+#: A delivery's ``status``: waiting for its next try, being sent, done, given up.
+DELIVERY_STATES = ("pending", "sending", "sent", "failed")
 #: Change-stream filter: a task became succeeded or failed.
 TASK_PIPELINE = [{"$match": {"operationType": "update", "updateDescription.updatedFields.status": {
     "$in": [Status.SUCCEEDED.value, Status.FAILED.value]}}}]

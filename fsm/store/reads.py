@@ -93,6 +93,21 @@ class TaskReads:
             {"$match": {"attempts.worker": {"$in": workers}, "attempts.ended_at": {"$gte": since}}},
             {"$group": {"_id": "$function", "workers": {"$addToSet": "$attempts.worker"}}}])
 
+    @staticmethod
+    def live_by_function_read() -> Read:
+        live = [Status.PENDING.value, Status.QUEUED.value, Status.RUNNING.value]
+        return Read("aggregate", "status_function", pipeline=[
+            {"$match": {"status": {"$in": live}}},
+            {"$group": {"_id": {"s": "$status", "f": "$function"}, "n": {"$sum": 1}}}])
+
+    @staticmethod
+    def running_attempts_read() -> Read:
+        return Read("aggregate", "lease", pipeline=[
+            {"$match": {"status": Status.RUNNING.value, "attempts.state": RUNNING}},
+            {"$project": {"function": 1, "n": {"$size": {"$filter": {
+                "input": "$attempts", "cond": {"$eq": ["$$this.state", RUNNING]}}}}}},
+            {"$group": {"_id": "$function", "n": {"$sum": "$n"}}}])
+
     # ------------------------------------------------------------- running them
     def run(self, read: Read):
         """A list of documents (find, aggregate) or a number (count)."""
@@ -156,6 +171,14 @@ class TaskReads:
                     by_worker.setdefault(attempt["worker"], []).append(
                         {"_id": doc["_id"], "function": doc["function"], "started_at": attempt.get("started_at")})
         return by_worker
+
+    def live_by_function(self) -> dict[tuple[str, str], int]:
+        """``{(status, function): n}`` of pending, queued and running tasks (an index-only scan)."""
+        return {(r["_id"]["s"], r["_id"]["f"]): r["n"] for r in self.run(self.live_by_function_read())}
+
+    def running_attempts_by_function(self) -> dict[str, int]:
+        """``{function: running attempts}`` (the ``lease`` index: running tasks only)."""
+        return {r["_id"]: r["n"] for r in self.run(self.running_attempts_read())}
 
     def finished_histogram(self, since: datetime, bin_minutes: int) -> list[dict]:
         """``[{at, status, n}]``: tasks finished per time bin and final status."""

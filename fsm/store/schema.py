@@ -68,6 +68,8 @@ TASK_INDEXES = [
     # Listing pages: by status and by function, newest first.
     IndexModel([("status", ASCENDING), ("created_at", DESCENDING)], name="status_created"),
     IndexModel([("function", ASCENDING), ("created_at", DESCENDING)], name="function_created"),
+    # /metrics: live tasks by status and function, counted from the index alone (no documents read).
+    IndexModel([("status", ASCENDING), ("function", ASCENDING)], name="status_function"),
     IndexModel([("submitted_by", ASCENDING), ("created_at", DESCENDING)], name="user_created"),
     IndexModel([("created_at", DESCENDING)], name="created"),
     IndexModel([("priority", DESCENDING), ("created_at", DESCENDING)], name="priority_created"),
@@ -82,7 +84,9 @@ TASK_INDEXES = [
 def ensure_indexes(db: Database) -> None:
     """Create every collection's indexes (idempotent; called when a process connects)."""
     from fsm.store.functions import ensure_indexes as ensure_function_indexes
+    from fsm.store.validators import ensure_validators
 
+    ensure_validators(db)  # first: it creates tasks, workers and deliveries with their validators
     db.tasks.create_indexes(TASK_INDEXES)
     ensure_function_indexes(db)
     db.workers.create_indexes([IndexModel([("state", ASCENDING), ("last_seen", ASCENDING)], name="state_seen")])

@@ -12,6 +12,8 @@ from fsm.errors import Conflict, NotFound
 from fsm.store.db import server_now
 
 ONLINE, DRAINING, OFFLINE = "online", "draining", "offline"
+#: A worker's ``state``.
+WORKER_STATES = (ONLINE, DRAINING, OFFLINE)
 
 
 class WorkerStore:
