@@ -1,13 +1,18 @@
 """Pure decisions: given a task document and what just happened, what is the next state?
 
-No I/O here. The store reads a task, asks one of these functions for a ``Plan``, and writes
-the plan with one compare-and-set on the task's ``rev``; a lost race re-reads and decides again.
+No I/O here, and no other module decides: retries and their backoff, quorum, disputes,
+cancellation, lost leases and the manual requeue are all decided here. The store reads a task,
+asks one of these functions for a ``Plan``, and its one writer (``fsm.store.task_writer``)
+applies the plan with one compare-and-set on the task's ``rev``; a lost race re-reads and
+decides again. ``decide_lone_success`` is the one decision made without reading the task: its
+``assumes`` say what the stored task must be for it to hold, and the writer filters on them.
 """
 from __future__ import annotations
 
 import hashlib
 import json
 import random
+from datetime import timezone
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
@@ -32,6 +37,8 @@ class Plan:
     attempts: dict[str, dict[str, Any]] = field(default_factory=dict)
     ended: set[str] = field(default_factory=set)  # attempt ids whose ended_at is set now
     delay_s: float | None = None  # with to=PENDING: run_after = server now + delay_s
+    #: Fields the stored task must equal for this plan to hold (a plan decided without reading the task).
+    assumes: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.to is not None and self.to != self.frm:
@@ -146,6 +153,41 @@ def _finish(plan: Plan, task: dict, others: list[str], to: Status, *, reason: st
     return plan
 
 
+def decide_lone_success(attempt_id: str, result: Any, *, logs: str | None = None,
+                        result_ref: dict | None = None) -> Plan:
+    """A running attempt of a task run once (redundancy 1, quorum 1) succeeded.
+
+    For such a task a success always decides it, whatever else the document holds, so this
+    plan needs no read: it is what ``decide_attempt_end`` gives for that task (the table-driven
+    tests check both agree), with ``assumes`` naming the conditions the writer filters on.
+    """
+    update: dict[str, Any] = {"state": A.SUCCEEDED.value, "result": result,
+                              "digest": result_ref["sha256"] if result_ref else digest(result)}
+    if result_ref:
+        update["result_ref"] = result_ref
+    if logs:
+        update["logs"] = logs[-4000:]
+    plan = Plan(frm=Status.RUNNING, attempts={attempt_id: update}, ended={attempt_id},
+                assumes={"redundancy": 1, "quorum": 1})
+    return _finish(plan, {}, [], Status.SUCCEEDED, reason=None, result=result, result_ref=result_ref)
+
+
+def decide_expired(task: dict, now) -> Plan | None:
+    """The first running attempt whose lease ended before ``now`` is lost (None: none has)."""
+    if Status(task["status"]) != Status.RUNNING:
+        return None
+    expired = [a for a in task.get("attempts", []) if a["state"] == A.RUNNING and _aware(a["lease_until"]) < now]
+    if not expired:
+        return None
+    attempt = expired[0]
+    return decide_attempt_end(task, attempt["id"], A.LOST,
+                              error=f"lease expired: worker {attempt['worker']} stopped heartbeating")
+
+
+def _aware(when):
+    return when if when.tzinfo else when.replace(tzinfo=timezone.utc)
+
+
 def decide_cancel(task: dict) -> Plan:
     """Cancel a live task; its running attempts are marked cancelled (their workers kill them)."""
     frm = Status(task["status"])
@@ -158,6 +200,9 @@ def decide_cancel(task: dict) -> Plan:
 def decide_requeue(task: dict) -> Plan:
     """Put a failed or cancelled task back in the queue for a fresh round of attempts."""
     frm = Status(task["status"])
+    if frm not in (Status.FAILED, Status.CANCELLED):
+        check(frm, Status.QUEUED)  # raises with the allowed list
+        raise InvalidTransition(f"task {task['_id']} is {frm.value}; only failed or cancelled tasks can be re-queued")
     plan = Plan(frm=frm, to=Status.QUEUED, reason="requeued")
     plan.fields.update(
         open_slots=task.get("redundancy", 1), failures=0, workers=[], hosts=[], attempts=[],

@@ -64,6 +64,8 @@ ATTEMPT_TRANSITIONS: dict[AttemptState, frozenset[AttemptState]] = {
     **{state: frozenset() for state in AttemptState if state is not A.RUNNING},
 }
 
+#: States a new task starts in (``history[0]`` goes from None to one of these).
+INITIAL: frozenset[Status] = frozenset({S.PENDING, S.QUEUED})
 #: States a task never leaves on its own.
 FINAL: frozenset[Status] = frozenset({S.SUCCEEDED, S.FAILED, S.CANCELLED})
 #: States in which a task still waits for, or does, work.

@@ -8,16 +8,14 @@ them out.
 """
 from __future__ import annotations
 
-from pymongo.database import Database
-
 from fsm.errors import Forbidden, FunctionNotFound
 from fsm.store.users import RANK
 from registry.builtins import BUILTIN_VERSION, BUILTINS
-from registry.store import FunctionStore
+from registry.store import FunctionStore, registry_stores
 
 
-def _registered(db: Database, function: str, version: str | None) -> dict:
-    functions = FunctionStore(db)
+def _registered(db, function: str, version: str | None) -> dict:
+    functions: FunctionStore = registry_stores(db)[0]  # a Store, or a raw Database
     if version is None:
         doc = functions.newest(function)
         if doc is None:
@@ -34,7 +32,7 @@ def _registered(db: Database, function: str, version: str | None) -> dict:
     return doc
 
 
-def resolve_version(db: Database, function: str, version: str | None, role: str) -> str | None:
+def resolve_version(db, function: str, version: str | None, role: str) -> str | None:
     """The version a new task of ``function`` runs; raises when unknown or not allowed for ``role``."""
     if function in BUILTINS and version in (None, BUILTIN_VERSION):
         return BUILTIN_VERSION
@@ -53,7 +51,7 @@ def resolve_version(db: Database, function: str, version: str | None, role: str)
     return doc["version"]
 
 
-def task_defaults(db: Database, function: str, version: str | None) -> dict:
+def task_defaults(db, function: str, version: str | None) -> dict:
     """Fields the version declares for its tasks (``{"requires": {...}}``), or ``{}`` for built-ins."""
     if function in BUILTINS and version in (None, BUILTIN_VERSION) or ":" in function:
         return {}

@@ -16,7 +16,7 @@ from fsm.errors import FunctionNotFound, RegistryError
 from registry.builtins import BUILTIN_VERSION, BUILTINS
 from registry.checkout import GitCache
 from registry.loader import load  # noqa: F401  (re-exported: ``from registry.resolver import load``)
-from registry.store import FunctionStore, RepoStore
+from registry.store import registry_stores
 
 #: Where a worker keeps mirrors and checkouts unless told otherwise.
 DEFAULT_CACHE_DIR = Path.home() / ".suanwang" / "cache"
@@ -65,8 +65,7 @@ class GitResolver(Resolver):
     """Also resolves registered function versions: pinned commits of registered repositories."""
 
     def __init__(self, db, cache_dir: str | Path | None = None, *, git_timeout_s: float = 120.0):
-        self.functions = FunctionStore(db)
-        self.repos = RepoStore(db)
+        self.functions, self.repos = registry_stores(db)  # a Store, or a raw Database
         self.git = GitCache(cache_dir or DEFAULT_CACHE_DIR, timeout_s=git_timeout_s)
         self._specs: dict[tuple[str, str], RunSpec] = {}
         self._ready: set[tuple[str, str]] = set()

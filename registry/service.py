@@ -1,6 +1,6 @@
 """The registry's verbs for admins and super-users: allowed repositories and function versions.
 
-``Registry(db, cache_dir, roots=…)`` is what the command line and the HTTP blueprint call; both
+``Registry(store, cache_dir, roots=…)`` (a ``Store``, or a raw ``Database``) is what the command line and the HTTP blueprint call; both
 pass the caller as a user document (``{"_id": name, "role": …}``). Registration resolves the
 ref to a full commit in this machine's mirror, reads the entrypoint's module from that commit
 and checks it statically; a refused registration writes nothing.
@@ -10,9 +10,6 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from bson import ObjectId
-from pymongo.database import Database
-
 from fsm.errors import Conflict, Forbidden, FunctionNotFound, RegistryError, ValidationError
 from fsm.identifiers import FUNCTION_CODE, REPO_NAME, VERSION
 from fsm.store.spec import validate as validate_task
@@ -21,7 +18,7 @@ from registry.builtins import BUILTIN_VERSION, BUILTINS
 from registry.checkout import GitCache
 from registry.locations import check_location, check_name, check_syntax
 from registry.source import check_source, module_files, split_entrypoint
-from registry.store import FunctionStore, RepoStore, ensure_indexes, now
+from registry.store import ensure_indexes, new_serial, now, registry_stores
 
 TEXT_LIMITS = {"name": 200, "description": 10_000, "developer_name": 200, "developer_contact": 200,
                "developer_cell": 64}
@@ -91,11 +88,10 @@ def validate_registration(body: Any) -> dict:
 class Registry:
     """Repositories and function versions over one database, with this machine's git cache."""
 
-    def __init__(self, db: Database, cache_dir: str, *, roots: tuple[str, ...] | list[str] = (),
+    def __init__(self, db, cache_dir: str, *, roots: tuple[str, ...] | list[str] = (),
                  git_timeout_s: float = 120.0):
         ensure_indexes(db)
-        self.functions = FunctionStore(db)
-        self.repos = RepoStore(db)
+        self.functions, self.repos = registry_stores(db)
         self.git = GitCache(cache_dir, timeout_s=git_timeout_s)
         self.roots = tuple(roots)
 
@@ -154,7 +150,7 @@ class Registry:
         doc = {**fields, "repo": repo["_id"], "repo_url": repo["url"], "commit": commit, "path": path,
                "content": content, "requires": fields["requires"] or {}, "deprecated": False,
                "registered_by": caller_name(user), "create_time": stamp, "update_time": stamp,
-               "serial": ObjectId()}
+               "serial": new_serial()}
         try:
             return self.functions.insert(doc), True
         except Conflict:

@@ -8,11 +8,10 @@ from __future__ import annotations
 
 import hmac
 
-import pymongo
 from flask import Blueprint, Response, current_app, jsonify, request
-from pymongo.errors import PyMongoError
 
 from fsm.errors import Unauthorized, ValidationError
+from fsm.store.driver import StoreError
 from scheduler import service
 from scheduler.auth import bearer_token, current_user, public, require, store
 from scheduler.query_args import query_params
@@ -157,9 +156,8 @@ def add_user():
 def healthz():
     """No auth: load balancers and ``suanwang up`` ask it. 503 while MongoDB is unreachable."""
     try:
-        with pymongo.timeout(HEALTH_TIMEOUT_S):
-            store().db.command("ping")
-    except PyMongoError as exc:
+        store().ping(HEALTH_TIMEOUT_S)
+    except StoreError as exc:
         return jsonify({"status": "unavailable", "mongodb": str(exc).split(",")[0][:200]}), 503
     return jsonify({"status": "ok", "mongodb": "ok"})
 

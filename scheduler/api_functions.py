@@ -14,11 +14,11 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from bson import ObjectId
 from flask import Blueprint, current_app, jsonify, request
 
 from fsm.errors import ConfigError, Forbidden, ValidationError
 from fsm import rights
+from fsm.store.driver import stored_id_text
 from registry.builtins import BUILTIN_VERSION, BUILTINS
 from registry.resolver import DEFAULT_CACHE_DIR
 from registry.service import Registry
@@ -54,8 +54,7 @@ def _plain(doc: dict) -> dict:
     for key, value in doc.items():
         if key in ("_id", "serial"):
             continue
-        out[key] = value.isoformat() if isinstance(value, datetime) else str(value) if isinstance(
-            value, ObjectId) else value
+        out[key] = value.isoformat() if isinstance(value, datetime) else stored_id_text(value)
     return out
 
 

@@ -78,5 +78,5 @@ def _seconds(name: str, default: float) -> float:
 @query_params("window_s", "recent_s")
 def resource_stats():
     current_user()
-    return jsonify(resources.resource_stats(store().db, window_s=_seconds("window_s", resources.DEFAULT_WINDOW_S),
+    return jsonify(resources.resource_stats(store(), window_s=_seconds("window_s", resources.DEFAULT_WINDOW_S),
                                             recent_s=_seconds("recent_s", resources.DEFAULT_RECENT_S)))

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 from flask import Blueprint, jsonify, request
 
-from fsm.store import server_now
 from scheduler import schedules
 from scheduler.api import body, priority_caps
 from scheduler.service import check_priority
@@ -45,7 +44,7 @@ def _check_template_priority(user: dict) -> None:
 
 
 def _now():
-    return server_now(store().db)
+    return store().now()
 
 
 @bp.get("/schedules")

@@ -1,7 +1,8 @@
-"""The Flask app factory: the API under /api/v1 and the web pages at /, over one Store.
+"""The Flask app factory: the API under /api/v1 over one Store; the web pages join as an extension.
 
-``create_app(config, store=None)`` reads no environment variable: everything comes from
-the ``ServerConfig``. Errors under /api (and for clients that ask for JSON) are answered as
+``create_app(config, store=None, extensions=())`` reads no environment variable: everything
+comes from the ``ServerConfig``. The web pages are not part of this package: the composition
+root (``suanwang server``, the tests) passes ``web.init_app`` in ``extensions``. Errors under /api (and for clients that ask for JSON) are answered as
 ``{"error": {"code": ..., "message": ...}}`` with the status the error names:
 
     400 malformed JSON            401 no or bad credentials       403 role too low
@@ -15,24 +16,22 @@ import importlib
 import logging
 import secrets
 from datetime import date, datetime, timedelta
+from typing import Callable, Iterable
 
-from bson import ObjectId
 from flask import Flask, jsonify, request
 from flask.json.provider import DefaultJSONProvider
-from pymongo.errors import ConnectionFailure, PyMongoError
 from werkzeug.exceptions import HTTPException
 
 from fsm.errors import SuanwangError
 from fsm.store import Store, database
+from fsm.store.driver import StoredId, StoreError, StoreUnavailable
 from scheduler import auth
+from scheduler.auth import STORE_KEY
 from scheduler.config import ServerConfig
 
 log = logging.getLogger("suanwang.server")
 #: Blueprints other engineers add in their own modules, registered under /api/v1 when present.
 OPTIONAL_BLUEPRINTS = ("scheduler.api_schedules", "scheduler.api_notify", "scheduler.api_data", "scheduler.api_docs")
-#: The web pages' blueprint, mounted at /. ``web`` sits above ``scheduler`` in the layers
-#: contract (it calls ``scheduler.auth`` and ``scheduler.service``), so it is found by name.
-PAGES_MODULE = "web"
 #: ``settings`` document that holds the shared session key.
 SECRET_KEY_ID = "secret_key"
 
@@ -46,7 +45,7 @@ class JSONProvider(DefaultJSONProvider):
     def default(o):
         if isinstance(o, (datetime, date)):
             return o.isoformat()
-        if isinstance(o, ObjectId):
+        if isinstance(o, StoredId):
             return str(o)
         return DefaultJSONProvider.default(o)
 
@@ -60,9 +59,7 @@ def open_store(config: ServerConfig) -> Store:
 
 def shared_secret_key(store: Store) -> str:
     """One session key for every server process and restart, created once and kept in MongoDB."""
-    store.db.settings.update_one({"_id": SECRET_KEY_ID}, {"$setOnInsert": {"value": secrets.token_hex(32)}},
-                                 upsert=True)
-    return store.db.settings.find_one({"_id": SECRET_KEY_ID})["value"]
+    return store.settings.value_or_create(SECRET_KEY_ID, lambda: secrets.token_hex(32))
 
 
 def error_response(code: str, message: str, status: int, headers: dict | None = None):
@@ -73,8 +70,13 @@ def error_response(code: str, message: str, status: int, headers: dict | None = 
     return response
 
 
-def create_app(config: ServerConfig, store: Store | None = None) -> Flask:
-    """The WSGI app of one server process; ``store`` defaults to a new one over ``config``."""
+def create_app(config: ServerConfig, store: Store | None = None,
+               extensions: Iterable[Callable[[Flask], None]] = ()) -> Flask:
+    """The WSGI app of one server process; ``store`` defaults to a new one over ``config``.
+
+    Each of ``extensions`` is called with the app once the API is registered (``web.init_app``
+    mounts the pages at /).
+    """
     config.validate()
     app = Flask("suanwang")
     app.json = JSONProvider(app)
@@ -97,10 +99,11 @@ def create_app(config: ServerConfig, store: Store | None = None) -> Flask:
     app.register_blueprint(api_bp, url_prefix="/api/v1")
     _app_wide_routes_and_checks(app)
     app.register_blueprint(functions_bp, url_prefix="/api/v1")
-    init_registry(app, store.db)
+    init_registry(app, store)
     for module in OPTIONAL_BLUEPRINTS:
         _register_optional(app, module)
-    app.register_blueprint(importlib.import_module(PAGES_MODULE).bp)
+    for extension in extensions:
+        extension(app)
     _error_handlers(app)
     return app
 
@@ -157,9 +160,9 @@ def _error_handlers(app: Flask) -> None:
     def suanwang_error(exc: SuanwangError):
         return auth.error_response(exc)
 
-    @app.errorhandler(PyMongoError)
-    def mongo_error(exc: PyMongoError):
-        if isinstance(exc, ConnectionFailure) or exc.timeout:
+    @app.errorhandler(StoreError)
+    def mongo_error(exc: StoreError):
+        if isinstance(exc, StoreUnavailable) or exc.timeout:
             log.warning("MongoDB unavailable: %s", str(exc).split(",")[0][:200])
             return error_response("database_unavailable", "the database is unavailable right now "
                                   f"({type(exc).__name__}); try again shortly", 503, {"Retry-After": "1"})

@@ -23,7 +23,7 @@ import logging
 import signal
 import threading
 import time
-from typing import Callable
+from typing import Callable, Iterable
 
 from waitress import wasyncore
 from waitress.channel import HTTPChannel
@@ -123,7 +123,7 @@ def ensure_admin(store: Store, config: ServerConfig) -> str | None:
     if config.admin_token:
         store.users.ensure_admin("admin", config.admin_token)
         return None
-    if store.db.users.count_documents({"_id": "admin"}, limit=1):
+    if store.users.exists("admin"):
         return None
     token = store.users.ensure_admin("admin")
     try:
@@ -136,13 +136,13 @@ def ensure_admin(store: Store, config: ServerConfig) -> str | None:
 class Server:
     """One server process's parts: store, app, HTTP server and (optional) leader."""
 
-    def __init__(self, config: ServerConfig, store: Store | None = None):
+    def __init__(self, config: ServerConfig, store: Store | None = None, extensions: Iterable = ()):
         self.config = config.validate()
         self.store = store or open_store(config)  # ensures the indexes
         self._own_store = store is None
         #: The admin's token when this start created the admin (for the CLI to print once).
         self.new_admin_token = ensure_admin(self.store, config)
-        self.app = create_app(config, self.store)
+        self.app = create_app(config, self.store, extensions)
         self.http = http_server(self.app, config)
         self.leader = Leader(self.store, lease_s=config.leader_lease_s) if config.run_scheduler else None
         if self.leader is not None:  # the leader's jobs: housekeeping, schedules, notifications
@@ -228,9 +228,9 @@ class Server:
         self.stop()
 
 
-def serve(config: ServerConfig, ready: Callable[[Server], None] | None = None) -> int:
-    """Run a server until SIGTERM or SIGINT; returns 0 after a clean stop."""
-    server = Server(config)
+def serve(config: ServerConfig, ready: Callable[[Server], None] | None = None, extensions: Iterable = ()) -> int:
+    """Run a server until SIGTERM or SIGINT; returns 0 after a clean stop (``extensions``: see ``create_app``)."""
+    server = Server(config, extensions=extensions)
 
     def ask_stop(signum, frame):
         log.info("signal %s: stopping", signum)

@@ -124,8 +124,8 @@ def _each(many: bool, index: int, fn, *args):
 
 
 def _resolve(store: Store, spec: TaskSpec, user: dict) -> tuple[str | None, dict]:
-    version = catalog.resolve_version(store.db, spec.function, spec.version, user["role"])
-    return version, catalog.task_defaults(store.db, spec.function, version).get("requires", {})
+    version = catalog.resolve_version(store, spec.function, spec.version, user["role"])
+    return version, catalog.task_defaults(store, spec.function, version).get("requires", {})
 
 
 def _check_ids(store: Store, specs: list[TaskSpec], many: bool) -> None:
@@ -139,7 +139,7 @@ def _check_ids(store: Store, specs: list[TaskSpec], many: bool) -> None:
             raise ValidationError(f"task [{index}]: id {task_id!r} appears twice in this request", field="id",
                                   index=index)
         seen.add(task_id)
-    taken = [d["_id"] for d in store.db.tasks.find({"_id": {"$in": ids}}, {"_id": 1}).limit(10)]
+    taken = store.reads.taken_ids(ids)
     if taken:
         raise Conflict(f"task id(s) already exist: {', '.join(taken)}" + (" (nothing was published)" if many
                                                                          else ""), ids=taken)
@@ -272,17 +272,14 @@ def drain_worker(store: Store, name: str, user: dict, draining: bool = True) -> 
 # --------------------------------------------------------------------- stats
 def stats(store: Store, user: dict | None = None) -> dict:
     """Counts by status, queue depth and age, throughput of the last minute, workers online."""
-    now = server_now(store.db)
-    counts = store.tasks.counts_by_status()
-    oldest = store.db.tasks.find_one({"status": Status.QUEUED.value, "is_enabled": True}, {"created_at": 1},
-                                     sort=[("created_at", 1)])
-    finished_last_minute = store.db.tasks.count_documents({"finished_at": {"$gte": now - timedelta(minutes=1)}})
-    online = store.db.workers.count_documents({"state": {"$in": [ONLINE, DRAINING]}})
+    now = store.now()
+    counts = store.reads.status_counts()
     return {"counts": counts, "total": sum(counts.values()),
             "queue_depth": counts[Status.QUEUED.value] + counts[Status.PENDING.value],
-            "oldest_queued_age_s": round(max(0.0, (now - oldest["created_at"]).total_seconds()), 3) if oldest else 0,
-            "finished_last_minute": finished_last_minute, "workers_online": online,
-            "service_map": resources.service_map(store.db), "server_time": now}
+            "oldest_queued_age_s": store.reads.queue_age_s(now),
+            "finished_last_minute": store.reads.finished_since(now - timedelta(minutes=1)),
+            "workers_online": store.workers.count_live(), "service_map": resources.service_map(store, now),
+            "server_time": now}
 
 
 # --------------------------------------------------------------------- users

@@ -12,6 +12,7 @@ Starts its own mongod (the embedded one), then prints one table:
 
 Usage: python scripts/bench.py [--tasks 5000] [--cycles 3000] [--latency-samples 200] [--skip-celery]
                                [--lanes-only] [--lane-ahead 0,10000,100000]
+       [--store-only]   (only 1 and 2: the store's figures against the raw ceiling)
 """
 from __future__ import annotations
 
@@ -289,6 +290,10 @@ def celery_bench(n: int, samples: int, workdir: Path) -> tuple[float, float, flo
 
 
 # --------------------------------------------------------------------- report
+class StoreOnly(Exception):
+    """--store-only: stop after the store's figures."""
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--tasks", type=int, default=5000)
@@ -298,6 +303,7 @@ def main() -> None:
     parser.add_argument("--lanes-only", action="store_true", help="only the claim-lane measurements")
     parser.add_argument("--lane-ahead", default="0,10000,100000", help="unclaimable tasks ahead, comma-separated")
     parser.add_argument("--lane-samples", type=int, default=200)
+    parser.add_argument("--store-only", action="store_true", help="only the raw ceiling and the store's cycles")
     args = parser.parse_args()
 
     workdir = Path(tempfile.mkdtemp(prefix="suanwang-bench-"))
@@ -322,6 +328,8 @@ def main() -> None:
                   f"{st1 / fair1:.0%} of raw same-concern, {st1 / raw1:.0%} of all-majority (target >= 80%)"),
                  ("Suanwang store claim+finish, 2 clients", f"{st2:,.0f} /s",
                   f"{st2 / fair2:.0%} of raw same-concern, {st2 / raw2:.0%} of all-majority (target >= 80%)")]
+        if args.store_only:
+            raise StoreOnly
         base, _, query = uri.partition("?")
         system = System(f"{base.rstrip('/')}/e2e?{query}", 2, workdir)
         try:
@@ -340,6 +348,8 @@ def main() -> None:
                       f"Suanwang/Celery p50 = {p50 / c_p50:.2f}")]
         else:
             rows.append(("Celery 5 on Redis", "skipped", "no Redis on 127.0.0.1:6379 (or --skip-celery)"))
+    except StoreOnly:
+        pass
     finally:
         mongo.stop()
         shutil.rmtree(workdir, ignore_errors=True)

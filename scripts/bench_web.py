@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from fsm.store import Store, database  # noqa: E402
 from fsm.store.embedded import EmbeddedMongo  # noqa: E402
-from fsm.store.spec import validate  # noqa: E402
+import synthetic  # noqa: E402  (scripts/synthetic.py)
 
 FUNCTIONS = ["train_model", "render_frames", "echo", "sleep", "cpu_burn"]
 STATUSES = ["succeeded", "failed", "queued", "running", "cancelled"]
@@ -32,12 +32,11 @@ KINDS = ["first page", "deep page", "sort by priority", "sort by priority asc", 
 
 
 def fill(store: Store, n: int) -> None:
+    now = store.now()
     for start in range(0, n, 10_000):
-        docs = [store.tasks.document(validate({"function": FUNCTIONS[i % 5], "args": [i], "priority": i % 10}),
-                                     f"user{i % 7}") for i in range(start, min(n, start + 10_000))]
-        for i, doc in enumerate(docs):
-            doc["status"] = STATUSES[(i // 5) % 5]  # every function in every status
-        store.tasks.insert(docs)
+        # every function in every status, each with the history the validators require
+        store.tasks.import_documents([synthetic.task(store, i, STATUSES[(i // 5) % 5], now, FUNCTIONS[i % 5])
+                                      for i in range(start, min(n, start + 10_000))])
 
 
 def main() -> None:
@@ -47,6 +46,7 @@ def main() -> None:
     args = parser.parse_args()
     from waitress.server import create_server
 
+    import web
     from scheduler.app import create_app
     from scheduler.config import ServerConfig
 
@@ -58,7 +58,8 @@ def main() -> None:
         fill(store, args.tasks)
         print(f"inserted {args.tasks:,} tasks in {time.perf_counter() - t0:.1f} s")
         store.users.add("bench", "super", "bench-password")
-        app = create_app(ServerConfig(mongo_uri=uri, db_name="benchweb", run_scheduler=False), store)
+        app = create_app(ServerConfig(mongo_uri=uri, db_name="benchweb", run_scheduler=False), store,
+                         extensions=(web.init_app,))
         http = create_server(app, host="127.0.0.1", port=0, threads=4)
         threading.Thread(target=http.run, daemon=True).start()
         base = f"http://127.0.0.1:{http.effective_port}"

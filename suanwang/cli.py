@@ -136,6 +136,7 @@ def server(mongo, host, port, threads, admin_token, no_scheduler, smtp_host, smt
            smtp_tls, mail_from, metrics_token, max_data_bytes, data_quota_bytes, data_retention_days, repo_roots,
            priority_caps, retention_days, retention_mode):
     """The control center: HTTP API, web pages and periodic jobs (one scheduler per network)."""
+    import web
     from scheduler.config import ServerConfig
     from scheduler.server import serve
 
@@ -158,7 +159,7 @@ def server(mongo, host, port, threads, admin_token, no_scheduler, smtp_host, smt
                                 retention_days=retention_days, retention_mode=retention_mode,
                                 repo_roots=tuple(str(Path(r).expanduser().resolve()) for r in repo_roots),
                                 priority_caps=_priority_caps(priority_caps)),
-                 ready=ready))
+                 ready=ready, extensions=(web.init_app,)))
 
 
 def _priority_caps(items: tuple[str, ...]) -> dict:

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 import pytest
 import requests
 
+import web
 from fsm.store import Store
 from scheduler.config import ServerConfig
 from scheduler.server import Server
@@ -57,7 +58,7 @@ def start(store: Store, db_uri: str, db_name: str, **overrides) -> ApiServer:
     settings = dict(mongo_uri=db_uri, db_name=db_name, port=0, threads=4, admin_token=ADMIN_TOKEN,
                     run_scheduler=False)
     settings.update(overrides)
-    server = Server(ServerConfig(**settings), store).start()
+    server = Server(ServerConfig(**settings), store, extensions=(web.init_app,)).start()
     tokens = {"admin": ADMIN_TOKEN, **{role: store.users.add(f"u-{role}", role) for role in ROLES}}
     return ApiServer(server, store, tokens)
 

@@ -5,6 +5,7 @@ import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
+import web
 from fsm.store import Claimant, Store
 from scheduler.server import Server
 from scheduler.config import ServerConfig
@@ -17,7 +18,8 @@ ADMIN = "admin-token-for-tests"
 @pytest.fixture
 def server(db, db_uri):
     store = Store(db)
-    http = Server(ServerConfig(mongo_uri=db_uri, admin_token=ADMIN, run_scheduler=False, port=0), store).start()
+    http = Server(ServerConfig(mongo_uri=db_uri, admin_token=ADMIN, run_scheduler=False, port=0), store,
+                  extensions=(web.init_app,)).start()
     url = f"{http.url}/api/v1"
     tokens = {"admin": ADMIN, **{role: store.users.add(f"u-{role}", role) for role in ("super", "business",
                                                                                      "general")}}

@@ -6,6 +6,7 @@ from datetime import timedelta
 import pytest
 
 from fsm.store import server_now
+from fsm.store.spec import validate
 from scheduler import resources
 
 
@@ -36,8 +37,11 @@ def now(store):
     tasks += [(f"u{i}", "f3", [attempt("w3", "succeeded" if i % 4 else "timed_out", i, 50, now)]) for i in range(1, 21)]
     def task(tid, fn, atts):  # as the store leaves them: final tasks carry finished_at
         live = any(a["state"] == "running" for a in atts)
-        doc = {"_id": tid, "function": fn, "version": "v1", "attempts": atts,
-               "status": "running" if live else "succeeded", "created_at": atts[0]["started_at"] - timedelta(seconds=1)}
+        status = "running" if live else "succeeded"
+        doc = {"_id": tid, "function": fn, "version": "v1", "attempts": atts, "status": status,
+               "created_at": atts[0]["started_at"] - timedelta(seconds=1), "priority": 0, "is_enabled": True,
+               "open_slots": 0, "rev": 1, "history": [{"from": None, "to": "queued"}, {"from": "queued", "to": "running"}]
+               + ([] if live else [{"from": "running", "to": "succeeded"}])}
         if not live:
             doc["finished_at"] = max(a["ended_at"] for a in atts)
         return doc
@@ -47,7 +51,7 @@ def now(store):
 
 
 def test_figures_per_function(store, now):
-    stats = {r["function"]: r for r in resources.by_function(store.db, since=now - timedelta(days=7))}
+    stats = {r["function"]: r for r in resources.by_function(store, since=now - timedelta(days=7))}
     assert set(stats) == {"f1", "f2", "f3", "f4"}
     f1 = stats["f1"]
     assert (f1["runs"], f1["succeeded"], f1["failed"], f1["cancelled"]) == (3, 2, 1, 1)
@@ -59,11 +63,11 @@ def test_figures_per_function(store, now):
     f3 = stats["f3"]  # durations 1..20 s: nearest-rank p95 is the 19th smallest
     assert (f3["runs"], f3["succeeded"], f3["mean_s"], f3["p95_s"], f3["max_s"]) == (20, 15, 10.5, 19.0, 20.0)
     assert f3["success_rate"] == 0.75
-    assert "f5" in {r["function"] for r in resources.by_function(store.db)}  # no window: all time
+    assert "f5" in {r["function"] for r in resources.by_function(store)}  # no window: all time
 
 
 def test_figures_per_worker_and_the_service_map(store, now):
-    stats = resources.resource_stats(store.db, window_s=7 * 86400, now=now)
+    stats = resources.resource_stats(store, window_s=7 * 86400, now=now)
     rows = {r["worker"]: r for r in stats["workers"]}
     w1 = rows["w1"]
     assert (w1["runs"], w1["succeeded"], w1["cancelled"]) == (3, 2, 1)  # t1, t2 failed, t5 (t6 is too old)
@@ -75,7 +79,7 @@ def test_figures_per_worker_and_the_service_map(store, now):
     # Served: online workers with a version ready (w1: f9) or a run within the last hour;
     # w3 is offline, and w1's run of f4 is two hours old
     assert stats["service_map"] == {"f1": ["w1", "w2"], "f2": ["w2"], "f9": ["w1"]}
-    assert resources.service_map(store.db, now, recent_s=3 * 3600)["f4"] == ["w1"]
+    assert resources.service_map(store, now, recent_s=3 * 3600)["f4"] == ["w1"]
 
 
 def test_the_api_answers_resource_stats(store, now, db_uri, db_name):
@@ -98,7 +102,7 @@ def test_recent_work_queries_read_through_indexes(store):
     from fsm.store.db import server_now as clock
 
     since = clock(store.db) - timedelta(hours=1)
-    store.db.tasks.insert_many([{"_id": str(i), "status": "queued"} for i in range(50)])
+    store.tasks.insert([store.tasks.document(validate({"function": "noop"}), "t") for _ in range(50)])
     query = {"$or": [{"finished_at": {"$gte": since}}, {"status": "running"}],
              "attempts": {"$elemMatch": {"worker": {"$in": ["w1"]}, "ended_at": {"$gte": since}}}}
     import json

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+import web
 from fsm.store import Store
 from fsm.store.spec import validate
 from fsm.store.tasks import Claimant
@@ -69,7 +70,7 @@ def site(mongo, tmp_path_factory):
          "gpus": [{"index": 0, "util": 50.0 + (i % 30), "mem_used": 1, "temp": 60}] if k else []}
         for k, name in enumerate(("gpu-box-1", "gpu-box-2")) for i in range(180)])
     http = Server(ServerConfig(mongo_uri=mongo.uri, db_name="web_browser", run_scheduler=False, port=0),
-                  store).start()
+                  store, extensions=(web.init_app,)).start()
     yield http.url, store
     http.stop()
     db.client.drop_database("web_browser")

@@ -1,7 +1,8 @@
-"""The web pages: a Flask blueprint mounted at / by the server (``scheduler.app.create_app``).
+"""The web pages: a Flask blueprint that ``init_app`` mounts at / (``suanwang server`` passes it to
+``scheduler.app.create_app(..., extensions=(web.init_app,))``; the scheduler never imports web).
 
-Pages read through the data layer (``fsm.store``); actions go through the same store verbs
-(and so through the FSM) as the API, and report each task's outcome.
+Pages read and act through the application layer (``scheduler.service*``), as the API does,
+and report each task's outcome.
 
 What a host app must give the blueprint (``create_app`` does; so does the tests' bare app):
     ``app.extensions[STORE_KEY]``   the ``fsm.store.Store`` the pages read and act through
@@ -18,10 +19,15 @@ tables and charts), ``tables`` (DataTables request -> one indexed MongoDB query)
 """
 from __future__ import annotations
 
-from flask import Blueprint
+from flask import Blueprint, Flask
 
 from scheduler.auth import STORE_KEY  # noqa: F401,E402  (where the app keeps its Store)
 
 bp = Blueprint("web", __name__, template_folder="templates", static_folder="static", static_url_path="/assets")
 
 from web import actions, data, display, pages, pages_data  # noqa: E402,F401  (routes register on bp)
+
+
+def init_app(app: Flask) -> None:
+    """Mount the pages at / on a Suanwang app (an extension for ``create_app``)."""
+    app.register_blueprint(bp)

@@ -1,4 +1,5 @@
-"""Actions from the pages: each goes through the store's verbs (the FSM) and reports its outcome."""
+"""Actions from the pages: each goes through the application layer (``scheduler.service``, so the
+same role checks and FSM verbs as the API) and reports its outcome."""
 from __future__ import annotations
 
 from flask import abort, flash, jsonify, redirect, request, url_for
@@ -74,7 +75,7 @@ def worker_action(name, state):
     if state not in ("drain", "resume"):
         abort(400, description="drain or resume")
     try:
-        doc = store().workers.set_state(name, "draining" if state == "drain" else "online")
+        doc = service.drain_worker(store(), name, user(), draining=state == "drain")
     except SuanwangError as exc:
         flash(f"worker {name}: {exc.message}", "danger")
     else:

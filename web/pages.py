@@ -1,17 +1,15 @@
 """The HTML pages."""
 from __future__ import annotations
 
-from datetime import timedelta
 from pathlib import Path
 
 from flask import abort, flash, g, redirect, render_template, request, session, url_for
 from flask_wtf.csrf import generate_csrf
 
-from fsm.errors import NotFound, TaskNotFound, Unauthorized
+from fsm.errors import Forbidden, NotFound, TaskNotFound, Unauthorized
 from fsm.states import Status
-from fsm.store import server_now
 from fsm.store.users import ROLES
-from scheduler import service_flow
+from scheduler import service, service_flow, service_views
 from web import bp
 from web.session import can, local_path, login_required, store, user
 
@@ -52,15 +50,7 @@ def logout():
 @login_required()
 def portal():
     """Queue depth, throughput and the machines at a glance."""
-    s = store()
-    # one COUNT_SCAN of the status_created index per status, never a collection scan
-    counts = {status.value: s.db.tasks.count_documents({"status": status.value}) for status in Status}
-    now = server_now(s.db)
-    finished = s.db.tasks.count_documents({"finished_at": {"$gte": now - timedelta(minutes=5)}})
-    oldest = s.db.tasks.find_one({"status": "queued"}, {"created_at": 1}, sort=[("created_at", 1)])
-    workers = s.workers.list()
-    return render_template("portal.html", counts=counts, throughput=finished / 5.0, workers=workers,
-                           oldest_age=(now - oldest["created_at"]).total_seconds() if oldest else 0)
+    return render_template("portal.html", **service_views.portal(store(), user()))
 
 
 @bp.get("/tasks")
@@ -73,10 +63,10 @@ def tasks():
 @login_required()
 def task(task_id):
     try:
-        doc = store().tasks.get(task_id)
+        doc = service.get_task(store(), task_id, user())
     except TaskNotFound:
         abort(404)
-    if not can("read_task_any") and doc.get("submitted_by") != user()["_id"]:
+    except Forbidden:
         abort(403)
     return render_template("task.html", task=doc, flow=service_flow.task_workflow(store(), doc, user()))
 
@@ -89,17 +79,7 @@ def workers():
 
 def running_by_worker(name: str | None = None, limit: int = 500) -> dict[str, list[dict]]:
     """The running tasks, per worker that runs an attempt of them (the lease index serves it)."""
-    match: dict = {"state": "running"} if name is None else {"state": "running", "worker": name}
-    docs = store().db.tasks.find({"status": "running", "attempts": {"$elemMatch": match}},
-                                 {"function": 1, "version": 1, "attempts.worker": 1, "attempts.state": 1,
-                                  "attempts.started_at": 1}).limit(limit)
-    by_worker: dict[str, list[dict]] = {}
-    for doc in docs:
-        for attempt in doc.get("attempts", []):
-            if attempt.get("state") == "running" and (name is None or attempt.get("worker") == name):
-                by_worker.setdefault(attempt["worker"], []).append(
-                    {"_id": doc["_id"], "function": doc["function"], "started_at": attempt.get("started_at")})
-    return by_worker
+    return service_views.running_by_worker(store(), user(), name, limit)
 
 
 @bp.get("/workers/<name>")
@@ -116,19 +96,16 @@ def worker(name):
 @bp.get("/functions")
 @login_required()
 def functions():
-    query = {} if can("super") else {"public": True}
-    docs = list(store().db.functions.find(query, {"content": 0}).sort([("code", 1), ("create_time", -1)]))
-    from registry.builtins import BUILTINS
-
-    builtins = [{"code": name, "doc": (f.__doc__ or "").strip()} for name, f in sorted(BUILTINS.items())]
+    docs, builtins = service_views.functions(store(), user())
     return render_template("functions.html", functions=docs, builtins=builtins)
 
 
 @bp.get("/functions/<code>/<version>")
 @login_required()
 def function(code, version):
-    doc = store().db.functions.find_one({"code": code, "version": version})
-    if doc is None or (not doc.get("public") and not can("super")):
+    try:
+        doc = service_views.function(store(), user(), code, version)
+    except NotFound:
         abort(404)
     return render_template("function.html", fn=doc)
 
@@ -137,21 +114,13 @@ def function(code, version):
 @login_required()
 def schedules():
     """Schedule definitions (everyone's for super-users, else one's own) and each one's latest run."""
-    db = store().db
-    query = {} if can("super") else {"owner": user()["_id"]}
-    docs = list(db.schedules.find(query).sort("_id", 1).limit(500))
-    for doc in docs:  # the schedule_runs index answers each with one key
-        doc["last_run"] = db.tasks.find_one({"schedule_id": doc["_id"]}, {"status": 1, "scheduled_for": 1},
-                                            sort=[("scheduled_for", -1)])
-    return render_template("schedules.html", schedules=docs)
+    return render_template("schedules.html", schedules=service_views.schedules_with_last_run(store(), user()))
 
 
 @bp.get("/users")
 @login_required("manage_users")
 def users():
-    users = list(store().db.users.find({}, {"role": 1, "groups": 1, "created_at": 1,
-                                             "has_password": {"$toBool": "$password_hash"}}).sort("_id", 1))
-    return render_template("users.html", users=users, roles=ROLES)
+    return render_template("users.html", users=service_views.users(store(), user()), roles=ROLES)
 
 
 @bp.app_template_filter("ago")
@@ -159,7 +128,7 @@ def ago(when):
     if not when:
         return "-"
     if "web_now" not in g:  # one clock reading per request, MongoDB's (the clock that wrote last_seen)
-        g.web_now = server_now(store().db)
+        g.web_now = service_views.server_now(store())
     seconds = (g.web_now - when).total_seconds()
     for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
         if seconds >= size:

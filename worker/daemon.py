@@ -29,14 +29,12 @@ import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
-from bson.errors import InvalidDocument
-from pymongo.errors import ConnectionFailure, InvalidDocument as DriverInvalidDocument, PyMongoError, \
-    WriteConcernError
 
 from fsm.errors import Conflict, ConfigError, InvalidTransition, LeaseLost, SuanwangError
 from fsm.states import AttemptState
 from fsm.store import Claim, Claimant, Store, database
 from fsm.store.access import ensure_indexes_if_allowed
+from fsm.store.driver import UNSTORABLE, StoreError as PyMongoError, is_transient
 from fsm.store.workers import DRAINING, OFFLINE
 from registry.builtins import BUILTINS
 from registry.resolver import make_resolver
@@ -93,7 +91,7 @@ class Trouble:
 
 
 def _transient(exc: PyMongoError) -> bool:
-    return isinstance(exc, (ConnectionFailure, WriteConcernError)) or exc.has_error_label("RetryableWriteError")
+    return is_transient(exc)
 
 
 class Daemon:
@@ -107,7 +105,7 @@ class Daemon:
         self.claimant = Claimant(name=config.name, host=socket.gethostname(), gpus=config.gpus,
                                  mem_gb=config.mem_gb, tags=config.tags,
                                  lease_s=config.lease_s, distinct_grace_s=config.distinct_grace_s)
-        self.resolver = make_resolver(self.store.db, config.cache_dir)
+        self.resolver = make_resolver(self.store, config.cache_dir)
         self.executor = Executor(config.concurrency, config.inline_result_bytes,
                                  requests=ChildRequests(self.publish_child))
         self.datacache = DataCache(Path(config.cache_dir) / "data", config.data_cache_bytes)
@@ -446,7 +444,7 @@ class Daemon:
             except Conflict as exc:
                 log.warning("task %s: %s; its lease will expire and it will be retried", task_id, exc)
                 return
-            except (InvalidDocument, DriverInvalidDocument, OverflowError) as exc:
+            except UNSTORABLE as exc:
                 outcome = self._unstorable(outcome, exc)
                 if outcome is None:
                     log.error("task %s: attempt %s cannot be recorded (%s); its lease will expire", task_id,

@@ -12,7 +12,7 @@ import threading
 import time
 from typing import TYPE_CHECKING
 
-from pymongo.errors import PyMongoError
+from fsm.store.driver import StoreError as PyMongoError
 
 from fsm.store.workers import DRAINING, OFFLINE, ONLINE
 from worker import stats

@@ -1,20 +1,28 @@
 """The data layer: the only package that talks to MongoDB directly.
 
-``Store(db)`` bundles the per-collection verbs so callers hold one object.
+``Store(db)`` bundles the per-collection verbs (and the named read models) so callers hold
+one object. Nothing above this package imports pymongo or bson, nor uses ``Store.db``: an
+import-linter contract in setup.cfg keeps it so.
 """
 from __future__ import annotations
 
+import pymongo
 from pymongo.database import Database
 
 from fsm.store.data import DataStore
 from fsm.store.db import database, server_now
+from fsm.store.functions import FunctionStore, RepoStore
+from fsm.store.live import LiveReports
 from fsm.store.locks import LockStore
 from fsm.store.machines import MachineStats
+from fsm.store.notify import NotifyStore
 from fsm.store.placement import PlacementReads
-from fsm.store.live import LiveReports
+from fsm.store.reads import TaskReads
+from fsm.store.resource_stats import ResourceStats
 from fsm.store.retention import Retention
-from fsm.store.schema import ensure_indexes
 from fsm.store.schedules import ScheduleStore
+from fsm.store.schema import ensure_indexes
+from fsm.store.settings import SettingsStore
 from fsm.store.tasks import Claim, Claimant, TaskStore
 from fsm.store.users import UserStore
 from fsm.store.wakeups import Wakeups
@@ -37,7 +45,6 @@ class Store:
         if create_indexes:
             self.retention.ensure_indexes()
         self.machines = MachineStats(db)
-        self.locks = LockStore(db)
         self.schedules = ScheduleStore(db)
         if create_indexes:
             self.schedules.ensure_indexes()
@@ -46,6 +53,31 @@ class Store:
             self.data.ensure_indexes()
         self.live = LiveReports(db)
         self.tasks.flow.wake = lambda n: self.wakeups.signal(n=n)
+        self.functions = FunctionStore(db)
+        self.repos = RepoStore(db)
+        self.locks = LockStore(db)
+        self.settings = SettingsStore(db)
+        self.notify = NotifyStore(db)
+        #: Named read models (status counts, queue age, finished since, running by worker, charts).
+        self.reads = TaskReads(db)
+        self.resource_stats = ResourceStats(db)
+
+    @property
+    def name(self) -> str:
+        """The database's name."""
+        return self.db.name
+
+    def now(self):
+        """The MongoDB server's clock (leases, ages and windows use it, never a process's own)."""
+        return server_now(self.db)
+
+    def ping(self, timeout_s: float) -> None:
+        """Raise ``StoreError`` unless the database answers within ``timeout_s``."""
+        with pymongo.timeout(timeout_s):
+            self.db.command("ping")
+
+    def ensure_indexes(self) -> None:
+        ensure_indexes(self.db)
 
     @classmethod
     def connect(cls, uri: str, name: str | None = None) -> "Store":
@@ -56,5 +88,6 @@ class Store:
         self.db.client.close()
 
 
-__all__ = ["Store", "DataStore", "TaskStore", "WorkerStore", "UserStore", "Wakeups", "LockStore", "ScheduleStore",
+__all__ = ["Store", "TaskStore", "DataStore", "FunctionStore", "RepoStore", "LockStore", "ScheduleStore",
+           "SettingsStore", "NotifyStore", "TaskReads", "ResourceStats", "WorkerStore", "UserStore", "Wakeups",
            "Claim", "Claimant", "database", "server_now", "ensure_indexes"]

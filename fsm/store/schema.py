@@ -83,9 +83,14 @@ TASK_INDEXES = [
     IndexModel([("attempts.state", ASCENDING), ("attempts.lease_until", ASCENDING)],
                name="lease", partialFilterExpression={"status": "running"}),
     IndexModel([("run_after", ASCENDING)], name="due", partialFilterExpression={"status": "pending"}),
+    # The queue's age (oldest queued, enabled task): /stats, /metrics, the portal and alerts.
+    IndexModel([("is_enabled", ASCENDING), ("created_at", ASCENDING)], name="queue_age",
+               partialFilterExpression={"status": "queued"}),
     # Listing pages: by status and by function, newest first.
     IndexModel([("status", ASCENDING), ("created_at", DESCENDING)], name="status_created"),
     IndexModel([("function", ASCENDING), ("created_at", DESCENDING)], name="function_created"),
+    # /metrics: live tasks by status and function, counted from the index alone (no documents read).
+    IndexModel([("status", ASCENDING), ("function", ASCENDING)], name="status_function"),
     IndexModel([("submitted_by", ASCENDING), ("created_at", DESCENDING)], name="user_created"),
     IndexModel([("created_at", DESCENDING)], name="created"),
     IndexModel([("priority", DESCENDING), ("created_at", DESCENDING)], name="priority_created"),
@@ -107,10 +112,15 @@ TASK_INDEXES = [
 
 def ensure_indexes(db: Database) -> None:
     """Create every collection's indexes (idempotent; called when a process connects)."""
+    from fsm.store.functions import ensure_indexes as ensure_function_indexes
+    from fsm.store.validators import ensure_validators
+
+    ensure_validators(db)  # first: it creates tasks, workers and deliveries with their validators
     if OLD_CLAIM_INDEX in db.tasks.index_information():
         _add_missing_lanes(db)
         db.tasks.drop_index(OLD_CLAIM_INDEX)
     db.tasks.create_indexes(TASK_INDEXES)
+    ensure_function_indexes(db)
     db.workers.create_indexes([IndexModel([("state", ASCENDING), ("last_seen", ASCENDING)], name="state_seen")])
     db.users.create_indexes([IndexModel([("tokens.hash", ASCENDING)], name="token", sparse=True)])
     db.locks.create_indexes([IndexModel([("expires_at", ASCENDING)], name="expires")])

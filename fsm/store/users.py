@@ -122,6 +122,14 @@ class UserStore:
         """The user without secrets, or None."""
         return self.users.find_one({"_id": name}, {"password_hash": 0, "tokens": 0})
 
+    def exists(self, name: str) -> bool:
+        return self.users.count_documents({"_id": name}, limit=1) == 1
+
+    def listing(self) -> list[dict]:
+        """Every user for the users page: role, groups, created_at and ``has_password`` (no secrets)."""
+        return list(self.users.find({}, {"role": 1, "groups": 1, "created_at": 1,
+                                         "has_password": {"$toBool": "$password_hash"}}).sort("_id", 1))
+
     def remove(self, name: str) -> None:
         if not self.users.delete_one({"_id": name}).deleted_count:
             raise NotFound(f"no user named {name!r}")

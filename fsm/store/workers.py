@@ -12,6 +12,8 @@ from fsm.errors import Conflict, NotFound
 from fsm.store.db import server_now
 
 ONLINE, DRAINING, OFFLINE = "online", "draining", "offline"
+#: A worker's ``state``.
+WORKER_STATES = (ONLINE, DRAINING, OFFLINE)
 
 
 class WorkerStore:
@@ -61,6 +63,10 @@ class WorkerStore:
             self.workers.update_many({"_id": {"$in": names}, "last_seen": {"$lt": cutoff}},
                                      {"$set": {"state": OFFLINE, "running": []}})
         return names
+
+    def count_live(self) -> int:
+        """Workers online or draining (the ``state_seen`` index)."""
+        return self.workers.count_documents({"state": {"$in": [ONLINE, DRAINING]}})
 
     def list(self, query: dict | None = None) -> list[dict]:
         return list(self.workers.find(query or {}).sort("_id", 1))

@@ -1,0 +1,141 @@
+"""Notifications' collections (layout in ``scheduler.notify``): ``subscriptions``, ``deliveries``,
+``alerts`` and ``notify_state`` (the resume token of the change stream on ``tasks``)."""
+from __future__ import annotations
+
+from contextlib import AbstractContextManager
+from datetime import datetime, timedelta
+
+from bson import ObjectId
+from pymongo import ASCENDING, DESCENDING, IndexModel, ReturnDocument
+from pymongo.database import Database
+from pymongo.errors import DuplicateKeyError
+
+from fsm.states import Status
+
+STREAM_STATE = "tasks_stream"
+#: A delivery's ``status``: waiting for its next try, being sent, done, given up.
+DELIVERY_STATES = ("pending", "sending", "sent", "failed")
+#: Change-stream filter: a task became succeeded or failed.
+TASK_PIPELINE = [{"$match": {"operationType": "update", "updateDescription.updatedFields.status": {
+    "$in": [Status.SUCCEEDED.value, Status.FAILED.value]}}}]
+
+
+class NotifyStore:
+    def __init__(self, db: Database):
+        self.db = db
+        self.subscriptions = db.subscriptions
+        self.deliveries = db.deliveries
+        self.alerts = db.alerts
+        self.state = db.notify_state
+
+    def ensure_indexes(self) -> None:
+        self.subscriptions.create_indexes([IndexModel([("event", ASCENDING)], name="event"),
+                                           IndexModel([("owner", ASCENDING)], name="owner")])
+        self.deliveries.create_indexes([
+            IndexModel([("status", ASCENDING), ("next_try_at", ASCENDING)], name="due"),
+            IndexModel([("owner", ASCENDING), ("created_at", DESCENDING)], name="owner_created"),
+            IndexModel([("subscription_id", ASCENDING), ("created_at", DESCENDING)], name="subscription_created")])
+        self.alerts.create_indexes([IndexModel([("subscription_id", ASCENDING)], name="subscription")])
+
+    @staticmethod
+    def new_id() -> str:
+        return str(ObjectId())
+
+    # ---------------------------------------------------------- subscriptions
+    def add_subscription(self, doc: dict) -> dict:
+        self.subscriptions.insert_one(doc)
+        return doc
+
+    def subscription(self, sid: str) -> dict | None:
+        return self.subscriptions.find_one({"_id": sid})
+
+    def remove_subscription(self, sid: str) -> None:
+        """The subscription and its open alerts."""
+        self.subscriptions.delete_one({"_id": sid})
+        self.alerts.delete_many({"subscription_id": sid})
+
+    def subscriptions_page(self, *, owner: str | None, event: str | None, skip: int, limit: int) -> tuple[list, int]:
+        """Newest first; ``owner`` None: everyone's."""
+        query = {k: v for k, v in (("owner", owner), ("event", event)) if v}
+        items = list(self.subscriptions.find(query).sort("created_at", -1).skip(skip).limit(limit))
+        return items, self.subscriptions.count_documents(query)
+
+    def task_subscriptions(self, events: list[str], task_id: str, function: str | None) -> list[dict]:
+        """Subscriptions to ``events`` scoped to this task, its function, or to any task."""
+        return list(self.subscriptions.find({"event": {"$in": events}, "$and": [
+            {"task_id": {"$in": [None, task_id]}}, {"function": {"$in": [None, function]}}]}))
+
+    def check_subscriptions(self, events: list[str]) -> list[dict]:
+        return list(self.subscriptions.find({"event": {"$in": events}}))
+
+    # ------------------------------------------------------------ deliveries
+    def deliveries_page(self, *, owner: str | None, filters: dict[str, str], skip: int, limit: int) -> tuple[list, int]:
+        """Newest first; ``filters``: equality on status, subscription_id, event."""
+        query = {**({"owner": owner} if owner else {}), **filters}
+        items = list(self.deliveries.find(query).sort("created_at", -1).skip(skip).limit(limit))
+        return items, self.deliveries.count_documents(query)
+
+    def queue_delivery(self, doc: dict) -> bool:
+        """Store a new delivery; False when one with its ``_id`` (subscription + event key) exists."""
+        try:
+            self.deliveries.insert_one(doc)
+        except DuplicateKeyError:
+            return False
+        return True
+
+    def release_stale_sending(self, now: datetime) -> None:
+        """Deliveries whose sender died mid-send become pending again."""
+        self.deliveries.update_many({"status": "sending", "lease_until": {"$lt": now}}, {"$set": {"status": "pending"}})
+
+    def claim_delivery(self, now: datetime, lease_s: float) -> dict | None:
+        """Take the most overdue pending delivery for one try."""
+        return self.deliveries.find_one_and_update(
+            {"status": "pending", "next_try_at": {"$lte": now}},
+            {"$set": {"status": "sending", "lease_until": now + timedelta(seconds=lease_s)}, "$inc": {"attempts": 1}},
+            sort=[("next_try_at", 1)], return_document=ReturnDocument.AFTER)
+
+    def mark_sent(self, did: str, now: datetime) -> dict | None:
+        return self.deliveries.find_one_and_update(
+            {"_id": did}, {"$set": {"status": "sent", "sent_at": now, "last_error": None},
+                           "$unset": {"lease_until": ""}}, return_document=ReturnDocument.AFTER)
+
+    def mark_failed(self, did: str, *, final: bool, reason: str, now: datetime, next_try_at: datetime) -> dict | None:
+        """One failed try: pending again (at ``next_try_at``) or, when ``final``, failed; keeps the last ten errors."""
+        return self.deliveries.find_one_and_update(
+            {"_id": did},
+            {"$set": {"status": "failed" if final else "pending", "last_error": reason, "next_try_at": next_try_at},
+             "$unset": {"lease_until": ""},
+             "$push": {"errors": {"$each": [{"at": now, "error": reason}], "$slice": -10}}},
+            return_document=ReturnDocument.AFTER)
+
+    # ---------------------------------------------------------------- alerts
+    def alert_subjects(self, sid: str) -> set[str]:
+        return {a["subject"] for a in self.alerts.find({"subscription_id": sid}, {"subject": 1})}
+
+    def open_alert(self, sid: str, subject: str, now: datetime) -> bool:
+        """Record that a condition started firing; False when another process recorded it first."""
+        try:
+            self.alerts.insert_one({"_id": f"{sid}:{subject}", "subscription_id": sid, "subject": subject, "since": now})
+        except DuplicateKeyError:
+            return False
+        return True
+
+    def clear_alerts(self, sid: str, subjects: list[str]) -> None:
+        self.alerts.delete_many({"subscription_id": sid, "subject": {"$in": subjects}})
+
+    # ---------------------------------------------------------- task stream
+    def resume_token(self):
+        state = self.state.find_one({"_id": STREAM_STATE})
+        return state.get("token") if state else None
+
+    def save_token(self, token) -> None:
+        self.state.update_one({"_id": STREAM_STATE}, {"$set": {"token": token}}, upsert=True)
+
+    def forget_token(self) -> None:
+        self.state.delete_one({"_id": STREAM_STATE})
+
+    def watch_finished_tasks(self, resume_after=None, max_await_ms: int = 500) -> AbstractContextManager:
+        """A change stream of tasks becoming succeeded or failed (with their full documents)."""
+        resume = {"resume_after": resume_after} if resume_after else {}
+        return self.db.tasks.watch(TASK_PIPELINE, full_document="updateLookup", max_await_time_ms=max_await_ms,
+                                   **resume)

@@ -1,0 +1,152 @@
+"""The one writer of task decisions, and the attempt ends that feed it.
+
+Every decided change of a task (an attempt's end, a retry, a quorum, a dispute, a lost lease,
+a cancel, a requeue) is a ``fsm.decide.Plan`` written by ``apply``: one update pipeline whose
+filter is the compare-and-set. A plan decided from a read task filters on that task's ``rev``
+and status; a plan decided without a read (``decide_lone_success``) filters on its ``assumes``
+and on the attempt still running. A lost race changes nothing and is decided again.
+"""
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from pymongo import ReturnDocument
+from pymongo.errors import PyMongoError
+
+from fsm.decide import Plan, decide_attempt_end, decide_lone_success
+from fsm.errors import Conflict, LeaseLost
+from fsm.states import FINAL, AttemptState, Status
+from fsm.store.lease_fence import lease_live, why_refused
+from fsm.store.values import lit
+
+log = logging.getLogger("suanwang.store")
+
+MAX_RACE_RETRIES = 50
+#: What the counters need back from a write (``fsm.store.counters``).
+WRITTEN = {"function": 1, "started_at": 1, "finished_at": 1}
+
+
+class PlanWriter:
+    """``TaskStore``'s writer (``self.tasks``: the collection; ``self.counters``: ``TaskCounters``)."""
+
+    # ---------------------------------------------------------- attempt ends
+    def finish_attempt(self, task_id: str, attempt_id: str, state: AttemptState | str, *, result: Any = None,
+                       error: str | None = None, traceback: str | None = None, logs: str | None = None,
+                       worker: str | None = None, result_ref: dict | None = None, permanent: bool = False) -> Plan:
+        """Record how an attempt ended and decide the task (retry, quorum, dispute).
+
+        Raises ``LeaseLost`` when the attempt is no longer running (lease expired, task
+        cancelled or decided) or its lease time has passed by the server's clock, even before
+        housekeeping marks it lost: the late result is dropped, nothing changes. A ``lost`` end
+        (the worker fenced the attempt itself) is taken while the attempt still runs.
+        Returns a plan without a status change when this very end is already stored (an earlier
+        try's write happened and only its acknowledgement was lost). ``result_ref``: the
+        result is stored in GridFS (``result`` is then None); ``permanent``: no retry can help.
+        """
+        state = AttemptState(state)
+        fence = None if state == AttemptState.LOST else lease_live(attempt_id)
+        if state == AttemptState.SUCCEEDED:
+            # The common case in one round trip: a task run once succeeds (no read needed).
+            plan = decide_lone_success(attempt_id, result, logs=logs, result_ref=result_ref)
+            if self.apply(plan, task_id, by=worker or "worker", attempt=(attempt_id, worker), fence=fence):
+                self._settle(task_id, plan)
+                return plan
+        for _ in range(MAX_RACE_RETRIES):
+            filt = {"_id": task_id, "attempts": {"$elemMatch": {"id": attempt_id, "state": "running"}}}
+            if worker:
+                filt["attempts"]["$elemMatch"]["worker"] = worker
+            if fence:
+                filt["$expr"] = fence
+            task = self.tasks.find_one(filt)
+            if task is None or task["status"] != Status.RUNNING.value:
+                recorded, why = why_refused(self.tasks, task_id, attempt_id, state, result, error)
+                if recorded:
+                    log.info("%s", why)
+                    return Plan(frm=Status(task["status"]) if task else Status.RUNNING)
+                log.warning("%s", why)
+                raise LeaseLost(why)
+            plan = decide_attempt_end(task, attempt_id, state, result=result, error=error,
+                                      traceback=traceback, logs=logs, result_ref=result_ref, permanent=permanent)
+            if self._write(task, plan, by=worker or "worker", fence=fence):
+                self._settle(task_id, plan)
+                return plan
+        raise Conflict(f"task {task_id} kept changing; gave up after {MAX_RACE_RETRIES} tries")
+
+    def _settle(self, task_id: str, plan: Plan) -> None:
+        """Right after a final write: release or cancel dependents, cancel children (``Workflows``).
+
+        A failure here is only logged: the housekeeping sweep finishes the job.
+        """
+        if plan.to not in FINAL:
+            return
+        try:
+            self.flow.settle(task_id, plan.to.value)
+        except (PyMongoError, Conflict) as exc:
+            log.warning("task %s: settling its dependents failed (%s); the sweep will retry", task_id, exc)
+
+    def _decide_loop(self, task_id: str, decide, by: str) -> Plan:
+        for _ in range(MAX_RACE_RETRIES):
+            task = self.get(task_id)
+            plan = decide(task)
+            if self._write(task, plan, by=by):
+                return plan
+        raise Conflict(f"task {task_id} kept changing; gave up after {MAX_RACE_RETRIES} tries")
+
+    # ---------------------------------------------------------------- writes
+    def _write(self, task: dict, plan: Plan, by: str, fence: dict | None = None) -> bool:
+        """Apply a plan iff the task is still at the revision (and status) it was read at
+        (and, with ``fence``, that ``$expr`` still holds)."""
+        return self.apply(plan, task["_id"], by=by, rev=task.get("rev", 0), fence=fence)
+
+    def apply(self, plan: Plan, task_id: str, *, by: str, rev: int | None = None,
+              attempt: tuple[str, str | None] | None = None, fence: dict | None = None) -> bool:
+        """The one compare-and-set writer: True when the plan was written.
+
+        The filter: the task's id and the plan's ``frm`` status, its ``assumes``, and either
+        ``rev`` (the revision the plan was decided from) or ``attempt`` (id, worker) still running.
+        """
+        filt: dict[str, Any] = {"_id": task_id, "status": plan.frm.value, **plan.assumes}
+        if rev is not None:
+            filt["rev"] = rev
+        if attempt is not None:
+            match = {"id": attempt[0], "state": AttemptState.RUNNING.value}
+            if attempt[1]:
+                match["worker"] = attempt[1]
+            filt["attempts"] = {"$elemMatch": match}
+        if fence:
+            filt["$expr"] = fence
+        doc = self.tasks.find_one_and_update(filt, [{"$set": self._stage(plan, by)}], projection=WRITTEN,
+                                             return_document=ReturnDocument.AFTER)
+        if doc is None:
+            return False
+        self.counters.record(doc, plan)
+        return True
+
+    @staticmethod
+    def _stage(plan: Plan, by: str) -> dict[str, Any]:
+        """The ``$set`` stage that writes ``plan``: fields, attempts, status with its history entry."""
+        stage: dict[str, Any] = {key: lit(value) for key, value in plan.fields.items()}
+        stage["rev"] = {"$add": ["$rev", 1]}
+        stage["updated_at"] = "$$NOW"
+        if plan.attempts and "attempts" not in plan.fields:
+            branches = []
+            for aid, changes in plan.attempts.items():
+                merged = [{"$literal": changes}]
+                if aid in plan.ended:
+                    merged.append({"ended_at": "$$NOW"})
+                branches.append({"case": {"$eq": ["$$a.id", lit(aid)]},
+                                 "then": {"$mergeObjects": ["$$a", *merged]}})
+            stage["attempts"] = {"$map": {"input": "$attempts", "as": "a",
+                                          "in": {"$switch": {"branches": branches, "default": "$$a"}}}}
+        if plan.to is not None and plan.to != plan.frm:
+            entry = {"from": plan.frm.value, "to": plan.to.value, "at": "$$NOW", "by": lit(by)}
+            if plan.reason:
+                entry["reason"] = lit(plan.reason)
+            stage["status"] = plan.to.value
+            stage["history"] = {"$concatArrays": ["$history", [entry]]}
+            if plan.to in FINAL:
+                stage["finished_at"] = "$$NOW"
+            if plan.to == Status.PENDING:
+                stage["run_after"] = {"$add": ["$$NOW", int((plan.delay_s or 0) * 1000)]}
+        return stage
