@@ -48,8 +48,11 @@ ROLE_EXISTS = 51002
 
 #: collection -> actions: every read and write on the worker's path, and nothing else.
 WORKER_ACTIONS: dict[str, list[str]] = {
-    # claim (find_one_and_update), lease renewal, still-held check, attempt end, progress reports
-    "tasks": ["find", "update"],
+    # claim (find_one_and_update), lease renewal, still-held check, attempt end, progress reports;
+    # insert: child tasks a running task publishes (``current_task().submit``)
+    "tasks": ["find", "insert", "update"],
+    # the counters the one task writer keeps as attempts end (``fsm.store.counters``)
+    "task_counters": ["find", "insert", "update"],
     # register (upsert), heartbeat, drain/offline state
     "workers": ["find", "insert", "update"],
     "worker_samples": ["find", "insert"],
@@ -60,7 +63,8 @@ WORKER_ACTIONS: dict[str, list[str]] = {
     # function versions and their repositories: read only
     "functions": ["find"],
     "repos": ["find"],
-    "lanes": ["find"],
+    # read by claims; a child task in a new lane registers it (an upsert)
+    "lanes": ["find", "insert", "update"],
     # large data: read arguments; store large results (GridFS writes chunks, then the file
     # document, and deletes the chunks of an aborted upload); GridFS checks its indexes once
     f"{DATA_BUCKET}.files": ["find", "insert", "remove", "listIndexes"],
