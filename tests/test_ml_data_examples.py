@@ -25,8 +25,10 @@ def test_train_from_a_csv_and_predict_with_the_model_by_reference(db, store, db_
         from mlfuncs.lgbm_data import write_csv
 
         csv = write_csv(tmp_path / "train.csv", n_samples=1500, seed=2)
-    finally:
+    finally:  # leave no trace: later tests load mlfuncs from a checkout and check where it came from
         sys.path.remove(str(EXAMPLES))
+        for name in [m for m in sys.modules if m == "mlfuncs" or m.startswith("mlfuncs.")]:
+            del sys.modules[name]
     data = store.data.put_bytes(csv.read_bytes(), name="train.csv", owner="sue", content_type="text/csv")
 
     def run(body):
