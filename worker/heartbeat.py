@@ -10,23 +10,42 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from typing import TYPE_CHECKING
+from typing import Any, Protocol
 
+from fsm.store import Store
 from fsm.store.driver import StoreError as PyMongoError
-
 from fsm.store.workers import DRAINING, OFFLINE, ONLINE
 from worker import stats
-
-if TYPE_CHECKING:  # pragma: no cover
-    from worker.daemon import Daemon
+from worker.config import WorkerConfig
 
 log = logging.getLogger("suanwang.worker.heartbeat")
+
+
+class HeartbeatHost(Protocol):
+    """What the heartbeat needs of the daemon (``worker.daemon.Daemon``), and nothing more."""
+
+    config: WorkerConfig
+    store: Store
+    fence: Any  # worker.fence.Fence: renewed(held, sent_at)
+    live: Any  # worker.live.LiveReporter: report()
+    trouble: Any  # worker.trouble.Trouble: ok(), failed(what, exc)
+
+    @property
+    def stopping(self) -> bool: ...
+
+    def running_ids(self) -> list[str]: ...
+
+    def lost(self, attempt_id: str) -> None: ...
+
+    def set_admin_draining(self, draining: bool) -> None: ...
+
+    def describe(self) -> dict[str, Any]: ...
 
 
 class Heartbeat:
     """``beat()`` is one heartbeat (tests call it directly); ``start()`` runs it periodically."""
 
-    def __init__(self, daemon: "Daemon"):
+    def __init__(self, daemon: HeartbeatHost):
         self.daemon = daemon
         self.config = daemon.config
         self.store = daemon.store

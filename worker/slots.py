@@ -1,0 +1,175 @@
+"""The slots: each claims a task when it is free, runs it, and hands the outcome to the recorder;
+idle slots wait on the store's wake-up signals with a capped backoff.
+
+Part of the worker daemon (``worker.daemon.Daemon`` mixes it in).
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+from fsm.store import Claim
+from fsm.store.driver import StoreError as PyMongoError
+from worker.recorder import RETRY_MAX_S, RETRY_START_S
+
+log = logging.getLogger("suanwang.worker")
+
+#: First idle wait; doubles up to ``poll_max_s`` while nothing is claimable.
+IDLE_START_S = 0.05
+#: Outcomes of one slot being written while it runs its next attempt.
+FINISH_DEPTH = 2
+
+
+class Slots:
+    """The daemon's slot loops (uses ``store``, ``claimant``, ``executor`` and the daemon's locks)."""
+
+    # -------------------------------------------------------- one iteration
+    def run_once(self) -> int:
+        """One heartbeat, then one claim per slot, run side by side to their ends; returns attempts run."""
+        if not self.start():
+            return 0
+        self.heartbeat.beat()
+        if self._claiming_paused():
+            return 0
+        slots = self.config.concurrency
+        if slots == 1:
+            return int(self._step(0, sync=True))
+        worked = [False] * slots
+        threads = [threading.Thread(target=lambda i=i: worked.__setitem__(i, self._step(i, sync=True)))
+                   for i in range(slots)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        return sum(worked)
+
+    # ------------------------------------------------------------ the slots
+    def _claiming_paused(self) -> bool:
+        return self._stopping.is_set() or self._admin_draining
+
+    def _slot_loop(self, slot: int) -> None:
+        idle_s, retry_s = IDLE_START_S, RETRY_START_S
+        while not self._stopping.is_set():
+            if self._admin_draining:
+                self._stopping.wait(min(1.0, self.config.heartbeat_s))
+                continue
+            try:
+                worked = self._step(slot)
+                retry_s = RETRY_START_S
+            except PyMongoError as exc:
+                self.trouble.failed(f"slot {slot}", exc)
+                self._stopping.wait(retry_s)
+                retry_s = min(retry_s * 2, RETRY_MAX_S)
+                continue
+            except Exception:
+                log.exception("slot %d: unexpected error", slot)
+                self._stopping.wait(1.0)
+                continue
+            if worked:
+                idle_s = IDLE_START_S
+            elif self.config.burst:
+                if self._burst_done(slot):
+                    return
+            else:
+                try:
+                    self._idle_wait(min(idle_s, self.config.io_timeout_s() / 2))  # within the socket timeout
+                except Exception:
+                    log.exception("slot %d: idle wait failed", slot)
+                    self._stopping.wait(idle_s)
+                idle_s = min(idle_s * 2, self.config.poll_max_s)
+
+    def _step(self, slot: int, sync: bool = False) -> bool:
+        """Claim one task for this slot and run it; False when nothing was claimable.
+
+        The outcome is written by the finisher pool while the slot claims its next task (at
+        most one write per slot in flight), so MongoDB round trips overlap; ``sync`` writes it
+        before returning.
+        """
+        with self._cv:
+            self._busy += 1
+            self._claim_gen[slot] = self._ended_gen
+        handed_off = False
+        try:
+            sent = time.monotonic()  # the lease the server sets starts after this
+            claim = self.store.tasks.claim_next(self.claimant)
+            self.trouble.ok()
+            if claim is None:
+                return False
+            with self._lock:
+                self._running[claim.attempt_id] = (claim.task_id, slot)
+            self.fence.hold(claim.attempt_id, sent)
+            try:
+                outcome = self._execute(slot, claim)
+            except BaseException:
+                self._release(claim)
+                raise
+            if sync:
+                self._record(claim, outcome, leave=False)
+            else:
+                pending = self._pending[slot]
+                while len(pending) >= FINISH_DEPTH:
+                    pending.pop(0).result()
+                pending.append(self._finisher.submit(self._record, claim, outcome, True))
+                handed_off = True
+            return True
+        finally:
+            if not handed_off:
+                self._leave()
+
+    def _leave(self, recorded: bool = False) -> None:
+        with self._cv:
+            self._busy -= 1
+            if recorded:
+                self._ended_gen += 1
+            self._cv.notify_all()
+
+    def _release(self, claim: Claim) -> None:
+        with self._lock:
+            self._running.pop(claim.attempt_id, None)
+            self._doomed.discard(claim.attempt_id)
+            self._submitters.pop(claim.task_id, None)
+        self.fence.drop(claim.attempt_id)
+
+    # ------------------------------------------------------------- idling
+    def _burst_done(self, slot: int) -> bool:
+        """Burst mode found nothing: over when no slot claims, runs or records, else wait for one to end.
+
+        An outcome recorded while this slot's claim was under way (a retry may have re-queued a
+        task) means: claim again before concluding.
+        """
+        with self._cv:
+            if self._burst_over:
+                return True
+            if self._ended_gen != self._claim_gen[slot]:
+                return False
+            if self._busy == 0:
+                self._burst_over = True
+                self._cv.notify_all()
+                return True
+            self._cv.wait(0.5)
+            return self._burst_over
+
+    def _idle_wait(self, timeout: float) -> None:
+        if self._waiter.acquire(blocking=False):
+            try:
+                began = time.monotonic()
+                try:
+                    got = self.store.wakeups.wait(timeout)
+                except Exception as exc:  # wake-ups are an optimisation: fall back to polling
+                    got = False
+                    if not self._wakeups_broken:
+                        self._wakeups_broken = True
+                        log.warning("wake-up signals unavailable (%s: %s); polling every %gs at most",
+                                    type(exc).__name__, exc, self.config.poll_max_s)
+                if not got:  # a dead cursor answers at once: never spin on it
+                    self._stopping.wait(max(0.0, timeout - (time.monotonic() - began)))
+            finally:
+                self._waiter.release()
+            with self._cv:
+                self._wake_gen += 1
+                self._cv.notify_all()
+        else:
+            with self._cv:
+                gen = self._wake_gen
+                self._cv.wait_for(lambda: self._wake_gen != gen or self._stopping.is_set(), timeout)
