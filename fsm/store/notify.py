@@ -15,9 +15,14 @@ from fsm.states import Status
 STREAM_STATE = "tasks_stream"
 #: A delivery's ``status``: waiting for its next try, being sent, done, given up.
 DELIVERY_STATES = ("pending", "sending", "sent", "failed")
-#: Change-stream filter: a task became succeeded or failed.
+#: Change-stream filter: a task became succeeded or failed. Only the fields the notifier needs
+#: travel (never the full document, nor a large updated field such as a result or the attempts),
+#: so no event can grow past MongoDB's 16 MB limit and stall the stream.
+WATCHED_FIELDS = ("status", "reason", "error")
 TASK_PIPELINE = [{"$match": {"operationType": "update", "updateDescription.updatedFields.status": {
-    "$in": [Status.SUCCEEDED.value, Status.FAILED.value]}}}]
+    "$in": [Status.SUCCEEDED.value, Status.FAILED.value]}}},
+    {"$project": {"operationType": 1, "documentKey": 1, "clusterTime": 1,
+                  **{f"updateDescription.updatedFields.{name}": 1 for name in WATCHED_FIELDS}}}]
 
 
 class NotifyStore:
@@ -135,7 +140,6 @@ class NotifyStore:
         self.state.delete_one({"_id": STREAM_STATE})
 
     def watch_finished_tasks(self, resume_after=None, max_await_ms: int = 500) -> AbstractContextManager:
-        """A change stream of tasks becoming succeeded or failed (with their full documents)."""
+        """A change stream of tasks becoming succeeded or failed (status, reason and error only)."""
         resume = {"resume_after": resume_after} if resume_after else {}
-        return self.db.tasks.watch(TASK_PIPELINE, full_document="updateLookup", max_await_time_ms=max_await_ms,
-                                   **resume)
+        return self.db.tasks.watch(TASK_PIPELINE, max_await_time_ms=max_await_ms, **resume)
