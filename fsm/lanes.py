@@ -21,21 +21,29 @@ def mem_class(mem_gb: float) -> int:
 
 
 def lane_requires(requires: dict) -> dict:
-    """The part of ``requires`` a lane is made of, normalised."""
-    return {"gpus": int(requires.get("gpus", 0) or 0), "mem_class": mem_class(float(requires.get("mem_gb", 0) or 0)),
-            "tags": sorted(set(requires.get("tags", []) or []))}
+    """The part of ``requires`` a lane is made of, normalised (``shared_gpu``: a slice of one GPU's
+    memory, ``gpu_mem_gb`` without whole GPUs)."""
+    gpus = int(requires.get("gpus", 0) or 0)
+    parts = {"gpus": gpus, "mem_class": mem_class(float(requires.get("mem_gb", 0) or 0)),
+             "tags": sorted(set(requires.get("tags", []) or []))}
+    if not gpus and float(requires.get("gpu_mem_gb", 0) or 0) > 0:
+        parts["shared_gpu"] = True
+    return parts
 
 
 def lane_name(parts: dict) -> str:
-    """A stable, readable name such as ``g1/m8/cuda+fast`` ('+' and '/' are not in the tag grammar)."""
-    return f"g{parts['gpus']}/m{parts['mem_class']}/{'+'.join(parts['tags'])}"
+    """A stable, readable name such as ``g1/m8/cuda+fast`` or ``gs/m0/`` for a shared GPU ('+' and
+    '/' are not in the tag grammar)."""
+    gpu = "gs" if parts.get("shared_gpu") else f"g{parts['gpus']}"
+    return f"{gpu}/m{parts['mem_class']}/{'+'.join(parts['tags'])}"
 
 
 def lane_of(requires: dict) -> str:
     return lane_name(lane_requires(requires))
 
 
-def can_serve(parts: dict, *, gpus: int, mem_gb: float, tags: Iterable[str]) -> bool:
-    """Whether a worker with these resources may run every task of a lane (memory: up to its class)."""
-    return (parts["gpus"] <= gpus and parts["mem_class"] <= mem_gb
-            and set(parts["tags"]) <= set(tags))
+def can_serve(parts: dict, *, gpus: int, mem_gb: float, tags: Iterable[str], gpu_mem_gb: float = 0.0) -> bool:
+    """Whether a worker with these free resources may run tasks of a lane (memory: up to its class;
+    a shared-GPU lane needs some free GPU memory, the exact amount is the claim's residual filter)."""
+    gpu_ok = gpu_mem_gb > 0 if parts.get("shared_gpu") else parts["gpus"] <= gpus
+    return gpu_ok and parts["mem_class"] <= mem_gb and set(parts["tags"]) <= set(tags)

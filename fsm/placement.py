@@ -29,6 +29,22 @@ def obstacles(task: dict, worker: dict) -> list[str]:
     missing = sorted(set(need.get("tags") or []) - set(worker.get("tags") or []))
     if missing:
         why.append(f"tags: the worker lacks {', '.join(missing)}")
+    capacity = worker.get("capacity") or {}
+    cpus, offered = float(need.get("cpus", 1) or 0), capacity.get("cpus")
+    if offered is not None and cpus > offered:
+        why.append(f"cores: the task needs {cpus:g}, the worker offers {offered:g}")
+    gpu_mem, sizes = float(need.get("gpu_mem_gb", 0) or 0), capacity.get("gpu_mem_gb") or []
+    if gpu_mem and sizes is not None and gpu_mem > max(sizes, default=0):
+        why.append(f"GPU memory: the task needs {gpu_mem:g} GB on one GPU, the worker's largest has "
+                   f"{max(sizes, default=0):g} GB")
+    hot = worker.get("too_hot")
+    if hot:
+        why.append(f"temperature: {hot.get('sensor')} at {hot.get('celsius'):g} °C (limit "
+                   f"{capacity.get('max_temp_c')} °C); no new claims until it cools")
+    quarantined = [q for q in worker.get("quarantined") or [] if q.get("function") == task.get("function")]
+    if quarantined:
+        why.append(f"quarantined for {task.get('function')} until {quarantined[0].get('until')}: "
+                   f"{quarantined[0].get('reason')}")
     if worker.get("_id") in (task.get("workers") or []):
         why.append("it already runs or ran an attempt of this task (redundant attempts go to distinct workers)")
     elif task.get("distinct_hosts") and worker.get("host") in (task.get("hosts") or []):

@@ -61,7 +61,8 @@ def explain(store: Store, task_id: str, user: dict) -> dict[str, Any]:
     answer["blockers"] = blockers
     if claimable and able:
         lanes = sorted({lane for w in able for lane in store.tasks.lanes.served_by(
-            int(w.get("gpu_count") or 0), float(w.get("mem_gb") or 0), w.get("tags") or [])})
+            int(w.get("gpu_count") or 0), float(w.get("mem_gb") or 0), w.get("tags") or [],
+            max((w.get("capacity") or {}).get("gpu_mem_gb") or [0]))})
         ahead = store.placement.count_ahead(task, lanes)
         mean = store.placement.mean_duration_s(task["function"])
         answer.update(ahead=ahead, mean_duration_s=mean,

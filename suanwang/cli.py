@@ -196,8 +196,15 @@ def _priority_caps(items: tuple[str, ...]) -> dict:
 @click.option("--inline-result-bytes", type=int, envvar="SUANWANG_INLINE_RESULT_BYTES",
               help="JSON results larger than this go to GridFS (262144)")
 @click.option("--data-cache-bytes", type=int, envvar="SUANWANG_DATA_CACHE_BYTES", help="data cache size limit (20 GiB)")
+@click.option("--cpus", type=float, envvar="SUANWANG_CPUS",
+              help="cores offered to tasks (default: the larger of --concurrency and the machine's cores)")
+@click.option("--gpus", type=int, envvar="SUANWANG_GPUS", help="GPUs offered (default: those NVML finds)")
+@click.option("--gpu-mem-gb", envvar="SUANWANG_GPU_MEM_GB",
+              help="each GPU's memory in GB, comma-separated (default: read by NVML)")
+@click.option("--max-temp", "max_temp_c", type=float, envvar="SUANWANG_MAX_TEMP_C",
+              help="no new claims while a CPU or GPU is at or above this many °C")
 def worker(mongo, name, tags, concurrency, heartbeat, cache_dir, drain_timeout, burst, inline_result_bytes,
-           data_cache_bytes):
+           data_cache_bytes, cpus, gpus, gpu_mem_gb, max_temp_c):
     """A worker daemon: claims tasks from MongoDB and runs them in child processes."""
     from worker.config import WorkerConfig
     from worker.daemon import run_worker
@@ -210,7 +217,14 @@ def worker(mongo, name, tags, concurrency, heartbeat, cache_dir, drain_timeout, 
         options["concurrency"] = concurrency
     if cache_dir:
         options["cache_dir"] = cache_dir
-    for key, value in (("inline_result_bytes", inline_result_bytes), ("data_cache_bytes", data_cache_bytes)):
+    if gpu_mem_gb:
+        try:
+            options["gpu_mem_gb"] = tuple(float(x) for x in gpu_mem_gb.split(",") if x.strip())
+        except ValueError:
+            raise click.BadParameter(f"{gpu_mem_gb!r} is not a comma-separated list of numbers",
+                                     param_hint="--gpu-mem-gb") from None
+    for key, value in (("inline_result_bytes", inline_result_bytes), ("data_cache_bytes", data_cache_bytes),
+                       ("cpus", cpus), ("gpus", gpus), ("max_temp_c", max_temp_c)):
         if value is not None:
             options[key] = value
     sys.exit(run_worker(WorkerConfig(**options)) or 0)

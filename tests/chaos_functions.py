@@ -60,3 +60,18 @@ def broken_on(bad: str, seconds: float = 0.0):
     if os.environ.get("CHAOS_WORKER") == bad:
         raise RuntimeError(f"this machine ({bad}) is broken")
     return os.environ.get("CHAOS_WORKER", "?")
+
+
+def visible_gpus(seconds: float = 0.0):
+    """The GPUs this attempt may see (CUDA_VISIBLE_DEVICES), after sleeping."""
+    time.sleep(seconds)
+    return os.environ.get("CUDA_VISIBLE_DEVICES")
+
+
+def overlap(path: str, seconds: float = 0.5):
+    """Appends (start, end) of this run to a file: the test counts how many ran at once."""
+    start = time.time()
+    time.sleep(seconds)
+    with open(path, "a") as f:
+        f.write(f"{start} {time.time()}\n")
+    return os.environ.get("CHAOS_WORKER", "?")

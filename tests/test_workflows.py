@@ -215,7 +215,9 @@ def test_a_lost_lease_kills_the_attempts_whole_tree(running, tmp_path):
     db = database(running.uri)
     try:
         db.tasks.update_one({"_id": task_id, "attempts.state": "running"},
-                            {"$set": {"attempts.$.state": "lost", "status": "failed"}, "$inc": {"rev": 1}})
+                            {"$set": {"attempts.$.state": "lost", "status": "failed"}, "$inc": {"rev": 1},
+                             "$push": {"history": {"from": "running", "to": "failed", "by": "test",
+                                                   "reason": "lease expired"}}})
     finally:
         db.client.close()
     wait_for(lambda: not any(alive(p) for p in pids), 30, what="the worker to kill the attempt's tree")

@@ -56,7 +56,8 @@ class AttemptRunner:
         """What ``current_task()`` tells the task about itself."""
         number = next((a.get("number") for a in claim.task.get("attempts", []) if a.get("id") == claim.attempt_id),
                       None)
-        return {"task_id": claim.task_id, "attempt": number, "worker": self.config.name}
+        gpus = sorted(self.capacity.held.get(claim.attempt_id, (0, {}))[1])
+        return {"task_id": claim.task_id, "attempt": number, "worker": self.config.name, "gpus": gpus}
 
     def publish_child(self, attempt_id: str, body) -> str | list[str]:
         """``current_task().submit`` / ``submit_many``: publish child tasks as the parent task's

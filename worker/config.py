@@ -69,6 +69,12 @@ class WorkerConfig:
     #: None: detected (NVML devices; total physical memory)
     gpus: int | None = None
     mem_gb: float | None = None
+    #: cores the worker offers (None: the larger of concurrency and the machine's cores) and each
+    #: GPU's memory in GB (None: read by NVML; GPUs given by ``gpus`` alone count as unbounded)
+    cpus: float | None = None
+    gpu_mem_gb: tuple[float, ...] | None = None
+    #: no new claims while a CPU or GPU reading is at or above this (°C; None: no guard)
+    max_temp_c: float | None = None
     #: how often a resource sample is stored for the charts
     sample_every_s: float = SAMPLE_EVERY_S
     #: quarantine for a function after this many failed attempts in a row (while others succeed at it)
@@ -100,6 +106,15 @@ class WorkerConfig:
             from worker.stats import gpu_count
 
             put("gpus", gpu_count())
+        if self.cpus is None and isinstance(self.concurrency, int):
+            put("cpus", float(max(self.concurrency, _cpu_count())))
+        if isinstance(self.gpu_mem_gb, list):
+            put("gpu_mem_gb", tuple(self.gpu_mem_gb))
+        if self.gpu_mem_gb is None and isinstance(self.gpus, int):
+            from worker.stats import gpu_memory_gb
+
+            found = gpu_memory_gb()
+            put("gpu_mem_gb", tuple(found[:self.gpus]) + (float(1 << 20),) * max(0, self.gpus - len(found)))
         if self.mem_gb is None:
             import psutil
 
@@ -145,6 +160,14 @@ class WorkerConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ConfigError(f"{name} must be a positive number of bytes, got {value!r}")
+        if not _number(self.cpus) or self.cpus <= 0:
+            raise ConfigError(f"cpus must be a positive number, got {self.cpus!r}")
+        if not isinstance(self.gpu_mem_gb, tuple) or len(self.gpu_mem_gb) != self.gpus \
+                or not all(_number(m) and m > 0 for m in self.gpu_mem_gb):
+            raise ConfigError(f"gpu_mem_gb must give one positive memory size per GPU ({self.gpus}), got "
+                              f"{self.gpu_mem_gb!r}")
+        if self.max_temp_c is not None and (not _number(self.max_temp_c) or not 20 <= self.max_temp_c <= 150):
+            raise ConfigError(f"max_temp_c must be from 20 to 150 °C, got {self.max_temp_c!r}")
         if not isinstance(self.burst, bool):
             raise ConfigError(f"burst must be true or false, got {self.burst!r}")
         return self

@@ -12,6 +12,7 @@ from __future__ import annotations
 import inspect
 import logging
 import math
+import os
 import threading
 from typing import Any
 
@@ -114,6 +115,8 @@ def task_logger() -> logging.Logger:
 def begin(conn, lock: threading.Lock, attempt_id: str, meta: dict) -> None:
     global _current
     _current = TaskContext(conn, lock, attempt_id, meta)
+    if "gpus" in meta:  # only the GPUs this attempt was given (none: it sees none)
+        os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(str(i) for i in meta["gpus"])
 
 
 def end() -> None:

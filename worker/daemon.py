@@ -32,6 +32,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 
+from fsm.capacity import Capacity, Gpu
 from fsm.errors import Conflict, ConfigError
 from fsm.states import AttemptState
 from fsm.store import Claimant, Store, database
@@ -69,6 +70,9 @@ class Daemon(Slots, AttemptRunner, Recorder):
         self.claimant = Claimant(name=config.name, host=socket.gethostname(), gpus=config.gpus,
                                  mem_gb=config.mem_gb, tags=config.tags,
                                  lease_s=config.lease_s, distinct_grace_s=config.distinct_grace_s)
+        self.capacity = Capacity(cpus=config.cpus, gpus=tuple(Gpu(i, m) for i, m in enumerate(config.gpu_mem_gb)))
+        self._capacity_lock = threading.Lock()  # a claim and taking its capacity are one step
+        self._too_hot: tuple[str, float] | None = None  # the thermal guard's reading while it holds claims
         self.resolver = make_resolver(self.store, config.cache_dir)
         self.executor = Executor(config.concurrency, config.inline_result_bytes,
                                  requests=ChildRequests(self.publish_child))
@@ -246,6 +250,19 @@ class Daemon(Slots, AttemptRunner, Recorder):
         if self.executor.kill(attempt_id, "cancelled or lease lost"):
             log.info("attempt %s: cancelled or lost its lease; killed", attempt_id)
 
+    def check_temperature(self, hottest: tuple[str, float] | None) -> None:
+        """The thermal guard (``max_temp_c``): no new claims while a reading is at or above it."""
+        limit = self.config.max_temp_c
+        hot = hottest if limit is not None and hottest is not None and hottest[1] >= limit else None
+        if (hot is None) != (self._too_hot is None):
+            if hot:
+                log.warning("worker %s: %s at %.0f °C (limit %g °C): no new claims until it cools", self.config.name,
+                            hot[0], hot[1], limit)
+            else:
+                log.info("worker %s: cooled below %g °C; claiming again", self.config.name, limit)
+                self._notify_all()
+        self._too_hot = hot
+
     def set_admin_draining(self, draining: bool) -> None:
         if draining != self._admin_draining:
             log.info("worker %s: %s", self.config.name,
@@ -273,8 +290,12 @@ class Daemon(Slots, AttemptRunner, Recorder):
             "concurrency": self.config.concurrency, "tags": list(self.config.tags),
             "gpu_count": self.config.gpus, "mem_gb": self.config.mem_gb,
             "heartbeat_s": self.config.heartbeat_s, "lease_s": self.config.lease_s,
-            "running": [aid for aid, _ in running], "quarantined": self.health.view(), "running_tasks": [tid for _, (tid, _s) in running],
+            "running": [aid for aid, _ in running], "quarantined": self.health.view(),
+            "running_tasks": [tid for _, (tid, _s) in running],
             "busy": len(running), "functions": sorted(BUILTINS), "versions_ready": ready,
+            "capacity": {"cpus": self.config.cpus, "gpu_mem_gb": list(self.config.gpu_mem_gb),
+                         "free": self.capacity.claim_limits(), "max_temp_c": self.config.max_temp_c},
+            "too_hot": {"sensor": self._too_hot[0], "celsius": self._too_hot[1]} if self._too_hot else None,
         }
 
 

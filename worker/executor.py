@@ -151,6 +151,8 @@ class Child:
         self._attempt: str | None = None
         self._kill_reason: str | None = None
         self._closed = False
+        self._used = False  # ran an attempt since it started
+        self._gpu_used = False  # ... one that had GPUs (CUDA keeps the devices it saw at its start)
 
     # -- lifecycle
     def start(self) -> None:
@@ -228,8 +230,14 @@ class Child:
             timeout_s: float, meta: dict | None = None) -> Outcome:
         """Run one attempt to its end (blocking); the child is replaced if it had to die.
 
-        ``meta`` (task_id, attempt, worker) is what ``current_task()`` tells the task.
+        ``meta`` (task_id, attempt, worker, gpus) is what ``current_task()`` tells the task. An
+        attempt given GPUs runs in a fresh child, and its child is not reused: CUDA reads
+        ``CUDA_VISIBLE_DEVICES`` once per process.
         """
+        wants_gpus = bool(meta and meta.get("gpus"))
+        if self._gpu_used or (wants_gpus and self._used):
+            self._replace()
+            self._used = self._gpu_used = False
         problem = self._wait_ready()  # a fresh child's start does not count against the timeout
         if problem:
             self._replace()
@@ -244,6 +252,7 @@ class Child:
             with self._lock:
                 self._attempt = None
         outcome.seconds = time.monotonic() - began
+        self._used, self._gpu_used = True, wants_gpus
         workdir = attempt_workdir(self.log_dir, attempt_id)
         outcome.workdir = workdir if os.path.isdir(workdir) else None
         return outcome

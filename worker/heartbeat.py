@@ -39,6 +39,8 @@ class HeartbeatHost(Protocol):
 
     def set_admin_draining(self, draining: bool) -> None: ...
 
+    def check_temperature(self, hottest: tuple[str, float] | None) -> None: ...
+
     def describe(self) -> dict[str, Any]: ...
 
 
@@ -90,6 +92,7 @@ class Heartbeat:
             doc = self.store.workers.set_state(name, ONLINE)
             state = ONLINE
         d.set_admin_draining(state == DRAINING)
+        d.check_temperature(stats.hottest(snapshot))
         now = time.monotonic()
         if now - self._last_sample >= self.config.sample_every_s:
             self._last_sample = now

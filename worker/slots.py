@@ -9,7 +9,11 @@ import logging
 import threading
 import time
 
+from dataclasses import replace
+
+from fsm.states import AttemptState
 from fsm.store import Claim
+from worker.executor import Outcome
 from fsm.store.driver import StoreError as PyMongoError
 from worker.recorder import RETRY_MAX_S, RETRY_START_S
 
@@ -46,7 +50,7 @@ class Slots:
 
     # ------------------------------------------------------------ the slots
     def _claiming_paused(self) -> bool:
-        return self._stopping.is_set() or self._admin_draining
+        return self._stopping.is_set() or self._admin_draining or self._too_hot is not None
 
     def _slot_loop(self, slot: int) -> None:
         idle_s, retry_s = IDLE_START_S, RETRY_START_S
@@ -92,7 +96,7 @@ class Slots:
         handed_off = False
         try:
             sent = time.monotonic()  # the lease the server sets starts after this
-            claim = self.store.tasks.claim_next(self.claimant)
+            claim, fits = self._claim_within_capacity()
             self.trouble.ok()
             if claim is None:
                 return False
@@ -100,10 +104,15 @@ class Slots:
                 self._running[claim.attempt_id] = (claim.task_id, slot)
             self.fence.hold(claim.attempt_id, sent)
             try:
-                outcome = self._execute(slot, claim)
+                outcome = self._execute(slot, claim) if fits else Outcome(
+                    AttemptState.LOST, error=f"the task did not fit worker {self.config.name}'s free capacity "
+                                             "(cores or GPU memory); it is retried")
             except BaseException:
                 self._release(claim)
                 raise
+            finally:  # its processes are gone: the cores and GPUs are free for the next claim
+                with self._capacity_lock:
+                    self.capacity.release(claim.attempt_id)
             if sync:
                 self._record(claim, outcome, leave=False)
             else:
@@ -124,11 +133,24 @@ class Slots:
                 self._ended_gen += 1
             self._cv.notify_all()
 
+    def _claim_within_capacity(self) -> tuple[Claim | None, bool]:
+        """Claim only what fits the free cores and GPUs, and take them, as one step per worker."""
+        with self._capacity_lock:
+            free = self.capacity.claim_limits()
+            who = replace(self.claimant, cpus=free["cpus"], gpus=free["gpus"], gpu_mem_gb=free["gpu_mem_gb"])
+            claim = self.store.tasks.claim_next(who)
+            if claim is None:
+                return None, False
+            # the claim filter bounds each need on its own; the exact fit (which GPUs) is decided here
+            return claim, self.capacity.hold(claim.attempt_id, claim.task.get("requires") or {}) is not None
+
     def _release(self, claim: Claim) -> None:
         with self._lock:
             self._running.pop(claim.attempt_id, None)
             self._doomed.discard(claim.attempt_id)
             self._submitters.pop(claim.task_id, None)
+        with self._capacity_lock:  # (already, unless the attempt never ran)
+            self.capacity.release(claim.attempt_id)
         self.fence.drop(claim.attempt_id)
 
     # ------------------------------------------------------------- idling

@@ -87,6 +87,19 @@ def gpu_count() -> int:
     return len(gpus())
 
 
+def gpu_memory_gb() -> list[float]:
+    """Each NVIDIA GPU's total memory in GB, by index (empty without NVML)."""
+    return [round((g.get("mem_total") or 0) / 2**30, 2) or float(1 << 20) for g in gpus()]
+
+
+def hottest(snapshot: dict[str, Any]) -> tuple[str, float] | None:
+    """The hottest CPU sensor or GPU of a snapshot, as (name, °C); None without readings."""
+    readings = [(f"cpu {name}", v) for name, v in (snapshot.get("temps") or {}).items()]
+    readings += [(f"gpu {g.get('index')}", g.get("temp")) for g in snapshot.get("gpus") or []]
+    readings = [(name, float(v)) for name, v in readings if isinstance(v, (int, float))]
+    return max(readings, key=lambda item: item[1]) if readings else None
+
+
 def gpu_note() -> str | None:
     """Why there are no GPU readings (None when NVML works)."""
     _nvml_init()

@@ -38,15 +38,15 @@ class LaneStore:
             with self._lock:
                 self._known.add(name)
 
-    def served_by(self, gpus: int, mem_gb: float, tags: Iterable[str]) -> list[str]:
-        """The lanes a worker with these resources can serve (cached for ``REFRESH_S``)."""
-        key = (gpus, mem_gb, tuple(sorted(tags)))
+    def served_by(self, gpus: int, mem_gb: float, tags: Iterable[str], gpu_mem_gb: float = 0.0) -> list[str]:
+        """The lanes a worker with these free resources can serve (cached for ``REFRESH_S``)."""
+        key = (gpus, mem_gb, tuple(sorted(tags)), gpu_mem_gb > 0)
         now = time.monotonic()
         cached = self._served.get(key)
         if cached and now - cached[0] < REFRESH_S:
             return cached[1]
         names = sorted(doc["_id"] for doc in self.lanes.find({}, {"requires": 1})
-                       if can_serve(doc["requires"], gpus=gpus, mem_gb=mem_gb, tags=key[2]))
+                       if can_serve(doc["requires"], gpus=gpus, mem_gb=mem_gb, tags=key[2], gpu_mem_gb=gpu_mem_gb))
         self._served[key] = (now, names)
         return names
 

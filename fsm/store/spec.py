@@ -66,6 +66,9 @@ class Field:
 REQUIRES_FIELDS: dict[str, Field] = {
     "gpus": Field("integer", "GPUs a worker must have", 0, 64),
     "mem_gb": Field("number", "memory (GB) a worker must have", 0, 1 << 20),
+    "cpus": Field("number", "cores the task takes from the worker's free capacity (default 1)", 0, 4096),
+    "gpu_mem_gb": Field("number", "memory (GB) on one GPU; with gpus 0 the GPU is shared with other such tasks, "
+                                  "with gpus >= 1 each whole GPU must have that much", 0, 4096),
     "tags": Field("array", "tags a worker must have", schema={"items": {"type": "string", "pattern": TAG.posix}}),
 }
 #: Every field of a task body, in the order the documentation shows them. A new field is one
@@ -154,8 +157,12 @@ def _requires(value: Any) -> dict:
     if not isinstance(tags, list) or not all(TAG.match(t) for t in tags):
         raise ValidationError("'requires.tags' must be a list of tag names (letters, digits, . _ -)",
                               field="requires.tags")
-    return {"gpus": _bounded(value, "gpus", 0, REQUIRES_FIELDS), "mem_gb": _bounded(value, "mem_gb", 0, REQUIRES_FIELDS),
-            "tags": sorted(set(tags))}
+    out = {"gpus": _bounded(value, "gpus", 0, REQUIRES_FIELDS), "mem_gb": _bounded(value, "mem_gb", 0, REQUIRES_FIELDS),
+           "tags": sorted(set(tags))}
+    for name in ("cpus", "gpu_mem_gb"):  # stored only when asked for: a task without takes one core, no GPU
+        if name in value:
+            out[name] = _bounded(value, name, 0, REQUIRES_FIELDS)
+    return out
 
 
 def _run_after(body: dict) -> datetime | None:

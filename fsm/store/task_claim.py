@@ -44,6 +44,10 @@ class Claimant:
     avoid_functions: tuple[str, ...] = ()
     #: functions an idle peer runs clearly faster: their fresh tasks are left to it for a moment
     slow_functions: tuple[str, ...] = ()
+    #: free cores (None: not limited) and the most GPU memory (GB) one GPU still has free; ``gpus``
+    #: counts the GPUs free whole (``fsm.capacity``)
+    cpus: float | None = None
+    gpu_mem_gb: float = 0.0
 
 
 @dataclass
@@ -65,7 +69,7 @@ class ClaimVerbs:
     def claim_filter(self, who: Claimant) -> dict:
         filt = {
             "open_slots": {"$gt": 0}, "is_enabled": True,
-            "lane": {"$in": self.lanes.served_by(who.gpus, who.mem_gb, who.tags)},
+            "lane": {"$in": self.lanes.served_by(who.gpus, who.mem_gb, who.tags, who.gpu_mem_gb)},
             "status": {"$in": [Status.QUEUED.value, Status.RUNNING.value]},
             "requires.gpus": {"$lte": who.gpus}, "requires.mem_gb": {"$lte": who.mem_gb},
             "requires.tags": {"$not": {"$elemMatch": {"$nin": list(who.tags)}}},
@@ -73,6 +77,10 @@ class ClaimVerbs:
         }
         if who.avoid_functions:
             filt["function"] = {"$nin": list(who.avoid_functions)}
+        if who.cpus is not None:  # capacity: what the task takes must fit what is free now
+            # a task that names no cores takes one: with less than one free, only those that ask for less
+            filt["requires.cpus"] = {"$not": {"$gt": who.cpus}} if who.cpus >= 1 else {"$lte": who.cpus}
+            filt["requires.gpu_mem_gb"] = {"$not": {"$gt": who.gpu_mem_gb}}
         return filt
 
     def claim_next(self, who: Claimant) -> Claim | None:
