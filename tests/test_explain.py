@@ -81,3 +81,21 @@ def test_suanwang_why_prints_the_analysis(api):
     assert out.returncode == 0, out.stderr
     assert "none of the 1 online worker(s) can run it" in out.stdout
     assert "GPUs: the task needs 2, the worker has 0" in out.stdout
+
+
+def test_the_task_page_says_why_it_waits(api):
+    import re
+
+    import requests
+
+    api.store.workers.register("cpu-1", whoami("box-a"), stale_after_s=15)
+    task = api.publish({"function": "noop", "requires": {"gpus": 1}})
+    api.store.users.add("sue", "super", "a-good-password")
+    session = requests.Session()
+    login = session.get(f"{api.base}/login", timeout=10).text
+    token = re.search(r'name="csrf_token"[^>]*value="([^"]+)"', login).group(1)
+    session.post(f"{api.base}/login", data={"name": "sue", "password": "a-good-password", "csrf_token": token},
+                 timeout=10)
+    html = session.get(f"{api.base}/tasks/{task['id']}", timeout=10).text
+    assert 'id="waiting"' in html and "none of the 1 online worker(s) can run it" in html
+    assert "GPUs: the task needs 1, the worker has 0" in html

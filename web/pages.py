@@ -9,7 +9,7 @@ from flask_wtf.csrf import generate_csrf
 from fsm.errors import Forbidden, NotFound, TaskNotFound, Unauthorized
 from fsm.states import Status
 from fsm.store.users import ROLES
-from scheduler import service, service_flow, service_views
+from scheduler import service, service_explain, service_flow, service_views
 from web import bp
 from web.session import can, local_path, login_required, store, user
 
@@ -68,7 +68,9 @@ def task(task_id):
         abort(404)
     except Forbidden:
         abort(403)
-    return render_template("task.html", task=doc, flow=service_flow.task_workflow(store(), doc, user()))
+    waiting = service_explain.explain(store(), task_id, user()) if doc["status"] in ("pending", "queued") else None
+    return render_template("task.html", task=doc, flow=service_flow.task_workflow(store(), doc, user()),
+                           waiting=waiting)
 
 
 @bp.get("/workers")
