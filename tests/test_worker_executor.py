@@ -10,7 +10,7 @@ import time
 import pytest
 
 from fsm.states import AttemptState
-from worker.executor import Executor
+from worker.executor import Executor, RunSpec
 from tests.procs import alive, wait_for
 
 A = AttemptState
@@ -24,7 +24,7 @@ def executor():
 
 
 def run(ex, entrypoint, *args, slot=0, timeout_s=10.0, **kwargs):
-    return ex.run(slot, f"a-{time.monotonic_ns()}", entrypoint, None, list(args), kwargs, timeout_s)
+    return ex.run(slot, RunSpec(f"a-{time.monotonic_ns()}", entrypoint, None, list(args), kwargs, timeout_s, {}))
 
 
 def test_results_come_back_as_json_data(executor):
@@ -86,7 +86,7 @@ def test_kill_stops_the_running_attempt(executor, tmp_path):
     outcome = {}
 
     def go():
-        outcome["out"] = executor.run(1, "victim", f"{TF}:sleep_marked", None, [str(marker), 60], {}, 120)
+        outcome["out"] = executor.run(1, RunSpec("victim", f"{TF}:sleep_marked", None, [str(marker), 60], {}, 120, {}))
 
     thread = threading.Thread(target=go)
     thread.start()

@@ -12,7 +12,7 @@ from fsm.errors import LeaseLost, SuanwangError
 from fsm.states import AttemptState
 from fsm.store import Claim
 from worker import largedata, upstream
-from worker.executor import Outcome
+from worker.executor import Outcome, RunSpec
 
 log = logging.getLogger("suanwang.worker")
 
@@ -46,8 +46,8 @@ class AttemptRunner:
                 return Outcome(A.FAILED, error=exc.message)
             if claim.attempt_id in self._doomed:  # cancelled while its data was fetched
                 return Outcome(A.CANCELLED, error="stopped before it started")
-            outcome = self.executor.run(slot, claim.attempt_id, spec.entrypoint, spec.path, args, kwargs,
-                                        float(task.get("timeout_s") or 3600.0), self._meta(claim))
+            outcome = self.executor.run(slot, RunSpec(claim.attempt_id, spec.entrypoint, spec.path, args, kwargs,
+                                                      float(task.get("timeout_s") or 3600.0), self._meta(claim)))
             self.live.last_progress(claim.task_id, claim.attempt_id, self.executor.children[slot].progress)
             return outcome
 

@@ -1,8 +1,8 @@
 """Runs attempts in a pool of persistent child processes; the daemon never runs user code.
 
 Each slot owns one child, started from a fork server (children inherit no daemon threads
-and no MongoDB client) and kept for many attempts: the parent sends ``(attempt_id,
-entrypoint, path, args, kwargs)`` down a pipe, the child imports the function with
+and no MongoDB client) and kept for many attempts: the parent sends a ``RunSpec`` (as plain data: attempt id,
+entrypoint, path, args, kwargs, meta) down a pipe, the child imports the function with
 ``registry.loader.load``, runs it and answers with its result (checked to be JSON data) or
 its error and traceback, plus the tail of what it wrote to stdout/stderr. The child never
 touches MongoDB.
@@ -34,8 +34,8 @@ from worker import context, proctree
 from worker.childio import LOG_TAIL, read_tail  # noqa: F401 - LOG_TAIL: part of this module's interface
 from worker.childio import redirect_output as _redirect_output, watch_lifeline as _watch_lifeline
 from worker.requests import ChildRequests
-from worker.results import (INLINE_RESULT_BYTES, MAX_RESULT_BYTES, Outcome, attempt_workdir, classify,  # noqa: F401
-                            outcome_of, wrong_arguments)
+from worker.results import (INLINE_RESULT_BYTES, MAX_RESULT_BYTES, Outcome, RunSpec, attempt_workdir,  # noqa: F401
+                            classify, outcome_of, wrong_arguments)
 
 log = logging.getLogger("suanwang.worker.executor")
 
@@ -97,9 +97,9 @@ def child_main(conn, lifeline, log_path: str, inline_bytes: int = INLINE_RESULT_
             return
         if message is None:
             return
-        attempt_id, entrypoint, path, args, kwargs, *rest = message
+        attempt_id, entrypoint, path, args, kwargs, meta = message  # RunSpec.message()
         os.ftruncate(out, 0)
-        context.begin(conn, conn_lock, attempt_id, rest[0] if rest else {})
+        context.begin(conn, conn_lock, attempt_id, meta or {})
         workdir = attempt_workdir(os.path.dirname(log_path), attempt_id)  # the attempt's own cwd
         os.makedirs(workdir, exist_ok=True)
         os.chdir(workdir)
@@ -226,14 +226,14 @@ class Child:
     def attempt(self) -> str | None:
         return self._attempt
 
-    def run(self, attempt_id: str, entrypoint: str, path: str | None, args: list, kwargs: dict,
-            timeout_s: float, meta: dict | None = None) -> Outcome:
+    def run(self, spec: RunSpec) -> Outcome:
         """Run one attempt to its end (blocking); the child is replaced if it had to die.
 
         ``meta`` (task_id, attempt, worker, gpus) is what ``current_task()`` tells the task. An
         attempt given GPUs runs in a fresh child, and its child is not reused: CUDA reads
         ``CUDA_VISIBLE_DEVICES`` once per process.
         """
+        attempt_id, meta, timeout_s = spec.attempt_id, spec.meta, spec.timeout_s
         wants_gpus = bool(meta and meta.get("gpus"))
         if self._gpu_used or (wants_gpus and self._used):
             self._replace()
@@ -245,9 +245,8 @@ class Child:
         began = time.monotonic()
         with self._lock:
             self._attempt, self._kill_reason, self.progress = attempt_id, None, None
-        message = (attempt_id, entrypoint, path, list(args or []), dict(kwargs or {}))
         try:
-            outcome = self._exchange(attempt_id, message + ((meta,) if meta else ()), timeout_s, began)
+            outcome = self._exchange(attempt_id, spec.message(), timeout_s, began)
         finally:
             with self._lock:
                 self._attempt = None
@@ -353,10 +352,9 @@ class Executor:
             self._started = True
         return self
 
-    def run(self, slot: int, attempt_id: str, entrypoint: str, path: str | None, args: list, kwargs: dict,
-            timeout_s: float, meta: dict | None = None) -> Outcome:
+    def run(self, slot: int, spec: RunSpec) -> Outcome:
         self.start()
-        return self.children[slot].run(attempt_id, entrypoint, path, args, kwargs, timeout_s, meta)
+        return self.children[slot].run(spec)
 
     def kill(self, attempt_id: str, reason: str = "cancelled") -> bool:
         """Stop an attempt wherever it runs; False when no slot runs it (already ended)."""

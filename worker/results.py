@@ -20,6 +20,26 @@ MAX_RESULT_BYTES = 1 << 30
 INLINE_RESULT_BYTES = 256 << 10
 
 
+@dataclass(frozen=True)
+class RunSpec:
+    """One attempt, as it goes from the claim to the executor child: what to load and call, with
+    which (already resolved) arguments, for how long, and what ``current_task()`` tells it."""
+
+    attempt_id: str
+    entrypoint: str
+    path: str | None
+    args: list
+    kwargs: dict
+    timeout_s: float
+    #: task_id, attempt (its number), worker, gpus
+    meta: dict
+
+    def message(self) -> tuple:
+        """What the child receives over its pipe (plain data: the child imports no worker code)."""
+        return (self.attempt_id, self.entrypoint, self.path, list(self.args or []), dict(self.kwargs or {}),
+                self.meta)
+
+
 @dataclass
 class Outcome:
     """How one attempt ended in the executor."""
