@@ -78,8 +78,13 @@ def test_retention_keeps_what_tasks_use(store):
     fresh = store.data.put_bytes(b"fresh", name="fresh", owner="ann")
     doc = store.tasks.document(validate({"function": "echo", "args": [{"__data__": used["id"]}]}), "ann")
     done = store.tasks.document(validate({"function": "echo"}), "ann")
-    store.tasks.insert([dict(doc, data_refs=[used["id"]]), dict(done, status="succeeded", result_ref={
-        "id": result["id"], "size": 6, "sha256": result["sha256"], "content_type": "application/octet-stream"})])
+    from fsm.store import Claimant
+
+    store.tasks.insert([done])  # a task whose result is stored in GridFS, run for real
+    claim = store.tasks.claim_next(Claimant("w"))
+    store.tasks.finish_attempt(claim.task_id, claim.attempt_id, "succeeded", worker="w", result_ref={
+        "id": result["id"], "size": 6, "sha256": result["sha256"], "content_type": "application/octet-stream"})
+    store.tasks.insert([dict(doc, data_refs=[used["id"]])])
     old = datetime.now(timezone.utc) - timedelta(days=40)
     store.data.files.update_many({"_id": {"$ne": store.data.files.find_one({"filename": "fresh"})["_id"]}},
                                  {"$set": {"uploadDate": old}})

@@ -1,5 +1,6 @@
 """Claim lanes: a worker's claim walks only the lanes it can serve, in strict priority order."""
 import json
+from datetime import datetime, timezone
 
 from fsm.lanes import can_serve, lane_of, lane_requires, mem_class
 from fsm.store import Claimant, ensure_indexes
@@ -95,8 +96,9 @@ def test_tasks_from_before_lanes_get_one(db):
     db.tasks.insert_one({"_id": "old", "function": "noop", "version": "builtin", "args": [], "kwargs": {},
                          "status": "queued", "is_enabled": True, "priority": 0, "open_slots": 1,
                          "requires": {"gpus": 0, "mem_gb": 0, "tags": ["x"]}, "workers": [], "attempts": [],
-                         "history": [], "rev": 0, "redundancy": 1, "quorum": 1, "timeout_s": 60,
-                         "max_retries": 0, "failures": 0})
+                         "history": [{"from": None, "to": "queued", "by": "old"}], "rev": 0, "redundancy": 1,
+                         "quorum": 1, "timeout_s": 60, "max_retries": 0, "failures": 0,
+                         "created_at": datetime.now(timezone.utc)})
     # When a process connects
     ensure_indexes(db)
     # Then the task has its lane, the old index is gone and a worker claims it

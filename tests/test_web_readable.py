@@ -12,6 +12,7 @@ from fsm.store import Store, database
 from fsm.store.spec import validate
 from fsm.store.tasks import Claimant
 from scheduler.config import ServerConfig
+import web
 from scheduler.server import Server
 from tests.procs import wait_for
 
@@ -53,7 +54,7 @@ def site(mongo):
         "mem": {"percent": 20.0, "used": 1e9, "total": 8e9}, "disk": {"percent": 10.0, "used": 1e9, "total": 1e10},
         "temps": {}, "gpus": [], "gpu_note": NVML, "tags": []})
     server = Server(ServerConfig(mongo_uri=mongo.uri, db_name="web_readable", run_scheduler=False, port=0),
-                    store).start()
+                    store, extensions=(web.init_app,)).start()
     yield server.url, store
     server.stop()
     db.client.drop_database("web_readable")

@@ -9,6 +9,7 @@ import pytest
 from fsm.store import Claimant, Store
 from fsm.store.spec import validate
 from scheduler.config import ServerConfig
+import web
 from scheduler.server import Server
 
 pytestmark = pytest.mark.browser
@@ -38,7 +39,8 @@ def site(store, db_uri, db_name):
     assert claim.task_id == "kid-0"
     store.live.report("kid-0", claim.attempt_id, "w1", progress={"fraction": 0.42, "message": "epoch 4 of 10"},
                       logs="INFO epoch 4\n")
-    server = Server(ServerConfig(mongo_uri=db_uri, db_name=db_name, run_scheduler=False, port=0), store).start()
+    server = Server(ServerConfig(mongo_uri=db_uri, db_name=db_name, run_scheduler=False, port=0), store,
+                    extensions=(web.init_app,)).start()
     yield server.url
     server.stop()
 

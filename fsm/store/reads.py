@@ -85,10 +85,12 @@ class TaskReads:
     @staticmethod
     def recent_runs_read(workers: list[str], since: datetime) -> Read:
         # Both branches are indexed (recently finished tasks, and running ones: a redundant task can
-        # have ended attempts while others run); never the whole collection.
+        # have ended attempts while others run); never the whole collection. The workers are matched
+        # after the unwind: named in the first stage, they would draw the planner to the index of
+        # every attempt a worker ever ran (``attempt_worker_created``), which grows with history.
         return Read("aggregate", None, pipeline=[
             {"$match": {"$or": [{"finished_at": {"$gte": since}}, {"status": Status.RUNNING.value}],
-                        "attempts": {"$elemMatch": {"worker": {"$in": workers}, "ended_at": {"$gte": since}}}}},
+                        "attempts.ended_at": {"$gte": since}}},
             {"$unwind": "$attempts"},
             {"$match": {"attempts.worker": {"$in": workers}, "attempts.ended_at": {"$gte": since}}},
             {"$group": {"_id": "$function", "workers": {"$addToSet": "$attempts.worker"}}}])
