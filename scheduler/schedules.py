@@ -24,7 +24,7 @@ from typing import Any
 
 from fsm.errors import Conflict, NotFound, SuanwangError, ValidationError
 from fsm.identifiers import SCHEDULE_ID
-from fsm.store import Store, server_now
+from fsm.store import Store
 from fsm.store.spec import validate
 from fsm import rights
 from registry import catalog
@@ -55,7 +55,7 @@ def check_template(store: Store, template: Any, role: str) -> dict:
         raise ValidationError(f"a schedule's task may not set {', '.join(sorted(bad))}: each firing gets its own "
                               "id and runs at once", field="task")
     spec = validate(template)
-    catalog.resolve_version(store.db, spec.function, spec.version, role)
+    catalog.resolve_version(store, spec.function, spec.version, role)
     return template
 
 
@@ -107,7 +107,7 @@ def create(store: Store, body: Any, user: dict) -> dict:
                               "or 'trigger' {type: cron|interval|date, ...}", field="trigger")
     if "task" not in body:
         raise ValidationError("a schedule needs 'task': the task body each firing publishes", field="task")
-    now = server_now(store.db)
+    now = store.now()
     trigger = parse_trigger(raw, now)
     template = check_template(store, body["task"], user.get("role", ""))
     doc = {"_id": sid, "trigger": trigger, "task": template, "misfire_grace_s": DEFAULT_GRACE_S, "coalesce": True,
@@ -154,7 +154,7 @@ def update(store: Store, sid: str, changes: Any, user: dict) -> dict:
     if unknown:
         raise ValidationError(f"these fields cannot be changed: {', '.join(sorted(unknown))}",
                               field=sorted(unknown)[0])
-    now = server_now(store.db)
+    now = store.now()
     fields = _settings(changes)
     raw = shorthand(changes)
     if raw is None and "timezone" in changes:
@@ -211,8 +211,8 @@ def fire_once(store: Store, schedule_id: str, fire_time: datetime) -> str | None
     tid = task_id(schedule_id, fire_time)
     try:
         spec = validate({**sched["task"], "id": tid})
-        spec.version = catalog.resolve_version(store.db, spec.function, spec.version, sched.get("owner_role") or "")
-        requires = catalog.task_defaults(store.db, spec.function, spec.version).get("requires", {})
+        spec.version = catalog.resolve_version(store, spec.function, spec.version, sched.get("owner_role") or "")
+        requires = catalog.task_defaults(store, spec.function, spec.version).get("requires", {})
         if "requires" not in sched["task"] and requires:
             spec.requires = {**spec.requires, **requires}
     except SuanwangError as exc:
@@ -246,7 +246,7 @@ def fire_due(store: Store, doc: dict, now: datetime) -> list[str]:
 def run_due(store: Store, stop: threading.Event | None = None, now: datetime | None = None) -> float | None:
     """One round of the leader's ``schedules`` job at ``now`` (default: the server's clock);
     returns the seconds until the next schedule is due (None when none will fire)."""
-    now = now or server_now(store.db)
+    now = now or store.now()
     for doc in store.schedules.due(now):
         if stop is not None and stop.is_set():
             return None
@@ -258,7 +258,7 @@ def run_due(store: Store, stop: threading.Event | None = None, now: datetime | N
 def backfill(store: Store) -> int:
     """Give ``next_fire_at`` to schedules stored before it existed (from their last firing)."""
     done = 0
-    now = server_now(store.db)
+    now = store.now()
     for doc in store.schedules.without_next_fire():
         last = doc.get("last_fire_time")
         if doc.get("paused") or (last and doc["trigger"]["type"] == "date"):

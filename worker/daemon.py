@@ -118,7 +118,7 @@ class Daemon(Slots, AttemptRunner, Recorder):
         delay = RETRY_START_S
         while True:
             try:
-                ensure_indexes_if_allowed(self.store.db)  # a least-privilege worker leaves them to the server
+                ensure_indexes_if_allowed(self.store)  # a least-privilege worker leaves them to the server
                 self.store.workers.register(self.config.name, self.heartbeat.whoami(),
                                             stale_after_s=self.config.lease_s)
                 break

@@ -203,10 +203,12 @@ def admin_client(host: str, port: int, creds: dict, timeout_ms: int = 5_000) -> 
                        username=ADMIN_USER, password=creds["users"][ADMIN_USER], authSource="admin")
 
 
-def ensure_indexes_if_allowed(db: Database) -> bool:
-    """``ensure_indexes``, skipped where this user may not create indexes (a worker: the server does)."""
+def ensure_indexes_if_allowed(store) -> bool:
+    """``ensure_indexes``, skipped where this user may not create indexes (a worker: the server does).
+
+    ``store``: a ``Store`` (or a raw ``Database``)."""
     try:
-        ensure_indexes(db)
+        ensure_indexes(getattr(store, "db", store))
         return True
     except OperationFailure as exc:
         if exc.code != UNAUTHORIZED:
