@@ -217,7 +217,10 @@ class Server:
             # Close every socket in the loop's own thread (the trigger runs the callable there);
             # the loop then finds its map empty and ``run()`` returns.
             sockets = socket_map(self.http)
-            self._first.trigger.pull_trigger(lambda: wasyncore.close_all(sockets))
+            try:
+                self._first.trigger.pull_trigger(lambda: wasyncore.close_all(sockets))
+            except OSError:  # the loop already ended and closed its trigger: nothing runs the callable
+                wasyncore.close_all(sockets)
         if threading.current_thread() is not self._thread:
             self._stopped.wait(timeout)
 
