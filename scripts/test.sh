@@ -25,7 +25,7 @@ bootstrap_venv "dev,embedded,ml"
 bootstrap_web_assets
 cd "$ROOT"
 # The import contracts (layers; only fsm.store talks to MongoDB) first: a broken one fails CI at once.
-"$VENV/bin/lint-imports" --config "$ROOT/setup.cfg"
+"$VENV/bin/lint-imports" "$ROOT/setup.cfg"
 set +e
 "$VENV/bin/python" -m pytest -p no:cacheprovider "${ARGS[@]}"
 code=$?
