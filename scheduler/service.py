@@ -20,13 +20,14 @@ from typing import Any
 
 from fsm.errors import Conflict, Forbidden, SuanwangError, TaskNotFound, ValidationError
 from fsm.states import Status
-from fsm.store import Store, server_now
+from fsm.store import Store
 from fsm.store.filters import ran_on
 from fsm.store.spec import TaskSpec, validate
 from fsm.store.users import ROLES
 from fsm.store.workers import DRAINING, ONLINE
 from registry import catalog
 from fsm import rights
+from scheduler.paging import int_arg
 from scheduler import resources, service_data, service_flow
 
 #: Most tasks one publish request may carry.
@@ -171,10 +172,10 @@ def list_tasks(store: Store, user: dict, args: dict) -> dict:
         if query.get("submitted_by", user["_id"]) != user["_id"]:
             raise Forbidden("you may list only your own tasks")
         query["submitted_by"] = user["_id"]
-    limit = _int_arg(args, "limit", DEFAULT_PAGE, 1, MAX_PAGE)
+    limit = int_arg(args, "limit", DEFAULT_PAGE, 1, MAX_PAGE)
     if "skip" in args and "offset" in args:
         raise ValidationError("give either skip or offset, not both", field="skip")
-    skip = _int_arg(args, "skip" if "skip" in args else "offset", 0, 0, 10 ** 9)
+    skip = int_arg(args, "skip" if "skip" in args else "offset", 0, 0, 10 ** 9)
     sort_field = args.get("sort", "created_at")
     if sort_field not in SORTS:
         raise ValidationError(f"sort must be one of {', '.join(sorted(SORTS))}, got {sort_field!r}", field="sort")
@@ -187,17 +188,6 @@ def list_tasks(store: Store, user: dict, args: dict) -> dict:
     return {"items": docs, "total": total, "limit": limit, "skip": skip}
 
 
-def _int_arg(args: dict, name: str, default: int, lo: int, hi: int) -> int:
-    raw = args.get(name)
-    if raw is None:
-        return default
-    try:
-        value = int(raw)
-    except (TypeError, ValueError):
-        raise ValidationError(f"{name} must be an integer, got {raw!r}", field=name) from None
-    if not lo <= value <= hi:
-        raise ValidationError(f"{name} must be between {lo} and {hi}, got {value}", field=name)
-    return value
 
 
 def get_task(store: Store, task_id: str, user: dict) -> dict:

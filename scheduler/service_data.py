@@ -17,6 +17,7 @@ from fsm.references import DATA, references
 from fsm.states import LIVE, Status
 from fsm.store import Store
 from fsm.store.users import has_role
+from scheduler.paging import int_arg
 
 MAX_PAGE = 500
 DEFAULT_PAGE = 50
@@ -74,8 +75,8 @@ def list_data(store: Store, user: dict, args: dict) -> dict:
     if unknown:
         raise ValidationError(f"unknown query parameter(s): {', '.join(sorted(unknown))} "
                               f"(allowed: {', '.join(sorted(LIST_PARAMS))})")
-    limit = _int_arg(args, "limit", DEFAULT_PAGE, 1, MAX_PAGE)
-    skip = _int_arg(args, "skip", 0, 0, 10 ** 9)
+    limit = int_arg(args, "limit", DEFAULT_PAGE, 1, MAX_PAGE)
+    skip = int_arg(args, "skip", 0, 0, 10 ** 9)
     owner = args.get("owner")
     if not has_role(user, "super"):
         if owner not in (None, user["_id"]):
@@ -87,17 +88,6 @@ def list_data(store: Store, user: dict, args: dict) -> dict:
     return {"items": items, "total": total, "limit": limit, "skip": skip}
 
 
-def _int_arg(args: dict, name: str, default: int, lo: int, hi: int) -> int:
-    raw = args.get(name)
-    if raw is None:
-        return default
-    try:
-        value = int(raw)
-    except (TypeError, ValueError):
-        raise ValidationError(f"{name} must be an integer, got {raw!r}", field=name) from None
-    if not lo <= value <= hi:
-        raise ValidationError(f"{name} must be between {lo} and {hi}, got {value}", field=name)
-    return value
 
 
 def get_data(store: Store, data_id: str, user: dict) -> dict:
