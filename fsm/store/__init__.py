@@ -9,6 +9,7 @@ from __future__ import annotations
 import pymongo
 from pymongo.database import Database
 
+from fsm.store.audit import AuditStore
 from fsm.store.data import DataStore
 from fsm.store.db import database, server_now
 from fsm.store.functions import FunctionStore, RepoStore
@@ -61,6 +62,10 @@ class Store:
         #: Named read models (status counts, queue age, finished since, running by worker, charts).
         self.reads = TaskReads(db)
         self.resource_stats = ResourceStats(db)
+        #: The append-only trail of who changed what (roles, tokens, deploys, credits).
+        self.audit = AuditStore(db)
+        if create_indexes:
+            self.audit.ensure_indexes()
 
     @property
     def name(self) -> str:
