@@ -13,6 +13,7 @@ from flask import Blueprint, Response, current_app, jsonify, request
 from fsm.errors import ValidationError
 from scheduler import service_data
 from scheduler.auth import current_user, store
+from scheduler.streaming import pieces_for
 
 bp = Blueprint("data", __name__)
 #: OpenAPI summaries of these routes (merged by ``scheduler.openapi``).
@@ -101,7 +102,7 @@ def content(data_id):
 
 def _stream(pieces, content_type: str, size: int, byte_range, etag: str | None, name: str | None) -> Response:
     start, stop = byte_range or (0, size)
-    response = Response(pieces, status=206 if byte_range else 200, mimetype=content_type, direct_passthrough=True)
+    response = Response(pieces_for(request.environ, pieces), status=206 if byte_range else 200, mimetype=content_type, direct_passthrough=True)
     response.headers["Content-Length"] = str(stop - start)
     response.headers["Accept-Ranges"] = "bytes"
     if byte_range:
