@@ -148,6 +148,7 @@ class Server:
     def __init__(self, config: ServerConfig, store: Store | None = None, extensions: Iterable = ()):
         self.config = config.validate()
         self.store = store or open_store(config)  # ensures the indexes
+        self.store.reads.ensure_counters()  # missing or out of step (an upgrade, a restore): recounted
         self._own_store = store is None
         #: The admin's token when this start created the admin (for the CLI to print once).
         self.new_admin_token = ensure_admin(self.store, config)

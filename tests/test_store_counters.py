@@ -76,3 +76,74 @@ def test_counters_follow_every_change(store):
     final, ended, _ = counted(store)
     assert final[("echo", "succeeded")] == 5 and final[("noop", "failed")] == 1 and final[("fail", "failed")] == 0
     assert ended[("fail", "lost")] == 1 and ended[("noop", "cancelled")] == 1
+
+
+def counts_by_scan(store):
+    """Tasks per status, by reading every task (the definition /stats keeps)."""
+    counts = dict.fromkeys(("pending", "queued", "running", "succeeded", "failed", "cancelled"), 0)
+    for doc in store.tasks.tasks.find({}, {"status": 1}):
+        counts[doc["status"]] += 1
+    return counts
+
+
+def test_stats_counts_come_from_the_counters_and_equal_the_tasks_after_a_mixed_workload(store):
+    from scheduler import service
+
+    ok = publish(store, {"function": "echo"}, 6)
+    publish(store, {"function": "later", "run_after": "2099-01-01T00:00:00Z"}, 2)
+    flaky = publish(store, {"function": "fail", "max_retries": 0})[0]
+    doomed = publish(store, {"function": "noop"}, 3)
+    store.tasks.cancel(doomed[0], "t")
+    who = Claimant("w1", distinct_grace_s=-1)
+    running = []
+    while (claim := store.tasks.claim_next(who)) is not None:
+        if claim.task_id in ok[:5]:
+            store.tasks.finish_attempt(claim.task_id, claim.attempt_id, "succeeded", result=1, worker="w1")
+        elif claim.task_id == flaky:
+            store.tasks.finish_attempt(flaky, claim.attempt_id, "failed", error="boom", worker="w1")
+        elif claim.task_id == doomed[1]:
+            store.tasks.cancel(claim.task_id, "t")
+        else:
+            running.append(claim.task_id)
+    store.tasks.requeue(flaky, "admin")  # failed -> queued
+    store.tasks.requeue(doomed[0], "admin")  # cancelled -> queued
+    # Retention moves two finished tasks out and deletes one: they leave the counts too
+    store.tasks.tasks.update_many({"_id": {"$in": ok[:3]}}, {"$set": {"finished_at": store.now() - timedelta(days=9)}})
+    assert store.retention.archive_finished(7 * 86400, "archive", batch=2, max_batches=1) == 2
+    assert store.retention.archive_finished(7 * 86400, "delete") == 1
+
+    expected = counts_by_scan(store)
+    assert expected["succeeded"] == 2 and expected["cancelled"] == 1 and expected["pending"] == 2
+    assert expected["queued"] == 2 and expected["running"] == len(running) == 2
+    assert store.reads._counts_from_counters() == expected  # the flat path answers, and rightly
+    stats = service.stats(store)
+    assert stats["counts"] == expected and stats["total"] == sum(expected.values()) == 9
+    assert stats["queue_depth"] == expected["queued"] + expected["pending"]
+
+
+def test_counters_that_do_not_add_up_fall_back_to_counting_and_are_rebuilt_at_start(store, db_uri):
+    from scheduler.config import ServerConfig
+    from scheduler.server import Server
+
+    ok = publish(store, {"function": "echo"}, 4)
+    who = Claimant("w1", distinct_grace_s=-1)
+    claims = [store.tasks.claim_next(who) for _ in ok]
+    for claim in claims[:3]:
+        store.tasks.finish_attempt(claim.task_id, claim.attempt_id, "succeeded", result=1, worker="w1")
+    assert store.reads.ensure_counters() is False  # in step: nothing to do
+    # A task finished by a process killed before its counter's increment
+    store.tasks.tasks.update_one({"_id": claims[3].task_id}, {"$set": {"status": "succeeded"}, "$push": {
+        "history": {"from": "running", "to": "succeeded", "at": store.now(), "by": "w1"}}})
+    expected = counts_by_scan(store)
+    assert expected["succeeded"] == 4
+    assert store.reads._counts_from_counters() is None  # they no longer add up to the collection...
+    assert store.reads.status_counts() == expected  # ...so /stats counts from the index: still right
+    assert store.reads.ensure_counters() is True
+    assert store.reads._counts_from_counters() == expected  # recounted: the flat path again
+
+    # An upgrade: tasks but no counters. A server's start recounts them.
+    store.tasks.counters.counters.drop()
+    assert store.reads._counts_from_counters() is None
+    Server(ServerConfig(mongo_uri=db_uri, admin_token="counters-test-admin", run_scheduler=False, port=0), store).stop()
+    assert store.reads._counts_from_counters() == expected
+    assert counted(store)[0] == scanned(store)[0]

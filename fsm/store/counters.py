@@ -10,19 +10,29 @@
 The one task writer (``fsm.store.task_writer``) calls ``record`` after each plan it writes:
 a final status counts +1 (and -1 when a requeue leaves it), each ended attempt counts once.
 Live tasks (pending, queued, running) and running attempts are few and read live from their
-indexes, so they are not counted here. The increment is a second, primary-acknowledged write:
-a process killed between the two writes misses one increment (the task itself is safe).
+indexes, so they are not counted here. Retention calls ``forget`` for the finished tasks it
+moves out of ``tasks``, so ``final`` is what ``tasks`` holds now. The increment is a second,
+primary-acknowledged write: a process killed between the two writes misses one increment (the
+task itself is safe); ``fsm.store.reads.TaskReads.status_counts`` notices (its totals no longer
+add up to the collection's count) and counts from the index instead until the next rebuild.
+
+A database that has tasks but no counters (an upgrade, a restore, a bulk load) is recounted by
+``rebuild``; the server does that at start (``TaskReads.ensure_counters``).
 """
 from __future__ import annotations
 
 from collections import Counter
+from typing import Iterable
 
+from pymongo import ReplaceOne, UpdateOne
 from pymongo.database import Database
 from pymongo.read_concern import ReadConcern
 from pymongo.write_concern import WriteConcern
 
 from fsm.decide import Plan
 from fsm.states import FINAL
+
+FINAL_VALUES = tuple(sorted(s.value for s in FINAL))
 
 #: Task duration buckets in seconds (upper bounds; the last bucket is +Inf).
 BUCKETS = (0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30, 60, 300, 1800, 3600)
@@ -94,10 +104,35 @@ class TaskCounters:
                 doc = docs.setdefault(r["_id"]["f"], {})
                 doc.setdefault("duration", {})[r["_id"]["b"]] = r["n"]
                 doc["duration_sum"] = doc.get("duration_sum", 0.0) + r["sum"]
-        self.counters.delete_many({})
+        # Whole documents replaced one by one, then the functions no task has left removed: two
+        # servers rebuilding at the same start write the same figures and never a duplicate key.
         if docs:
-            self.counters.insert_many([{"_id": fn, **doc} for fn, doc in docs.items()])
+            self.counters.bulk_write([ReplaceOne({"_id": fn}, {"_id": fn, **doc}, upsert=True)
+                                      for fn, doc in docs.items()], ordered=False)
+        self.counters.delete_many({"_id": {"$nin": list(docs)}})
         return len(docs)
+
+    def forget(self, removed: Iterable[dict]) -> None:
+        """Tasks (``function``, ``status``) that left ``tasks`` (retention) no longer count as final."""
+        gone = Counter((d["function"], d["status"]) for d in removed if d.get("status") in FINAL_VALUES)
+        by_function: dict[str, dict[str, int]] = {}
+        for (function, status), n in gone.items():
+            by_function.setdefault(function, {})[f"final.{status}"] = -n
+        if by_function:
+            self.counters.bulk_write([UpdateOne({"_id": fn}, {"$inc": inc}, upsert=True)
+                                      for fn, inc in by_function.items()], ordered=False)
+
+    def final_totals(self) -> dict[str, int]:
+        """Tasks now in each final status, all functions together (one small read)."""
+        totals = dict.fromkeys(FINAL_VALUES, 0)
+        for doc in self.counters.find({}, {"final": 1}):
+            for status, n in (doc.get("final") or {}).items():
+                if status in totals:
+                    totals[status] += int(n)
+        return totals
+
+    def present(self) -> bool:
+        return self.counters.find_one({}, {"_id": 1}) is not None
 
     def all(self) -> list[dict]:
         """Every function's counters (one small document each)."""

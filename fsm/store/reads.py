@@ -10,14 +10,18 @@ Every model is a ``Read`` (its filter or pipeline, sort and index hint) built by
 """
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from datetime import datetime
 
 from pymongo.collection import Collection
 from pymongo.database import Database
 
-from fsm.states import AttemptState, Status
+from fsm.states import FINAL, LIVE, AttemptState, Status
+from fsm.store.counters import TaskCounters
 from fsm.store.db import server_now
+
+log = logging.getLogger("suanwang.store")
 
 RUNNING = AttemptState.RUNNING.value
 
@@ -41,6 +45,7 @@ class TaskReads:
     def __init__(self, db: Database):
         self.db = db
         self.tasks: Collection = db.tasks
+        self.counters = TaskCounters(db)
 
     # ------------------------------------------------------------ the queries
     @staticmethod
@@ -141,8 +146,44 @@ class TaskReads:
 
     # ------------------------------------------------------------ the models
     def status_counts(self) -> dict[str, int]:
-        """Tasks per status, every status present: one COUNT_SCAN of ``status_created`` each."""
+        """Tasks per status, every status present, at a cost that does not grow with history.
+
+        Live statuses are counted from ``status_created`` (as many keys as tasks waiting or
+        running); final ones come from ``task_counters``. The two must add up to the number of
+        tasks the collection holds (its metadata count): when they do not (counters missing, a
+        write that lost its increment, tasks loaded by hand), every status is counted from the
+        index instead, so the answer is always the same as ``counted_status_counts``.
+        """
+        for _ in range(2):  # a task published between the reads: once more
+            counts = self._counts_from_counters()
+            if counts is not None:
+                return counts
+        return self.counted_status_counts()
+
+    def counted_status_counts(self) -> dict[str, int]:
+        """Tasks per status, one COUNT_SCAN of ``status_created`` each (grows with the tasks)."""
         return {s.value: self.run(self.status_count_read(s.value)) for s in Status}
+
+    def _counts_from_counters(self) -> dict[str, int] | None:
+        final = self.counters.final_totals()
+        live = {s.value: self.run(self.status_count_read(s.value)) for s in LIVE}
+        total = self.tasks.estimated_document_count()
+        if sum(final.values()) + sum(live.values()) != total or min(final.values()) < 0:
+            return None
+        return {s.value: (final if s in FINAL else live)[s.value] for s in Status}
+
+    def ensure_counters(self) -> bool:
+        """Rebuild ``task_counters`` when they are missing or do not add up (a server's start, after
+        an upgrade or a restore); returns whether it rebuilt. Exact when no worker writes meanwhile;
+        otherwise ``status_counts`` notices and counts from the index until the next start."""
+        if self._counts_from_counters() is not None:
+            return False
+        absent = not self.counters.present()
+        if absent and self.tasks.find_one({"status": {"$in": [s.value for s in FINAL]}}, {"_id": 1}) is None:
+            return False  # nothing finished yet: nothing to count
+        log.warning("task counters %s: recounting them from the tasks", "missing" if absent else "out of step")
+        self.counters.rebuild(self.tasks)
+        return True
 
     def finished_since(self, since: datetime) -> int:
         """Tasks that reached a final status at or after ``since``."""

@@ -24,6 +24,7 @@ from pymongo.errors import BulkWriteError
 
 from fsm.errors import ConfigError, TaskNotFound
 from fsm.states import FINAL
+from fsm.store.counters import TaskCounters
 from fsm.store.db import server_now
 
 ARCHIVE = "tasks_archive"
@@ -40,6 +41,7 @@ class Retention:
         self.tasks = db.tasks
         self.archive = db.get_collection(ARCHIVE)
         self.state = db.get_collection("retention")
+        self.counters = TaskCounters(db)  # finished tasks that leave ``tasks`` leave its counts
 
     def ensure_indexes(self) -> None:
         self.archive.create_indexes([IndexModel([("finished_at", DESCENDING)], name="finished", sparse=True),
@@ -63,14 +65,18 @@ class Retention:
                     break
                 self._copy(docs)
             else:
-                ids = [d["_id"] for d in self.tasks.find(old, {"_id": 1}, sort=[("finished_at", ASCENDING)],
-                                                         limit=batch, hint="finished")]
+                docs = list(self.tasks.find(old, {"_id": 1, "function": 1, "status": 1},
+                                            sort=[("finished_at", ASCENDING)], limit=batch, hint="finished"))
+                ids = [d["_id"] for d in docs]
                 if not ids:
                     break
             removed = self.tasks.delete_many({"_id": {"$in": ids}, **old}).deleted_count
-            if mode == "archive" and removed < len(ids):  # re-queued meanwhile: the copy is stale
-                kept = [d["_id"] for d in self.tasks.find({"_id": {"$in": ids}}, {"_id": 1})]
-                self.archive.delete_many({"_id": {"$in": kept}})
+            kept = set()
+            if removed < len(ids):  # re-queued meanwhile: still in tasks (and its copy is stale)
+                kept = {d["_id"] for d in self.tasks.find({"_id": {"$in": ids}}, {"_id": 1})}
+                if mode == "archive":
+                    self.archive.delete_many({"_id": {"$in": list(kept)}})
+            self.counters.forget(d for d in docs if d["_id"] not in kept)
             moved += removed
             if len(ids) < batch:
                 break
