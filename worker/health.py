@@ -3,8 +3,9 @@
 Slot threads ``note`` each attempt's outcome; the heartbeat ``flush``es them into
 ``machine_stats`` (one small write per function that ran) and learns which functions this
 machine is quarantined for (its claims skip them) and which an online peer runs clearly
-faster (their fresh tasks are left to that peer for a moment). Between outcomes it refreshes
-only every ``REFRESH_S``, so an idle worker's heartbeat costs nothing extra.
+faster (their fresh tasks are left to that peer for a moment). It reads those back only when
+an outcome quarantined this machine, a quarantine ends, or every ``REFRESH_S``: outcomes alone
+cost one write per function, and an idle worker's heartbeat costs nothing extra.
 """
 from __future__ import annotations
 
@@ -47,13 +48,17 @@ class HealthTracker:
         if not batch and now - self._refreshed < REFRESH_S and not self._expired():
             return None
         try:
-            for q in store.machines.record(self.worker, batch, self.policy):
+            fresh = store.machines.record(self.worker, batch, self.policy) if batch else []
+            for q in fresh:
                 log.warning("worker %s is quarantined for %s until %s: %s", self.worker, q["function"],
                             q["until"].isoformat(timespec="seconds"), q["reason"])
         except Exception:
             with self._lock:  # keep them for the next heartbeat
                 self._outcomes = batch + self._outcomes
             raise
+        # the reads below (quarantines, online peers, their times) only when something may have changed
+        if not fresh and now - self._refreshed < REFRESH_S and not self._expired():
+            return None
         self.quarantined = store.machines.quarantined(self.worker)
         online = {w["_id"] for w in store.workers.list({"state": "online"})}
         slow = tuple(store.machines.slow_functions(self.worker, online))

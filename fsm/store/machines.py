@@ -10,6 +10,7 @@ from collections import defaultdict
 from datetime import timedelta
 from typing import Iterable
 
+from pymongo import UpdateOne
 from pymongo.database import Database
 from pymongo.read_concern import ReadConcern
 from pymongo.write_concern import WriteConcern
@@ -38,7 +39,7 @@ class MachineStats:
             return []
         now = server_now(self.db)
         docs = {d["function"]: d for d in self.coll.find({"worker": worker, "function": {"$in": list(by_function)}})}
-        started = []
+        started, writes = [], []
         for function, items in by_function.items():
             doc = docs.get(function, {})
             record = Record(recent=list(doc.get("recent", [])), consecutive_failures=doc.get("consecutive_failures", 0))
@@ -57,8 +58,9 @@ class MachineStats:
                 update.update(quarantined_until=until, quarantine_reason=reason, quarantined_at=now,
                               recent=[], consecutive_failures=0)  # a clean record after the cool-down
                 started.append({"worker": worker, "function": function, "reason": reason, "until": until})
-            self.coll.update_one({"_id": _key(worker, function)},
-                                 {"$set": update, "$inc": {"attempts": len(items)}}, upsert=True)
+            writes.append(UpdateOne({"_id": _key(worker, function)},
+                                    {"$set": update, "$inc": {"attempts": len(items)}}, upsert=True))
+        self.coll.bulk_write(writes, ordered=False)  # one round trip for every function that ran
         return started
 
     def _succeeds_elsewhere(self, worker: str, function: str) -> bool:
