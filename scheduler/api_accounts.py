@@ -1,5 +1,6 @@
 """HTTP routes of accounts (mounted under /api/v1; the verbs live in ``scheduler.service_accounts``).
 
+    GET    /whoami                            the caller (as GET /users/<name> shows it)
     GET    /users/<name>                      a user (admin, or the user themself)
     PATCH  /users/<name>                      {"role", "groups", "password"}: any of them
     POST   /users/<name>/tokens               {"label", "expires_in_s"}: the secret is answered once   201
@@ -33,6 +34,7 @@ BODIES = {
 }
 #: Summaries for the OpenAPI document (``scheduler.openapi.SUMMARIES``).
 SUMMARIES = {
+    ("get", "/whoami"): "The caller: name, role, groups (the user of the token or the session)",
     ("get", "/users/{name}"): "A user: role, groups, has_password (admin, or the user themself)",
     ("patch", "/users/{name}"): "Change a user's role or groups (admin) or password (admin or self; ends their "
                                 "web sessions)",
@@ -42,6 +44,13 @@ SUMMARIES = {
     ("delete", "/users/{name}/sessions"): "End a user's web sessions (admin, or self: log out everywhere)",
     ("get", "/audit"): "The audit trail, newest first (admin; filters actor, action, target; limit, skip)",
 }
+
+
+@bp.get("/whoami")
+@query_params()
+def whoami():
+    user = current_user()
+    return jsonify(accounts.get_user(store(), user["_id"], user))
 
 
 @bp.get("/users/<name>")

@@ -43,7 +43,8 @@ server's clock (``$$NOW``) wherever a lease or a history entry depends on it.
     and a quarantine (``quarantined_until``, ``quarantine_reason``) while the machine is distrusted
 ``worker_samples`` — downsampled heartbeat history for charts (TTL: 2 days)
 ``users`` — name (``_id``), role, password_hash, tokens [{id, hash, label, created_at, expires_at,
-    revoked_at, revoked_by, last_used_at}] (``fsm.store.tokens``), groups
+    revoked_at, revoked_by}] (``fsm.store.tokens``), groups
+``token_uses`` — when each token was last used (``fsm.store.tokens``)
 ``sessions`` — the pages' logins, kept on the server (``fsm.store.sessions``)
 ``audit`` — the append-only trail of who changed what (``fsm.store.audit``)
 ``functions`` — owned by ``registry.store`` (see there)

@@ -1,14 +1,15 @@
 """API tokens, kept in each ``users`` document's ``tokens`` list.
 
-An entry: ``{id, hash, label, created_at, expires_at, revoked_at, revoked_by, last_used_at}``.
+An entry: ``{id, hash, label, created_at, expires_at, revoked_at, revoked_by}``.
 Only the SHA-256 of the secret is stored (``hash``, served by the users' ``token`` index).
 ``id`` is the first ``ID_LEN`` hex digits of the hash, so the entries written before tokens
 had ids (``{hash, label, created_at}``) have one too: it is computed on read, nothing is
 migrated. ``expires_at`` null (or absent) means never. A revoked or expired token stays in
 the list, so its use is answered "revoked at ..." or "expired at ..." rather than "unknown";
 entries that ended more than ``KEEP_ENDED`` ago are dropped when a new token is created.
-``last_used_at`` is written at most once per ``LAST_USED_EVERY`` per token (not per call).
-Every time is the MongoDB server's clock (``$$NOW``).
+When a token was last used is kept apart, in ``token_uses`` (``{_id: token id, user, at}``),
+written at most once per ``LAST_USED_EVERY`` per token (not per call), so a request never
+rewrites the users document. Every time is the MongoDB server's clock (``$$NOW``).
 """
 from __future__ import annotations
 
@@ -26,7 +27,7 @@ MAX_TOKENS = 100
 KEEP_ENDED = timedelta(days=30)
 LAST_USED_EVERY = timedelta(minutes=1)
 #: What a listing shows of an entry (never the hash).
-PUBLIC = ("id", "label", "created_at", "expires_at", "last_used_at", "revoked_at", "revoked_by")
+PUBLIC = ("id", "label", "created_at", "expires_at", "revoked_at", "revoked_by")
 
 
 def token_hash(token: str) -> str:
@@ -52,13 +53,14 @@ def new_entry(label: str, now: datetime, expires_at: datetime | None = None,
     secret = secret or secrets.token_urlsafe(32)
     digest = token_hash(secret)
     return secret, {"id": digest[:ID_LEN], "hash": digest, "label": label, "created_at": now,
-                    "expires_at": expires_at, "revoked_at": None, "last_used_at": None}
+                    "expires_at": expires_at, "revoked_at": None}
 
 
 class TokenStore:
     def __init__(self, db: Database):
         self.db = db
         self.users = db.users
+        self.uses = db.token_uses
 
     def create(self, name: str, label: str, expires_in_s: int | None, now: datetime) -> tuple[str, dict]:
         """A new token for user ``name``; returns the secret (shown once) and its public entry."""
@@ -76,7 +78,9 @@ class TokenStore:
 
     def list(self, name: str) -> list[dict]:
         """The user's tokens, oldest first, without secrets (404 for an unknown user)."""
-        return [public(e) for e in self._user(name).get("tokens") or []]
+        entries = [public(e) for e in self._user(name).get("tokens") or []]
+        used = {u["_id"]: u["at"] for u in self.uses.find({"_id": {"$in": [e["id"] for e in entries]}})}
+        return [{**e, "last_used_at": used.get(e["id"])} for e in entries]
 
     def revoke(self, name: str, tid: str, by: str, now: datetime) -> dict:
         """Revoke token ``tid`` of ``name`` at once (404 when it has none such); revoking twice keeps the first."""
@@ -96,11 +100,12 @@ class TokenStore:
             {"$match": {"tokens.hash": digest}},
             {"$set": {"token": {"$first": {"$filter": {"input": "$tokens", "cond": {"$eq": ["$$this.hash", digest]}}}},
                       "now": "$$NOW"}},
-            {"$project": {"password_hash": 0, "tokens": 0}}]))
+            {"$project": {"password_hash": 0, "tokens": 0}},
+            {"$lookup": {"from": "token_uses", "pipeline": [{"$match": {"_id": digest[:ID_LEN]}}], "as": "use"}}]))
         if not found:
             raise Unauthorized("the token is not valid")
         user = found[0]
-        entry, now = user.pop("token"), user.pop("now")
+        entry, now, use = user.pop("token"), user.pop("now"), user.pop("use")
         tid = token_id(entry)
         if entry.get("revoked_at") is not None:
             raise TokenRevoked(f"token {tid} was revoked at {entry['revoked_at']:%Y-%m-%d %H:%M:%S} UTC"
@@ -108,9 +113,8 @@ class TokenStore:
         if entry.get("expires_at") is not None and entry["expires_at"] <= now:
             raise TokenExpired(f"token {tid} expired at {entry['expires_at']:%Y-%m-%d %H:%M:%S} UTC; "
                                "create a new one (suanwang token create)")
-        last = entry.get("last_used_at")
-        if last is None or now - last >= LAST_USED_EVERY:
-            self.users.update_one({"_id": user["_id"], "tokens.hash": digest}, {"$set": {"tokens.$.last_used_at": now}})
+        if not use or now - use[0]["at"] >= LAST_USED_EVERY:
+            self.uses.update_one({"_id": tid}, {"$set": {"user": user["_id"], "at": now}}, upsert=True)
         return user
 
     def _user(self, name: str) -> dict:

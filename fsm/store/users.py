@@ -161,6 +161,7 @@ class UserStore:
         if not self.users.delete_one({"_id": name}).deleted_count:
             raise NotFound(f"no user named {name!r}")
         self.db.sessions.delete_many({"user": name})
+        self.db.token_uses.delete_many({"user": name})
 
 
 def _now() -> datetime:
