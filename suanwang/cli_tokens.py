@@ -5,6 +5,8 @@ an admin names another user with ``--user NAME``.
 """
 from __future__ import annotations
 
+import json
+
 import click
 
 from suanwang.cli_common import api_client, api_options
@@ -24,14 +26,18 @@ def token_group():
 @click.option("--expires-in", "expires_in", type=click.IntRange(min=1), metavar="SECONDS",
               help="lifetime in seconds (default: never expires)")
 @click.option("--user", help="whose token (default: yours; another user's needs admin)")
+@click.option("--json", "as_json", is_flag=True, help="print the API's answer (secret included) as JSON")
 @api_options
-def token_create(label, expires_in, user, server_url, token, data_dir):
+def token_create(label, expires_in, user, as_json, server_url, token, data_dir):
     """Create a token; prints its secret once (the last line), then never again.
 
     Example: suanwang token create --label laptop --expires-in 86400
     """
     client = api_client(server_url, token, data_dir)
     made = client.post(f"/users/{_owner(client, user)}/tokens", {"label": label, "expires_in_s": expires_in})
+    if as_json:
+        click.echo(json.dumps(made, indent=2))
+        return
     click.echo(f"token {made['id']} ({made['label']}), expires {made['expires_at'] or 'never'}; "
                "the secret (shown once):")
     click.echo(made["token"])

@@ -96,3 +96,14 @@ def test_the_audit_page_is_for_admins_only(api):  # noqa: F811
     assert page("super").status_code == 403
     assert 'href="/audit"' not in requests.get(f"{api.base}/tasks", timeout=30, headers={
         "Authorization": f"Bearer {api.tokens['super']}"}).text
+
+
+def test_the_openapi_document_describes_the_account_routes(api):  # noqa: F811
+    paths = api.call("GET", "/openapi.json").json()["paths"]
+    from scheduler.api_accounts import BODIES, SUMMARIES
+
+    for method, path in SUMMARIES:
+        assert paths[path][method]["summary"] == SUMMARIES[(method, path)], (method, path)
+    for method, path in BODIES:
+        assert "requestBody" in paths[path][method], (method, path)
+    assert "201" in paths["/users/{name}/tokens"]["post"]["responses"]
