@@ -22,7 +22,8 @@ from fsm.errors import Conflict
 #: ``next_fire``: not partial, so the look for documents without the field uses it too.
 INDEXES = [IndexModel([("next_fire_at", ASCENDING)], name="next_fire"),
            IndexModel([("owner", ASCENDING), ("_id", ASCENDING)], name="owner"),
-           IndexModel([("owner", ASCENDING)], name="failing", partialFilterExpression={"last_error": {"$type": "string"}})]
+           IndexModel([("owner", ASCENDING)], name="failing",
+                      partialFilterExpression={"last_error": {"$type": "string"}})]
 #: What ``recent_tasks`` shows of a schedule's tasks.
 RUN_FIELDS = {"status": 1, "scheduled_for": 1, "created_at": 1, "finished_at": 1}
 
@@ -91,7 +92,8 @@ class ScheduleStore:
                                                  "$set": {"last_task_id": task_id, "last_error": None}})
 
     def record_error(self, sid: str, message: str) -> None:
-        self.schedules.update_one({"_id": sid}, {"$set": {"last_error": message}, "$currentDate": {"last_error_at": True}})
+        self.schedules.update_one({"_id": sid}, {"$set": {"last_error": message},
+                                                 "$currentDate": {"last_error_at": True}})
 
     def failing(self, owner: str | None = None) -> list[dict]:
         """Schedules whose last firing could not publish (``last_error`` set); only ``owner``'s when given."""

@@ -94,11 +94,13 @@ class TokenStore:
         return public(entry)
 
     def authenticate(self, secret: str) -> dict:
-        """The user holding ``secret`` (no password hash, no tokens); else 401 naming why (unknown, revoked, expired)."""
+        """The user holding ``secret`` (no password hash, no tokens); else 401 naming why (unknown, revoked,
+        expired)."""
         digest = token_hash(secret)
         found = list(self.users.aggregate([
             {"$match": {"tokens.hash": digest}},
-            {"$set": {"token": {"$first": {"$filter": {"input": "$tokens", "cond": {"$eq": ["$$this.hash", digest]}}}},
+            {"$set": {"token": {"$first": {"$filter": {"input": "$tokens",
+                                                       "cond": {"$eq": ["$$this.hash", digest]}}}},
                       "now": "$$NOW"}},
             {"$project": {"password_hash": 0, "tokens": 0}},
             {"$lookup": {"from": "token_uses", "pipeline": [{"$match": {"_id": digest[:ID_LEN]}}], "as": "use"}}]))
