@@ -104,6 +104,18 @@ class Unauthorized(SuanwangError):
     code, http_status = "unauthorized", 401
 
 
+class TokenExpired(Unauthorized):
+    """An API token past its ``expires_at``."""
+
+    code = "token_expired"
+
+
+class TokenRevoked(Unauthorized):
+    """An API token that was revoked."""
+
+    code = "token_revoked"
+
+
 class Forbidden(SuanwangError):
     """The caller's role does not allow this action."""
 

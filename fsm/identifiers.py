@@ -1,5 +1,6 @@
 """Every identifier grammar of Suanwang, written once: task ids, function names and codes,
 versions, tags, user, worker, schedule and repository names, git refs and commits, tokens.
+Task ids with ``@`` are reserved for schedule firings (``SCHEDULED_TASK_ID``, ``check_chosen_task_id``).
 
 Each ``Grammar`` holds its pattern (matched whole, without anchors: ``fullmatch``, so a
 trailing newline never slips through as it would with ``$``), the rule in words for error
@@ -85,6 +86,15 @@ USER_NAME = Grammar("user_name", r"[A-Za-z0-9][A-Za-z0-9._@-]{0,63}",
 SCHEDULE_ID = Grammar("schedule_id", r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}",
                       f"1-64 characters: letters, digits and . _ - ({_START})",
                       ("nightly", "every.5m", "a_b-c"), ("", "a b", "a@b", "-x", "a" * 65))
+#: The ids schedule firings give their tasks (``scheduler.schedules.task_id``): ``<schedule id>@<UTC fire
+#: time>``. They are the only task ids with ``@`` (``RESERVED``): a caller-chosen id with one is refused
+#: (``check_chosen_task_id``), so nobody can take a firing's id before it fires.
+SCHEDULED_TASK_ID = Grammar("scheduled_task_id", SCHEDULE_ID.pattern + r"@[0-9]{8}T[0-9]{6}(\.[0-9]{6})?Z",
+                            "<schedule id>@<UTC fire time>, e.g. nightly@20260101T000000Z",
+                            ("nightly@20260101T000000Z", "a.b@20261203T225500.250000Z"),
+                            ("nightly", "nightly@2026", "a b@20260101T000000Z", "x@20260101T000000"))
+#: The character of task ids reserved for schedule firings.
+RESERVED = "@"
 REPO_NAME = Grammar("repo_name", r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}",
                     f"1-64 characters: letters, digits and . _ - ({_START})",
                     ("models", "ml.repo", "r-1"), ("", "a/b", "-r", "a b", "a" * 65))
@@ -96,11 +106,27 @@ COMMIT_SHA = Grammar("commit_sha", r"[0-9a-f]{40}|[0-9a-f]{64}", "a full commit 
 TOKEN = Grammar("token", r"[A-Za-z0-9._~-]{16,256}",
                 "16-256 characters: letters, digits and . _ ~ - (as `secrets.token_urlsafe` makes)",
                 ("abcdefghijklmnop", "x" * 43), ("short", "a b" * 8, "a$" * 10, "a" * 257))
+#: An API token's id (``fsm.store.tokens``): the head of the SHA-256 of its secret.
+TOKEN_ID = Grammar("token_id", r"[0-9a-f]{16}", "16 lower-case hex digits (as `suanwang token list` shows)",
+                   ("0123456789abcdef",), ("", "0123", "0123456789ABCDEF", "0123456789abcdef0"))
+
+
+
+def check_chosen_task_id(value: object, field: str = "id") -> str:
+    """A task id a caller chose: ``TASK_ID`` without the reserved ``@`` (422 naming the rule)."""
+    TASK_ID.check(value, "task id", field=field)
+    if RESERVED in value:  # type: ignore[operator]
+        raise ValidationError(f"task id {value!r} is not valid: '{RESERVED}' is reserved for the tasks of schedule "
+                              f"firings ({SCHEDULED_TASK_ID.rule}); choose an id without '{RESERVED}'",
+                              field=field, grammar=SCHEDULED_TASK_ID.name)
+    return value  # type: ignore[return-value]
+
 
 #: Every grammar by name.
 GRAMMARS: dict[str, Grammar] = {g.name: g for g in (TASK_ID, FUNCTION_NAME, FUNCTION_CODE, VERSION, TAG,
                                                     WORKER_NAME, USER_NAME, SCHEDULE_ID, REPO_NAME, GIT_REF,
-                                                    COMMIT_SHA, TOKEN)}
+                                                    COMMIT_SHA, TOKEN, TOKEN_ID,
+                                                    SCHEDULED_TASK_ID)}
 
 
 def main(argv: list[str]) -> int:

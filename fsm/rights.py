@@ -19,6 +19,7 @@ RIGHTS: dict[str, tuple[str, str]] = {
     "change_task": ("super", "re-prioritising, enabling/disabling and re-queueing tasks"),
     "manage_workers": ("admin", "draining or resuming a worker"),
     "manage_users": ("admin", "managing users"),
+    "read_audit": ("admin", "reading the audit trail"),
     "manage_functions": ("super", "registering and changing function versions"),
     "manage_repos": ("admin", "adding and listing allowed repositories"),
     "see_private_functions": ("super", "seeing private functions"),

@@ -4,8 +4,11 @@ One module, so both fronts answer the same way:
 
 * ``current_user()`` answers the caller's users document (without secrets) or raises
   ``Unauthorized`` (401). A bearer token (``Authorization: Bearer <token>``) wins over the
-  signed session cookie, which holds only the user's name (``session["user"]``, set by the
-  pages' login).
+  signed session cookie, which holds the user's name (``session["user"]``) and the id of a
+  server-side session (``session["sid"]``, ``fsm.store.sessions``), both set by the pages'
+  login (``start_session``). A cookie whose session ended (logout, a password change, an
+  admin's revocation, expiry) or that has no session id is no login: it is cleared.
+  An expired or revoked token is refused naming why (401 ``token_expired`` / ``token_revoked``).
 * CSRF: a request in an unsafe method (anything but ``SAFE_METHODS``) that a browser session
   authenticates must carry the session's Flask-WTF token, as the ``X-CSRFToken`` header or
   the ``csrf_token`` form field; the pages check every unsafe request (login and logout too),
@@ -29,8 +32,9 @@ from fsm import rights
 
 #: ``app.extensions`` key of the app's ``fsm.store.Store``.
 STORE_KEY = "suanwang_store"
-#: The session key the pages' login sets to the user's name.
+#: The session keys the pages' login sets: the user's name and the server-side session's id.
 SESSION_USER = "user"
+SESSION_ID = "sid"
 #: Methods that change nothing: they need no CSRF token, on the API or the pages.
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 #: URL prefix of the API, whose matched routes authenticate first.
@@ -74,12 +78,32 @@ def _lookup() -> dict | None:
     name = session.get(SESSION_USER)
     if not name:
         return None
+    sid = session.get(SESSION_ID)
+    if not isinstance(sid, str) or store().sessions.user_of(sid) != name:
+        session.clear()  # ended, expired, or a cookie from before sessions were kept on the server
+        return None
     if request.method not in SAFE_METHODS:
         check_csrf()  # a browser session changes nothing without the page's token
     user = store().users.find(name)
     if user is None:  # the user was removed since logging in
         session.clear()
     return user
+
+
+def start_session(name: str) -> None:
+    """Log ``name`` in for this browser: a new server-side session, its id in the signed cookie."""
+    session.clear()
+    session[SESSION_USER] = name
+    session[SESSION_ID] = store().sessions.create(name, int(current_app.permanent_session_lifetime.total_seconds()))
+    session.permanent = True
+
+
+def end_session() -> None:
+    """Log this browser out: its server-side session ends, so a copy of the cookie stops working too."""
+    sid = session.get(SESSION_ID)
+    if isinstance(sid, str):
+        store().sessions.end(sid)
+    session.clear()
 
 
 def check_csrf() -> None:

@@ -5,7 +5,7 @@ Collections:
 
 ``subscriptions`` — one user's wish to hear of one kind of event
     event          task.succeeded | task.failed | task.disputed | worker.offline |
-                   worker.temperature | worker.disk | queue.age            (see ``EVENTS``)
+                   worker.temperature | worker.disk | queue.age | schedule.error (see ``EVENTS``)
     task_id, function, worker      scope: each null means "any" (global when all are null)
     threshold      °C (worker.temperature), percent (worker.disk), minutes (queue.age)
     sensor         cpu | gpu | any (worker.temperature)
@@ -195,6 +195,10 @@ class Notifier:
     def _firing(self, sub: dict, workers: list[dict], now: datetime) -> dict[str, dict]:
         """Subjects (worker names, or "queue") for which the subscription's condition holds now."""
         event, threshold = sub["event"], sub.get("threshold")
+        if event == "schedule.error":  # super-users and admins hear of every schedule, others of their own
+            return {f"schedule:{d['_id']}": {"schedule": d["_id"], "owner": d.get("owner"), "error": d["last_error"],
+                                             "at": d.get("last_error_at")}
+                    for d in self.store.schedules.failing(None if sub.get("sees_all") else sub["owner"])}
         if event == "queue.age":
             # The one definition of queue age (oldest queued, enabled task), as /stats and /metrics use.
             oldest = self.store.reads.oldest_queued(function=sub.get("function"),

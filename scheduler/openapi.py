@@ -56,9 +56,18 @@ def _summaries() -> dict:
     return merged
 
 
+def _bodies() -> dict:
+    """This module's request bodies and those the feature blueprints (accounts) publish as ``BODIES``."""
+    merged = dict(BODIES)
+    for bp in current_app.blueprints.values():
+        merged.update(getattr(__import__(bp.import_name, fromlist=["BODIES"]), "BODIES", {}))
+    return merged
+
+
 def _paths() -> dict:
     """Every /api/v1 route the app serves, with a summary where one is written."""
     paths: dict = {}
+    bodies = _bodies()
     for rule in current_app.url_map.iter_rules():
         if not rule.rule.startswith("/api/v1/"):
             continue
@@ -74,8 +83,8 @@ def _paths() -> dict:
             if params:
                 op["parameters"] = [{"name": p, "in": "path", "required": True, "schema": {"type": "string"}}
                                     for p in params]
-            if (m, path) in BODIES:
-                schema, ok = BODIES[(m, path)]
+            if (m, path) in bodies:
+                schema, ok = bodies[(m, path)]
                 op["requestBody"] = {"required": True, "content": {"application/json": {"schema": schema}}}
                 if ok != "200":
                     op["responses"] = {ok: {"description": "created"}, "default": op["responses"]["default"]}

@@ -10,7 +10,12 @@ job of ``scheduler.leader_loop`` (``install``). Each round reads only the due sc
 ``next_fire`` index), asks APScheduler 3's trigger classes which fire times to run
 (``schedule_triggers.due_runs``: misfire grace, coalescing) and creates, for each, the task
 ``<schedule id>@<fire time, UTC>``: a firing repeated by a hand-over or a restart is refused
-by MongoDB's unique ``_id``, never run twice. A scheduler down across firings runs the missed
+by MongoDB's unique ``_id``, never run twice. Task ids with ``@`` are reserved for these
+(``fsm.identifiers.SCHEDULED_TASK_ID``): a publish that chooses one is refused, so no caller can
+block a firing. A firing that cannot publish (its function gone, its id taken by a task
+stored before the reservation) sets the schedule's ``last_error`` (and ``last_error_at``),
+which the ``schedule.error`` alert of ``scheduler.notify`` reports; the next firing that
+publishes clears it. A scheduler down across firings runs the missed
 ones when it is back, within ``misfire_grace_s``: once when ``coalesce`` (the default), else
 each. No APScheduler scheduler, job store or pickled state is involved.
 """
@@ -225,7 +230,14 @@ def fire_once(store: Store, schedule_id: str, fire_time: datetime) -> str | None
     try:
         store.tasks.insert([doc])
     except Conflict:
-        log.info("schedule %s: task %s already exists (a repeated firing); not published again", schedule_id, tid)
+        holder = store.tasks.get(tid, {"schedule_id": 1, "submitted_by": 1})
+        if holder.get("schedule_id") == schedule_id:
+            log.info("schedule %s: task %s already exists (a repeated firing); not published again", schedule_id, tid)
+        else:  # a task stored before '@' was reserved (fsm.identifiers.RESERVED) holds this firing's id
+            message = (f"firing at {doc['scheduled_for']:%Y-%m-%d %H:%M:%S} UTC not published: task id {tid} is taken "
+                       f"by a task this schedule did not create (submitted by {holder.get('submitted_by')})")
+            log.warning("schedule %s: %s", schedule_id, message)
+            store.schedules.record_error(schedule_id, message)
         return None
     store.wakeups.signal()
     store.schedules.record_fired(schedule_id, doc["scheduled_for"], tid)

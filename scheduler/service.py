@@ -19,6 +19,7 @@ from datetime import timedelta
 from typing import Any
 
 from fsm.errors import Conflict, Forbidden, SuanwangError, TaskNotFound, ValidationError
+from fsm.identifiers import check_chosen_task_id
 from fsm.states import Status
 from fsm.store import Store
 from fsm.store.filters import ran_on
@@ -134,6 +135,9 @@ def _check_ids(store: Store, specs: list[TaskSpec], many: bool) -> None:
     ids = [s.id for s in specs if s.id is not None]
     if not ids:
         return
+    for index, spec in enumerate(specs):  # '@' is reserved for schedule firings: no id can take theirs
+        if spec.id is not None:
+            _each(many, index, check_chosen_task_id, spec.id)
     seen: set[str] = set()
     for index, task_id in enumerate(s.id for s in specs):
         if task_id is not None and task_id in seen:

@@ -24,9 +24,11 @@ EVENTS = {
     "worker.disk": "a worker's disk is fuller than threshold percent",
     "worker.quarantined": "a worker keeps failing a function that others run, and stopped taking it for a while",
     "queue.age": "the oldest queued task has waited longer than threshold minutes",
+    "schedule.error": "a schedule's firing could not publish its task (the schedule's last_error)",
 }
 TASK_EVENTS = ("task.succeeded", "task.failed", "task.disputed")
-CHECK_EVENTS = ("worker.offline", "worker.temperature", "worker.disk", "worker.quarantined", "queue.age")
+CHECK_EVENTS = ("worker.offline", "worker.temperature", "worker.disk", "worker.quarantined", "queue.age",
+                "schedule.error")
 THRESHOLDS = {"worker.temperature": (1, 200), "worker.disk": (1, 100), "queue.age": (0.1, 7 * 24 * 60)}
 SENSORS = ("any", "cpu", "gpu")
 EMAIL = re.compile(r"^[^@\s,;<>]+@[^@\s,;<>]+\.[^@\s,;<>]+$|^[^@\s,;<>]+@localhost$")

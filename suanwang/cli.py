@@ -20,7 +20,7 @@ from suanwang.cli_common import Group, api_client, api_options, mongo_option
 from worker.config import default as worker_default
 
 SUBCOMMANDS = ["up", "mongo", "server", "worker", "submit", "status", "user", "function", "repo", "schedule", "why",
-               "data"]
+               "data", "token"]
 
 
 def _setup_logging(verbose: bool) -> None:
@@ -377,6 +377,9 @@ def _mount_optional() -> None:
     from suanwang.cli_data import data_group
 
     main.add_command(data_group, "data")
+    from suanwang.cli_tokens import token_group
+
+    main.add_command(token_group, "token")
 
 
 _mount_optional()

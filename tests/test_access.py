@@ -90,7 +90,7 @@ def test_the_worker_user_cannot_touch_users_settings_or_the_registry(fresh):
         refused(lambda: worker.functions.update_one({"_id": "f@1"}, {"$set": {"repo": "evil"}}))
         refused(lambda: worker.repos.update_one({"_id": "r"}, {"$set": {"url": "https://evil.example/x.git"}}))
         refused(lambda: worker.repos.delete_one({"_id": "r"}))
-        for name in ("settings", "subscriptions", "schedules", "credits", "ledger"):
+        for name in ("settings", "subscriptions", "schedules", "credits", "ledger", "sessions", "token_uses", "audit"):
             refused(lambda: worker[name].find_one())
             refused(lambda: worker[name].insert_one({"x": 1}))
         refused(lambda: worker.tasks.delete_many({}))  # it may insert tasks (a running task's children), never delete

@@ -194,11 +194,17 @@ def test_healthz_needs_no_token(api):
 
 
 def test_a_web_session_is_a_login(api):
-    # Given the web login put the user's name in the signed session
+    # Given a signed cookie that holds only a user's name (as cookies did before sessions were kept on the
+    # server): it is no login
     client = api.server.app.test_client()
     assert client.get("/api/v1/tasks").status_code == 401
     with client.session_transaction() as session:
         session["user"] = "u-business"
+    assert client.get("/api/v1/tasks").status_code == 401
+    # Given the web login put the user's name and a server-side session's id in the signed session
+    with client.session_transaction() as session:
+        session["user"] = "u-business"
+        session["sid"] = api.store.sessions.create("u-business", 3600)
     # Then API calls from that browser act as that user; changes need the page's CSRF token
     assert client.get("/api/v1/tasks").status_code == 200
     assert client.post("/api/v1/tasks", json={"function": "noop"}).status_code == 403

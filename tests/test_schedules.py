@@ -12,6 +12,7 @@ from datetime import timedelta
 import pytest
 
 from fsm.store import Store, database, server_now
+from fsm.store.spec import validate
 from scheduler import schedules
 from scheduler import housekeeping
 from scheduler.leader_loop import Leader
@@ -259,3 +260,68 @@ def test_schedule_cli(api, store):
     bad = runner.invoke(main, ["schedule", "add", "echo", "--every", "5m", "--tz", "Nowhere/Land", *opts])
     assert bad.exit_code == 2 and "unknown time zone" in bad.output
     assert store.db.schedules.count_documents({}) == 1
+
+
+def test_task_ids_with_at_are_reserved_for_schedule_firings(api, store):
+    # Given a schedule whose next firing's id anyone can compute
+    assert api.call("POST", "/schedules", "business", json={"id": "daily", "cron": "0 3 * * *",
+                                                             "task": {"function": "noop"}}).status_code == 201
+    due = store.db.schedules.find_one({"_id": "daily"})["next_fire_at"]
+    taken = schedules.task_id("daily", due)
+    before = api.snapshot()
+    # When a user publishes a task with that id (alone, or inside a bulk request), or any id with '@'
+    answers = [api.call("POST", "/tasks", "business", json={"function": "noop", "id": taken}),
+               api.call("POST", "/tasks", "super", json=[{"function": "noop", "id": "fine"},
+                                                          {"function": "noop", "id": "x@y"}])]
+    # Then each is refused with 422 naming the rule, and nothing is written
+    for resp in answers:
+        assert resp.status_code == 422, resp.text
+        error = resp.json()["error"]
+        assert error["field"] == "id" and error["grammar"] == "scheduled_task_id"
+        assert "'@' is reserved for the tasks of schedule firings" in error["message"]
+    assert answers[1].json()["error"]["index"] == 1
+    assert api.snapshot() == before
+    # ... and the firing publishes its task
+    assert schedules.fire_once(store, "daily", due) == taken
+
+
+def test_a_firing_whose_id_is_taken_records_last_error_and_raises_an_alert(api, store):
+    from scheduler import notify
+    from tests.test_notify import fast
+
+    # Given a schedule, an admin subscribed to schedule errors, and a task stored before '@' was reserved
+    # that holds the id of the schedule's next firing
+    assert api.call("POST", "/schedules", "business", json={"id": "nightly", "cron": "0 2 * * *",
+                                                             "task": {"function": "noop"}}).status_code == 201
+    due = store.db.schedules.find_one({"_id": "nightly"})["next_fire_at"]
+    squatter = store.tasks.document(validate({"function": "echo", "id": schedules.task_id("nightly", due)}), "mallory")
+    store.tasks.insert([squatter])
+    notify.subscribe(store, {"event": "schedule.error", "channel": {"type": "webhook", "url": "https://h.example/x"}},
+                     ADMIN)
+    # When the firing comes
+    assert schedules.fire_once(store, "nightly", due) is None
+    # Then the schedule says why in last_error, and the alert is queued once
+    doc = store.db.schedules.find_one({"_id": "nightly"})
+    assert "is taken by a task this schedule did not create (submitted by mallory)" in doc["last_error"]
+    assert doc["last_error_at"] is not None
+    shown = api.call("GET", "/schedules/nightly", "business").json()
+    assert shown["last_error"] == doc["last_error"]
+    notifier = notify.Notifier(store, fast())
+    now = server_now(store.db)
+    assert notifier.check_once(now) == 1 and notifier.check_once(now) == 0
+    (delivery,) = store.db.deliveries.find({"event": "schedule.error"})
+    assert delivery["payload"]["subject"] == "schedule:nightly"
+    assert delivery["payload"]["detail"]["error"] == doc["last_error"]
+    # ... the schedules page shows it; the next firing that publishes clears it (and the alert)
+    assert doc["last_error"] in _page(api, "/schedules")
+    assert schedules.fire_once(store, "nightly", due + timedelta(days=1))
+    assert store.db.schedules.find_one({"_id": "nightly"})["last_error"] is None
+    notifier.check_once(now)
+    assert store.db.alerts.count_documents({}) == 0
+
+
+def _page(api, path: str) -> str:
+    import requests
+
+    return requests.get(f"{api.base}{path}", headers={"Authorization": f"Bearer {api.tokens['admin']}"},
+                        timeout=30).text

@@ -8,7 +8,8 @@ What a host app must give the blueprint (``create_app`` does; so does the tests'
     ``app.extensions[STORE_KEY]``   the ``fsm.store.Store`` the pages read and act through
     ``app.secret_key``              signs the session cookie and the CSRF tokens
 Browsers log in with a password (scrypt hashes, ``UserStore.by_password``); the signed session
-holds only ``session["user"]``, the user's name. Who is looking, their rights and the CSRF check
+cookie holds the user's name and the id of a session kept on the server (``fsm.store.sessions``),
+which logout, a password change or an admin ends. Who is looking, their rights and the CSRF check
 are ``scheduler.auth`` and ``fsm.rights``, the API's own: every unsafe request to the
 blueprint needs Flask-WTF's CSRF token (``web.session.csrf_protect``), else 403 ``csrf_failed``.
 Front-end libraries come from npm through ``scripts/build_web_assets.sh`` into ``static/vendor/``;

@@ -7,7 +7,7 @@ from flask import abort, flash, jsonify, redirect, request, url_for
 from fsm.errors import SuanwangError
 from fsm import rights
 from fsm.states import ACTION_TARGETS
-from scheduler import service
+from scheduler import service, service_accounts
 from web import bp
 from web.session import can, local_path, login_required, store, user
 
@@ -115,8 +115,8 @@ def user_remove(name):
 @bp.post("/actions/users/<name>/password")
 @login_required("manage_users")
 def user_password(name):
-    try:
-        store().users.set_password(name, request.form.get("password", ""))
+    try:  # through the use case: audited, and the user's web sessions end
+        service_accounts.patch_user(store(), name, {"password": request.form.get("password", "")}, user())
     except SuanwangError as exc:
         flash(f"password not changed: {exc.message}", "danger")
     else:

@@ -3,13 +3,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from flask import abort, flash, g, redirect, render_template, request, session, url_for
+from flask import abort, flash, g, redirect, render_template, request, url_for
 from flask_wtf.csrf import generate_csrf
 
 from fsm.errors import Forbidden, NotFound, TaskNotFound, Unauthorized
 from fsm.states import Status
 from fsm.store.users import ROLES
-from scheduler import service, service_explain, service_flow, service_views
+from scheduler import auth, service, service_accounts, service_explain, service_flow, service_views
 from web import bp
 from web.session import can, local_path, login_required, store, user
 
@@ -34,15 +34,13 @@ def login_post():
     except Unauthorized as exc:
         flash(exc.message, "danger")
         return render_template("login.html", next=request.form.get("next", "/"), name=request.form.get("name", "")), 401
-    session.clear()
-    session["user"] = who["_id"]
-    session.permanent = True
+    auth.start_session(who["_id"])
     return redirect(local_path(request.form.get("next", ""), url_for("web.portal")))
 
 
 @bp.post("/logout")
 def logout():
-    session.clear()
+    auth.end_session()
     return redirect(url_for("web.login"))
 
 
@@ -123,6 +121,15 @@ def schedules():
 @login_required("manage_users")
 def users():
     return render_template("users.html", users=service_views.users(store(), user()), roles=ROLES)
+
+
+@bp.get("/audit")
+@login_required("read_audit")
+def audit():
+    """The audit trail (admin): who changed roles, groups, passwords, tokens, sessions, services, credits."""
+    args = {k: v for k, v in request.args.items() if k in ("actor", "action", "target", "skip") and v}
+    page = service_accounts.list_audit(store(), user(), args)
+    return render_template("audit.html", page=page, args=args)
 
 
 @bp.app_template_filter("ago")

@@ -23,6 +23,7 @@ from fsm.store.resource_stats import ResourceStats
 from fsm.store.retention import Retention
 from fsm.store.schedules import ScheduleStore
 from fsm.store.schema import ensure_indexes
+from fsm.store.sessions import SessionStore
 from fsm.store.settings import SettingsStore
 from fsm.store.tasks import Claim, Claimant, TaskStore
 from fsm.store.users import UserStore
@@ -66,6 +67,10 @@ class Store:
         self.audit = AuditStore(db)
         if create_indexes:
             self.audit.ensure_indexes()
+        #: The pages' logins, kept on the server (logout and password changes end them).
+        self.sessions = SessionStore(db)
+        if create_indexes:
+            self.sessions.ensure_indexes()
 
     @property
     def name(self) -> str:

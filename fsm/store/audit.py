@@ -4,8 +4,8 @@ One document per action: ``{_id, at (server clock), actor, action, target, detai
 ``action`` is a dotted verb (``user.role``, ``token.create``, ``token.revoke``,
 ``service.deploy``, ``credits.topup``, ...); ``target`` names what it acted on (a user, a
 service, a token id). Nothing here updates or deletes: the trail is only ever appended to.
-Indexes: ``at`` (newest first, the page and the listing), ``target`` + ``at`` and
-``actor`` + ``at`` (the filters).
+Indexes: ``at`` (newest first, the page and the listing), ``target`` + ``at``,
+``actor`` + ``at`` and ``action`` + ``at`` (the filters).
 """
 from __future__ import annotations
 
@@ -26,7 +26,8 @@ class AuditStore:
     def ensure_indexes(self) -> None:
         self.audit.create_indexes([IndexModel([("at", DESCENDING)], name="at"),
                                    IndexModel([("target", ASCENDING), ("at", DESCENDING)], name="target_at"),
-                                   IndexModel([("actor", ASCENDING), ("at", DESCENDING)], name="actor_at")])
+                                   IndexModel([("actor", ASCENDING), ("at", DESCENDING)], name="actor_at"),
+                                   IndexModel([("action", ASCENDING), ("at", DESCENDING)], name="action_at")])
 
     def record(self, actor: str, action: str, target: str, **details: Any) -> str:
         """Append one entry (server clock); returns its id."""

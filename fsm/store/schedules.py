@@ -3,7 +3,8 @@
 A document: ``_id`` (the schedule's id), ``trigger``, ``task`` (a task body template),
 ``misfire_grace_s``, ``coalesce``, ``paused``, ``owner``, ``owner_role``, ``created_at``,
 ``updated_at``, ``rev`` (bumped by every change), ``fired``, ``last_fire_time``,
-``last_task_id``, ``last_error``, and ``next_fire_at``: the next fire time (UTC), or null
+``last_task_id``, ``last_error`` (why the last firing could not publish; null once one did),
+``last_error_at``, and ``next_fire_at``: the next fire time (UTC), or null
 when paused or finished. The leader reads only the due ones (``due``, on the ``next_fire``
 index) and moves ``next_fire_at`` on with a compare-and-set (``advance``), so a change made
 meanwhile through the API is never overwritten.
@@ -20,7 +21,9 @@ from fsm.errors import Conflict
 
 #: ``next_fire``: not partial, so the look for documents without the field uses it too.
 INDEXES = [IndexModel([("next_fire_at", ASCENDING)], name="next_fire"),
-           IndexModel([("owner", ASCENDING), ("_id", ASCENDING)], name="owner")]
+           IndexModel([("owner", ASCENDING), ("_id", ASCENDING)], name="owner"),
+           IndexModel([("owner", ASCENDING)], name="failing",
+                      partialFilterExpression={"last_error": {"$type": "string"}})]
 #: What ``recent_tasks`` shows of a schedule's tasks.
 RUN_FIELDS = {"status": 1, "scheduled_for": 1, "created_at": 1, "finished_at": 1}
 
@@ -89,7 +92,13 @@ class ScheduleStore:
                                                  "$set": {"last_task_id": task_id, "last_error": None}})
 
     def record_error(self, sid: str, message: str) -> None:
-        self.schedules.update_one({"_id": sid}, {"$set": {"last_error": message}})
+        self.schedules.update_one({"_id": sid}, {"$set": {"last_error": message},
+                                                 "$currentDate": {"last_error_at": True}})
+
+    def failing(self, owner: str | None = None) -> list[dict]:
+        """Schedules whose last firing could not publish (``last_error`` set); only ``owner``'s when given."""
+        query: dict = {"last_error": {"$type": "string"}, **({"owner": owner} if owner else {})}
+        return list(self.schedules.find(query, {"owner": 1, "last_error": 1, "last_error_at": 1}).limit(1000))
 
 
 __all__ = ["ScheduleStore", "INDEXES"]

@@ -42,7 +42,11 @@ server's clock (``$$NOW``) wherever a lease or a history entry depends on it.
 ``machine_stats`` — per (worker, function): recent outcomes, consecutive failures, mean run time,
     and a quarantine (``quarantined_until``, ``quarantine_reason``) while the machine is distrusted
 ``worker_samples`` — downsampled heartbeat history for charts (TTL: 2 days)
-``users`` — name (``_id``), role, password_hash, tokens [{hash, created_at, label}], groups
+``users`` — name (``_id``), role, password_hash, tokens [{id, hash, label, created_at, expires_at,
+    revoked_at, revoked_by}] (``fsm.store.tokens``), groups
+``token_uses`` — when each token was last used (``fsm.store.tokens``)
+``sessions`` — the pages' logins, kept on the server (``fsm.store.sessions``)
+``audit`` — the append-only trail of who changed what (``fsm.store.audit``)
 ``functions`` — owned by ``registry.store`` (see there)
 ``wakeups`` — a small capped collection; a publish inserts one document so idle
     workers tailing it wake within milliseconds

@@ -37,6 +37,8 @@ from fsm.store.task_writer import MAX_RACE_RETRIES, PlanWriter  # noqa: F401
 from fsm.store.values import lit, new_id  # noqa: F401  (importable from here, as before the split)
 from fsm.store.workflows import Workflows
 
+#: How many priority / enable changes a task keeps in ``changes``.
+MAX_CHANGES = 100
 # The status changes written without a Plan (claim, promote_due) must be legal; checked once, at import.
 check(Status.QUEUED, Status.RUNNING)
 check(Status.PENDING, Status.QUEUED)
@@ -123,7 +125,11 @@ class TaskStore(ClaimVerbs, LeaseVerbs, PlanWriter):
         return self._decide_loop(task_id, decide_requeue, by)
 
     def update_fields(self, task_id: str, changes: dict, by: str) -> dict:
-        """Re-prioritise or enable/disable a live task (takes effect on the next claim)."""
+        """Re-prioritise or enable/disable a live task (takes effect on the next claim).
+
+        Each real change is kept in the task's ``changes`` list (the last ``MAX_CHANGES``):
+        ``{at, by, field, old, new}``, beside ``history``, which holds only status transitions.
+        """
         allowed = {"priority", "is_enabled"}
         unknown = set(changes) - allowed
         if unknown or not changes:
@@ -133,9 +139,17 @@ class TaskStore(ClaimVerbs, LeaseVerbs, PlanWriter):
             _int(changes, "priority", 0, *PRIORITY_RANGE)
         if "is_enabled" in changes and not isinstance(changes["is_enabled"], bool):
             raise ValidationError("'is_enabled' must be true or false", field="is_enabled")
+        # One pipeline update: the values change and ``changes`` gains {at, by, field, old, new} for
+        # each field whose value really changed ("$priority" reads the value before this write).
+        entries = [{"at": "$$NOW", "by": lit(by), "field": name, "old": f"${name}", "new": lit(value)}
+                   for name, value in sorted(changes.items())]
+        changed = {"$filter": {"input": entries, "cond": {"$ne": ["$$this.old", "$$this.new"]}}}
         doc = self.tasks.find_one_and_update(
             {"_id": task_id, "status": {"$in": [s.value for s in LIVE]}},
-            {"$set": {**changes, "updated_by": by}, "$currentDate": {"updated_at": True}, "$inc": {"rev": 1}},
+            [{"$set": {"changes": {"$slice": [{"$concatArrays": [{"$ifNull": ["$changes", []]}, changed]},
+                                              -MAX_CHANGES]},
+                       **{name: lit(value) for name, value in changes.items()}, "updated_by": lit(by),
+                       "updated_at": "$$NOW", "rev": {"$add": ["$rev", 1]}}}],
             return_document=ReturnDocument.AFTER)
         if doc is None:
             current = self.get(task_id)

@@ -1,7 +1,8 @@
 """The ``users`` collection: people and API clients, their roles, passwords and tokens.
 
 Passwords are hashed with scrypt (standard library); tokens are random and only their
-SHA-256 is stored, so a database dump reveals no credential.
+SHA-256 is stored, so a database dump reveals no credential. The token entries (ids,
+expiry, revocation) are ``fsm.store.tokens``; the pages' sessions ``fsm.store.sessions``.
 """
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from pymongo.errors import DuplicateKeyError
 
 from fsm.errors import Conflict, NotFound, Unauthorized, ValidationError
 from fsm.identifiers import USER_NAME
+from fsm.store.tokens import TokenStore, new_entry, token_hash  # noqa: F401  (token_hash: kept importable here)
 
 ROLES = ("admin", "super", "business", "general")
 #: What each role may do; a role has its own rights and those of the roles after it.
@@ -42,10 +44,6 @@ def check_password(stored: str | None, password: str) -> bool:
 _DUMMY_HASH = hash_password("not-a-real-password")
 
 
-def token_hash(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
-
-
 def has_role(user: dict, role: str) -> bool:
     """True when the user's role is ``role`` or above it."""
     return RANK.get(user.get("role"), -1) >= RANK[role]
@@ -53,7 +51,9 @@ def has_role(user: dict, role: str) -> bool:
 
 class UserStore:
     def __init__(self, db: Database):
+        self.db = db
         self.users = db.users
+        self.tokens = TokenStore(db)
 
     def add(self, name: str, role: str, password: str | None = None, groups: list[str] | None = None) -> str:
         """Create a user and return a fresh API token (shown once, stored only as a hash)."""
@@ -63,10 +63,10 @@ class UserStore:
             raise ValidationError(f"role must be one of {', '.join(ROLES)}, got {role!r}", field="role")
         if password is not None and len(password) < 8:
             raise ValidationError("password must be at least 8 characters", field="password")
-        token = secrets.token_urlsafe(32)
+        token, entry = new_entry("default", _now())
         doc = {"_id": name, "role": role, "groups": groups or [],
                "password_hash": hash_password(password) if password else None,
-               "tokens": [{"hash": token_hash(token), "label": "default", "created_at": _now()}],
+               "tokens": [entry],
                "created_at": _now()}
         try:
             self.users.insert_one(doc)
@@ -77,8 +77,7 @@ class UserStore:
     def ensure_admin(self, name: str = "admin", token: str | None = None) -> str | None:
         """Create the admin on first start; with ``token``, make sure that token works for it."""
         given = token is not None
-        token = token or secrets.token_urlsafe(32)
-        entry = {"hash": token_hash(token), "label": "admin.token", "created_at": _now()}
+        token, entry = new_entry("admin.token", _now(), secret=token)
         existing = self.users.find_one({"_id": name})
         if existing is None:
             try:
@@ -99,11 +98,29 @@ class UserStore:
         if not self.users.update_one({"_id": name}, {"$set": {"password_hash": hash_password(password)}}).matched_count:
             raise NotFound(f"no user named {name!r}")
 
+    def change(self, name: str, *, role: str | None = None, groups: list[str] | None = None,
+               password: str | None = None) -> dict:
+        """Set any of role, groups and password in one write; returns the user as it was before (404)."""
+        fields: dict = {}
+        if role is not None:
+            if role not in ROLES:
+                raise ValidationError(f"role must be one of {', '.join(ROLES)}, got {role!r}", field="role")
+            fields["role"] = role
+        if groups is not None:
+            fields["groups"] = groups
+        if password is not None:
+            if len(password) < 8:
+                raise ValidationError("password must be at least 8 characters", field="password")
+            fields["password_hash"] = hash_password(password)
+        before = self.users.find_one_and_update({"_id": name}, {"$set": fields},
+                                                {"password_hash": 0, "tokens": 0}) if fields else self.find(name)
+        if before is None:
+            raise NotFound(f"no user named {name!r}")
+        return before
+
     def by_token(self, token: str) -> dict:
-        user = self.users.find_one({"tokens.hash": token_hash(token)}, {"password_hash": 0, "tokens": 0})
-        if user is None:
-            raise Unauthorized("the token is not valid")
-        return user
+        """The token's user; 401 when the token is unknown, revoked or expired (``TokenStore.authenticate``)."""
+        return self.tokens.authenticate(token)
 
     def by_password(self, name: str, password: str) -> dict:
         user = self.users.find_one({"_id": name})
@@ -122,6 +139,15 @@ class UserStore:
         """The user without secrets, or None."""
         return self.users.find_one({"_id": name}, {"password_hash": 0, "tokens": 0})
 
+    def details(self, name: str) -> dict:
+        """The user without secrets, with ``has_password``; 404 when there is none."""
+        found = list(self.users.aggregate([{"$match": {"_id": name}},
+                                           {"$set": {"has_password": {"$toBool": "$password_hash"}}},
+                                           {"$project": {"password_hash": 0, "tokens": 0}}]))
+        if not found:
+            raise NotFound(f"no user named {name!r}")
+        return found[0]
+
     def exists(self, name: str) -> bool:
         return self.users.count_documents({"_id": name}, limit=1) == 1
 
@@ -131,8 +157,11 @@ class UserStore:
                                          "has_password": {"$toBool": "$password_hash"}}).sort("_id", 1))
 
     def remove(self, name: str) -> None:
+        """Remove the user, its tokens and its open sessions (a new user of that name inherits none)."""
         if not self.users.delete_one({"_id": name}).deleted_count:
             raise NotFound(f"no user named {name!r}")
+        self.db.sessions.delete_many({"user": name})
+        self.db.token_uses.delete_many({"user": name})
 
 
 def _now() -> datetime:
