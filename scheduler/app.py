@@ -31,7 +31,8 @@ from scheduler.config import ServerConfig
 
 log = logging.getLogger("suanwang.server")
 #: Blueprints other engineers add in their own modules, registered under /api/v1 when present.
-OPTIONAL_BLUEPRINTS = ("scheduler.api_schedules", "scheduler.api_notify", "scheduler.api_data", "scheduler.api_docs")
+OPTIONAL_BLUEPRINTS = ("scheduler.api_schedules", "scheduler.api_notify", "scheduler.api_data", "scheduler.api_docs",
+                      "scheduler.api_services")
 #: ``settings`` document that holds the shared session key.
 SECRET_KEY_ID = "secret_key"
 
