@@ -110,7 +110,7 @@ SERVICE_NAME = Grammar("service_name", r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}",
 #: Every grammar by name.
 GRAMMARS: dict[str, Grammar] = {g.name: g for g in (TASK_ID, FUNCTION_NAME, FUNCTION_CODE, VERSION, TAG,
                                                     WORKER_NAME, USER_NAME, SCHEDULE_ID, REPO_NAME, GIT_REF,
-                                                    COMMIT_SHA, TOKEN)}
+                                                    COMMIT_SHA, TOKEN, PARTITION, GROUP_NAME, SERVICE_NAME)}
 
 
 def main(argv: list[str]) -> int:

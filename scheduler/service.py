@@ -26,6 +26,7 @@ from fsm.store.spec import TaskSpec, validate
 from fsm.store.users import ROLES
 from fsm.store.workers import DRAINING, ONLINE
 from registry import catalog
+from registry.builtins import BUILTIN_VERSION
 from fsm import rights
 from scheduler.paging import int_arg
 from scheduler import resources, service_data, service_flow, service_services
@@ -129,6 +130,8 @@ def _each(many: bool, index: int, fn, *args):
 
 def _resolve(store: Store, spec: TaskSpec, user: dict) -> tuple[str | None, dict]:
     version = catalog.resolve_version(store, spec.function, spec.version, user["role"])
+    if version not in (None, BUILTIN_VERSION) and user.get("role") != "admin":  # closed partition: 404
+        service_services.check_function_open(store, user, store.functions.find(spec.function, version))
     return version, catalog.task_defaults(store, spec.function, version).get("requires", {})
 
 

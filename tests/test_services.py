@@ -108,3 +108,21 @@ def test_partitions_hide_services_and_groups_grant_them(api, versions):
     assert [g["name"] for g in api("GET", "/groups", "admin").get_json()["items"]] == ["nlp-team"]
     assert api("DELETE", "/groups/nlp-team", "admin").status_code == 204
     assert api("GET", "/groups/nlp-team", "admin").status_code == 404
+
+
+def test_a_function_in_a_closed_partition_is_unknown_to_those_outside(api, versions):
+    body = {**registration("3.0", "v2"), "public": True, "partition": "vision"}
+    assert api("POST", "/functions", "super", json=body).status_code == 201
+    assert api("POST", "/functions", "super", json={**registration("4.0", "v2"), "partition": "Bad!"}).status_code == 422
+
+    def listed(who):
+        return {(f["code"], f["version"]) for f in api("GET", "/functions?code=func1", who).get_json()["items"]}
+    assert ("func1", "3.0") not in listed("plain") and ("func1", "3.0") in listed("admin")
+    assert api("GET", "/functions/func1/3.0", "plain").status_code == 404
+    assert api("POST", "/tasks", "plain", json={"function": "func1", "version": "3.0"}).status_code == 404
+
+    # A group granting "vision" opens it to its members.
+    assert api("POST", "/groups", "admin", json={"name": "nlp-team", "partitions": ["vision"]}).status_code == 201
+    assert ("func1", "3.0") in listed("nlp")
+    assert api("GET", "/functions/func1/3.0", "nlp").status_code == 200
+    assert api("POST", "/tasks", "nlp", json={"function": "func1", "version": "3.0"}).status_code == 201

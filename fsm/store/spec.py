@@ -15,7 +15,7 @@ from typing import Any
 import bson
 
 from fsm.errors import PayloadTooLarge, ValidationError
-from fsm.identifiers import FUNCTION_NAME, TAG, TASK_ID, Grammar
+from fsm.identifiers import FUNCTION_NAME, SERVICE_NAME, TAG, TASK_ID, Grammar
 from fsm.references import RESULT, references
 
 #: Largest args + kwargs of one task, encoded as BSON.
@@ -78,7 +78,7 @@ FIELDS: dict[str, Field] = {
     "function": Field("string", "a function name such as \"echo\" or \"module:function\"", grammar=FUNCTION_NAME,
                       schema={"examples": ["echo"]}),
     "service": Field("string", "call a service by name instead of naming a function: the task runs the version "
-                               "deployed at that moment (not with function or version)", max_length=64),
+                               "deployed at that moment (not with function or version)", grammar=SERVICE_NAME),
     "version": Field("string", "default: the newest non-deprecated version", max_length=100),
     "args": Field("array", f"positional arguments (args and kwargs at most {MAX_PAYLOAD_BYTES} bytes as BSON)"),
     "kwargs": Field("object", "keyword arguments (keys are Python identifiers)"),
