@@ -3,7 +3,7 @@
     POST   /groups                     {"name", "partitions"} (admin)                     201
     GET    /groups, /groups/<name>     (admin)
     PATCH  /groups/<name>              {"partitions"} (admin)
-    DELETE /groups/<name>              (admin)                                            204
+    DELETE /groups/<name>              (admin)
     POST   /services                   {"name", "function", "version", "partition", "price"} (super, admin)  201
     GET    /services                   the services whose partition the caller may use
     GET    /services/<name>            deployed and previous version, history (404 when closed)
@@ -68,7 +68,7 @@ def patch_group(name: str):
 @bp.delete("/groups/<name>")
 def delete_group(name: str):
     svc.delete_group(store(), name, current_user())
-    return "", 204
+    return jsonify({"name": name, "deleted": True})
 
 
 @bp.post("/services")

@@ -5,6 +5,8 @@ real git repositories.
 """
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from fsm.store import Store
@@ -106,7 +108,7 @@ def test_partitions_hide_services_and_groups_grant_them(api, versions):
     assert patched.status_code == 200 and patched.get_json()["partitions"] == ["vision"]
     assert api("POST", "/tasks", "nlp", json={"service": "tagger"}).status_code == 404
     assert [g["name"] for g in api("GET", "/groups", "admin").get_json()["items"]] == ["nlp-team"]
-    assert api("DELETE", "/groups/nlp-team", "admin").status_code == 204
+    assert api("DELETE", "/groups/nlp-team", "admin").status_code == 200
     assert api("GET", "/groups/nlp-team", "admin").status_code == 404
 
 
@@ -126,3 +128,33 @@ def test_a_function_in_a_closed_partition_is_unknown_to_those_outside(api, versi
     assert ("func1", "3.0") in listed("nlp")
     assert api("GET", "/functions/func1/3.0", "nlp").status_code == 200
     assert api("POST", "/tasks", "nlp", json={"function": "func1", "version": "3.0"}).status_code == 201
+
+
+def test_cli_and_sdk_call_a_service_on_a_real_server(cluster):
+    import subprocess
+    import sys
+
+    from suanwang.sdk import Client
+
+    cluster.start_server()
+    cluster.start_worker("w1", concurrency=1)
+    env = {"SUANWANG_SERVER": cluster.url.rsplit("/api/v1", 1)[0], "SUANWANG_TOKEN": cluster.token,
+           "PATH": "/usr/bin:/bin"}
+
+    def cli(*args):
+        done = subprocess.run([sys.executable, "-m", "suanwang", *args], capture_output=True, text=True, env=env,
+                              timeout=60)
+        return done.returncode, done.stdout + done.stderr
+    code, out = cli("service", "create", "say", "--function", "echo", "--version", "builtin", "--price", "1.5")
+    assert code == 0 and "echo@builtin" in out and "price 1.5" in out, out
+    code, out = cli("submit", "--service", "say", '"hello"', "--wait")
+    assert code == 0 and json.loads(out.splitlines()[0]) == "hello", out
+    with Client(env["SUANWANG_SERVER"], cluster.token) as client:
+        assert client.call_service("say", {"x": 1}).result(timeout=60) == {"x": 1}
+    assert cli("service", "rollback", "say")[0] == 2  # nothing to roll back to: one clear line
+    code, out = cli("service", "undeploy", "say")
+    assert code == 0 and "undeployed" in out
+    code, out = cli("submit", "--service", "say", "1")
+    assert code == 2 and "service 'say' is undeployed" in out, out
+    code, out = cli("service", "list")
+    assert code == 0 and out.startswith("say")
