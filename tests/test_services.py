@@ -158,3 +158,15 @@ def test_cli_and_sdk_call_a_service_on_a_real_server(cluster):
     assert code == 2 and "service 'say' is undeployed" in out, out
     code, out = cli("service", "list")
     assert code == 0 and out.startswith("say")
+
+
+def test_the_openapi_document_lists_the_routes_with_their_bodies(api):
+    doc = api("GET", "/openapi.json", "plain").get_json()
+    for path, methods in {"/groups": {"get", "post"}, "/groups/{name}": {"get", "patch", "delete"},
+                          "/services": {"get", "post"}, "/services/{name}": {"get"},
+                          "/services/{name}/deploy": {"post"}, "/services/{name}/rollback": {"post"},
+                          "/services/{name}/undeploy": {"post"}}.items():
+        assert methods <= set(doc["paths"][path]), path
+    body = doc["paths"]["/services"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+    assert body["required"] == ["name", "function", "version"] and body["properties"]["price"]["minimum"] == 0
+    assert "service" in doc["components"]["schemas"]["Task"]["properties"]
