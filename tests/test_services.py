@@ -170,3 +170,41 @@ def test_the_openapi_document_lists_the_routes_with_their_bodies(api):
     body = doc["paths"]["/services"]["post"]["requestBody"]["content"]["application/json"]["schema"]
     assert body["required"] == ["name", "function", "version"] and body["properties"]["price"]["minimum"] == 0
     assert "service" in doc["components"]["schemas"]["Task"]["properties"]
+
+
+def test_calls_are_pinned_to_one_deployed_version_while_redeploys_happen(api, versions, db):
+    import threading
+
+    from scheduler import service, service_services
+
+    store = Store(db)
+    sue, bob = store.users.find("sue"), store.users.find("bob")
+    service_services.create_service(store, {"name": "answer", "function": "func1", "version": "1.0"}, sue)
+    started, finished, deployed = [0], [0], ["1.0"]
+    done = threading.Event()
+
+    def redeploy():  # 30 switches between the two versions
+        for i in range(30):
+            version = ("2.0", "1.0")[i % 2]
+            started[0] += 1
+            service_services.deploy(store, "answer", {"version": version}, sue)
+            deployed[0] = version
+            finished[0] += 1
+        done.set()
+
+    thread = threading.Thread(target=redeploy)
+    thread.start()
+    checked = quiet = 0
+    while not done.is_set() or checked == 0:
+        before = (started[0], finished[0], deployed[0])
+        docs = service.publish(store, [{"service": "answer"}] * 3, bob)
+        after = (started[0], finished[0], deployed[0])
+        versions_seen = {d["version"] for d in docs}
+        assert len(versions_seen) == 1 and versions_seen <= {"1.0", "2.0"}  # one request: one version
+        if before == after and before[0] == before[1]:  # no deploy in flight the whole time
+            assert versions_seen == {before[2]}
+            quiet += 1
+        checked += 1
+    thread.join()
+    assert store.services.get("answer")["deployed"] == "1.0" and checked > 0
+    assert len(store.services.get("answer")["history"]) == 31
