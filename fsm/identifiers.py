@@ -106,6 +106,17 @@ COMMIT_SHA = Grammar("commit_sha", r"[0-9a-f]{40}|[0-9a-f]{64}", "a full commit 
 TOKEN = Grammar("token", r"[A-Za-z0-9._~-]{16,256}",
                 "16-256 characters: letters, digits and . _ ~ - (as `secrets.token_urlsafe` makes)",
                 ("abcdefghijklmnop", "x" * 43), ("short", "a b" * 8, "a$" * 10, "a" * 257))
+#: A partition (an area of functions and services), a group and a service: lower-case names.
+PARTITION = Grammar("partition", r"[a-z0-9][a-z0-9_-]{0,63}",
+                    "1-64 characters: lower-case letters, digits, _ and - (starting with a letter or digit)",
+                    ("public", "nlp", "vision-2"), ("", "NLP", "a b", "-x", "a" * 65))
+GROUP_NAME = Grammar("group_name", r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}",
+                     f"1-64 characters: letters, digits and . _ - ({_START})",
+                     ("lab", "nlp-team"), ("", "a b", "-x", "a" * 65))
+SERVICE_NAME = Grammar("service_name", r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}",
+                       f"1-64 characters: letters, digits and . _ - ({_START})",
+                       ("translate", "ocr.v2"), ("", "a b", "-x", "a/b", "a" * 65))
+
 #: An API token's id (``fsm.store.tokens``): the head of the SHA-256 of its secret.
 TOKEN_ID = Grammar("token_id", r"[0-9a-f]{16}", "16 lower-case hex digits (as `suanwang token list` shows)",
                    ("0123456789abcdef",), ("", "0123", "0123456789ABCDEF", "0123456789abcdef0"))
@@ -126,7 +137,7 @@ def check_chosen_task_id(value: object, field: str = "id") -> str:
 GRAMMARS: dict[str, Grammar] = {g.name: g for g in (TASK_ID, FUNCTION_NAME, FUNCTION_CODE, VERSION, TAG,
                                                     WORKER_NAME, USER_NAME, SCHEDULE_ID, REPO_NAME, GIT_REF,
                                                     COMMIT_SHA, TOKEN, TOKEN_ID,
-                                                    SCHEDULED_TASK_ID)}
+                                                    SCHEDULED_TASK_ID, PARTITION, GROUP_NAME, SERVICE_NAME)}
 
 
 def main(argv: list[str]) -> int:

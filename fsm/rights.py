@@ -24,6 +24,8 @@ RIGHTS: dict[str, tuple[str, str]] = {
     "manage_repos": ("admin", "adding and listing allowed repositories"),
     "see_private_functions": ("super", "seeing private functions"),
     "create_schedule": ("business", "creating schedules"),
+    "manage_services": ("super", "creating, deploying, rolling back and undeploying services"),
+    "manage_groups": ("admin", "managing groups and their partitions"),
     "manage_schedule_any": ("super", "reading and changing other users' schedules"),
 }
 

@@ -11,7 +11,7 @@ import os
 from typing import Any
 
 from fsm.errors import Conflict, Forbidden, FunctionNotFound, RegistryError, ValidationError
-from fsm.identifiers import FUNCTION_CODE, REPO_NAME, VERSION
+from fsm.identifiers import FUNCTION_CODE, REPO_NAME, VERSION, PARTITION
 from fsm.store.spec import validate as validate_task
 from fsm import rights
 from registry.builtins import BUILTIN_VERSION, BUILTINS
@@ -22,7 +22,7 @@ from registry.store import ensure_indexes, new_serial, now, registry_stores
 
 TEXT_LIMITS = {"name": 200, "description": 10_000, "developer_name": 200, "developer_contact": 200,
                "developer_cell": 64}
-REGISTER_FIELDS = {"repo", "ref", "entrypoint", "code", "version", "public", "requires", *TEXT_LIMITS}
+REGISTER_FIELDS = {"repo", "ref", "entrypoint", "code", "version", "public", "partition", "requires", *TEXT_LIMITS}
 REQUIRED = ("repo", "ref", "entrypoint", "code", "version")
 
 
@@ -76,13 +76,15 @@ def validate_registration(body: Any) -> dict:
     public = body.get("public", False)
     if not isinstance(public, bool):
         raise ValidationError("'public' must be true or false", field="public")
+    partition = PARTITION.check(body.get("partition", "public"), "partition", field="partition")
     requires = body.get("requires")
     if requires is not None:
         requires = validate_task({"function": "x", "requires": requires}).requires
     clean = {f: _text(body, f) for f in TEXT_LIMITS}
     clean["name"] = clean["name"] or code
     return {**clean, "code": code, "version": version, "entrypoint": body["entrypoint"], "repo": body["repo"],
-            "ref": body["ref"].strip(), "public": public, "requires": requires}
+            "ref": body["ref"].strip(), "public": public, "partition": partition,
+            "requires": requires}
 
 
 class Registry:

@@ -22,7 +22,8 @@ from fsm.store.driver import stored_id_text
 from registry.builtins import BUILTIN_VERSION, BUILTINS
 from registry.resolver import DEFAULT_CACHE_DIR
 from registry.service import Registry
-from scheduler.auth import current_user, require
+from scheduler import service_services
+from scheduler.auth import current_user, require, store
 from scheduler.config import default
 from scheduler.query_args import query_params
 
@@ -94,7 +95,8 @@ def list_functions():
     active = request.args.get("active", "").lower() in ("1", "true", "yes")
     skip, limit = _int_arg("skip", 0, 1 << 30), _int_arg("limit", 100, MAX_LIMIT)
     items, total = _registry().list_functions(code, include_deprecated=not active,
-                                              public_only=not _sees_private(user), skip=skip, limit=limit)
+                                              public_only=not _sees_private(user),
+                                              partitions=service_services.open_partitions(store(), user), skip=skip, limit=limit)
     builtins = _builtins(code) if skip == 0 else []
     return jsonify({"items": builtins + [_plain(d) for d in items], "total": total + len(_builtins(code))})
 
@@ -107,6 +109,8 @@ def register_function():
 
 
 def _visible(doc: dict) -> dict:
+    """The version as JSON; 404 in a partition closed to the caller, 403 when it is not public."""
+    service_services.check_function_open(store(), current_user(), doc)
     if not doc.get("public") and not _sees_private(current_user()):
         raise Forbidden(f"function {doc['code']} version {doc['version']} is not public")
     return jsonify(_plain(doc))

@@ -4,7 +4,7 @@ from __future__ import annotations
 from flask import current_app
 
 from fsm.errors import DETAILS
-from fsm.identifiers import USER_NAME
+from fsm.identifiers import GROUP_NAME, PARTITION, SERVICE_NAME, USER_NAME
 from fsm.store import spec
 from fsm.store.users import ROLES
 
@@ -15,6 +15,15 @@ PATCH_BODY = {"type": "object", "additionalProperties": False, "minProperties": 
 USER_BODY = {"type": "object", "additionalProperties": False, "required": ["name", "role"], "properties": {
     "name": {"type": "string", "pattern": USER_NAME.posix}, "role": {"enum": list(ROLES)},
     "password": {"type": "string", "minLength": 8}, "groups": {"type": "array", "items": {"type": "string"}}}}
+PARTITIONS = {"type": "array", "items": {"type": "string", "pattern": PARTITION.posix}}
+GROUP_BODY = {"type": "object", "additionalProperties": False, "required": ["name"], "properties": {
+    "name": {"type": "string", "pattern": GROUP_NAME.posix}, "partitions": PARTITIONS}}
+SERVICE_BODY = {"type": "object", "additionalProperties": False, "required": ["name", "function", "version"],
+                "properties": {"name": {"type": "string", "pattern": SERVICE_NAME.posix},
+                               "function": {"type": "string"}, "version": {"type": "string"},
+                               "partition": {"type": "string", "pattern": PARTITION.posix, "default": "public"},
+                               "price": {"type": "number", "minimum": 0, "default": 0,
+                                         "description": "credits per call"}}}
 #: ``{"error": {"code", "message", ...details}}``: the details of ``fsm.errors.DETAILS``.
 ERROR = {"type": "object", "required": ["error"], "properties": {"error": {
     "type": "object", "required": ["code", "message"], "additionalProperties": True, "properties": {
@@ -25,7 +34,14 @@ ERROR = {"type": "object", "required": ["error"], "properties": {"error": {
 #: (method, path) -> (request body schema, success status).
 BODIES = {("post", "/tasks"): ({"oneOf": [TASK_BODY, {"type": "array", "items": TASK_BODY}]}, "201"),
           ("patch", "/tasks/{task_id}"): (PATCH_BODY, "200"),
-          ("post", "/users"): (USER_BODY, "201")}
+          ("post", "/users"): (USER_BODY, "201"),
+          ("post", "/groups"): (GROUP_BODY, "201"),
+          ("patch", "/groups/{name}"): ({"type": "object", "additionalProperties": False, "required": ["partitions"],
+                                         "properties": {"partitions": PARTITIONS}}, "200"),
+          ("post", "/services"): (SERVICE_BODY, "201"),
+          ("post", "/services/{name}/deploy"): ({"type": "object", "additionalProperties": False,
+                                                  "required": ["version"],
+                                                  "properties": {"version": {"type": "string"}}}, "200")}
 #: (method, path) -> summary; paths use OpenAPI's {param} syntax.
 SUMMARIES = {
     ("post", "/tasks"): "Publish a task, or a list of tasks (bulk)",

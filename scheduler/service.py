@@ -27,9 +27,10 @@ from fsm.store.spec import TaskSpec, validate
 from fsm.store.users import ROLES
 from fsm.store.workers import DRAINING, ONLINE
 from registry import catalog
+from registry.builtins import BUILTIN_VERSION
 from fsm import rights
 from scheduler.paging import int_arg
-from scheduler import resources, service_data, service_flow
+from scheduler import resources, service_data, service_flow, service_services
 
 #: Most tasks one publish request may carry.
 MAX_BULK = 10_000
@@ -84,6 +85,7 @@ def publish(store: Store, bodies: Any, user: dict, priority_caps: dict | None = 
         raise ValidationError("the list of tasks is empty")
     if len(items) > MAX_BULK:
         raise ValidationError(f"at most {MAX_BULK} tasks per request, got {len(items)}")
+    items, pinned = service_services.expand(store, items, user)  # {"service": name}: the deployed version
     specs = [_each(many, index, validate, body) for index, body in enumerate(items)]
     for index, spec in enumerate(specs):
         _each(many, index, check_priority, user, spec.priority, priority_caps)
@@ -91,15 +93,17 @@ def publish(store: Store, bodies: Any, user: dict, priority_caps: dict | None = 
     external = service_flow.check_dependencies(store, specs, user, sees_all(user))
     resolved: dict[tuple, tuple[str | None, dict]] = {}  # one registry lookup per (function, version)
     for index, (spec, body) in enumerate(zip(specs, items)):
-        key = (spec.function, spec.version)
+        key = (spec.function, spec.version, index in pinned)
         if key not in resolved:
-            resolved[key] = _each(many, index, _resolve, store, spec, user)
+            resolved[key] = _each(many, index, _resolve, store, spec,
+                                  service_services.resolving_user(user, index in pinned))
         spec.version, requires = resolved[key]
         if "requires" not in body and requires:
             spec.requires = {**spec.requires, **requires}
     docs = [store.tasks.document(spec, user["_id"], parent) for spec in specs]
     for doc in docs:  # the submitter's role at publish: a worker publishes child tasks with it, never reading users
         doc["submitted_role"] = user.get("role")
+    service_services.stamp(docs, pinned)
     service_data.check_references(store, docs, user)  # {"__data__": id} arguments: 404 / 403, nothing written
     from scheduler.service_explain import publish_warnings  # here: that module imports this one
 
@@ -127,6 +131,8 @@ def _each(many: bool, index: int, fn, *args):
 
 def _resolve(store: Store, spec: TaskSpec, user: dict) -> tuple[str | None, dict]:
     version = catalog.resolve_version(store, spec.function, spec.version, user["role"])
+    if version not in (None, BUILTIN_VERSION) and user.get("role") != "admin":  # closed partition: 404
+        service_services.check_function_open(store, user, store.functions.find(spec.function, version))
     return version, catalog.task_defaults(store, spec.function, version).get("requires", {})
 
 

@@ -12,7 +12,7 @@ from fsm.errors import Forbidden, FunctionNotFound
 from fsm.store import Store
 from fsm.store.users import has_role
 from registry.builtins import BUILTINS
-from scheduler import schedules
+from scheduler import schedules, service_services
 from scheduler.service import sees_all
 
 #: The portal's throughput is averaged over this many minutes.
@@ -46,7 +46,8 @@ def tasks_table(store: Store, user: dict, query: dict, *, sort: list, skip: int,
 
 def functions(store: Store, user: dict) -> tuple[list[dict], list[dict]]:
     """Registered versions (public ones only below super) and the built-ins."""
-    docs, _ = store.functions.list(public_only=not has_role(user, "super"))
+    docs, _ = store.functions.list(public_only=not has_role(user, "super"),
+                                   partitions=service_services.open_partitions(store, user))
     builtins = [{"code": name, "doc": (f.__doc__ or "").strip()} for name, f in sorted(BUILTINS.items())]
     return docs, builtins
 
@@ -56,6 +57,7 @@ def function(store: Store, user: dict, code: str, version: str) -> dict:
     doc = store.functions.find(code, version)
     if doc is None or (not doc.get("public") and not has_role(user, "super")):
         raise FunctionNotFound(f"function {code!r} has no version {version!r}")
+    service_services.check_function_open(store, user, doc)  # a closed partition's page is not shown
     return doc
 
 

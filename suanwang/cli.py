@@ -20,7 +20,7 @@ from suanwang.cli_common import Group, api_client, api_options, mongo_option
 from worker.config import default as worker_default
 
 SUBCOMMANDS = ["up", "mongo", "server", "worker", "submit", "status", "user", "function", "repo", "schedule", "why",
-               "data", "token"]
+               "data", "token", "service", "group"]
 
 
 def _setup_logging(verbose: bool) -> None:
@@ -239,8 +239,9 @@ def _parse_value(text: str):
 
 
 @main.command(context_settings={"ignore_unknown_options": True})
-@click.argument("function")
+@click.argument("function", required=False)
 @click.argument("args", nargs=-1)
+@click.option("--service", help="call this service (its deployed version) instead of FUNCTION; ARGS follow")
 @click.option("--kwarg", "-k", "kwargs", multiple=True, metavar="NAME=VALUE", help="keyword argument (JSON value)")
 @click.option("--version", "fn_version", help="function version (default: the newest)")
 @click.option("--priority", type=int, help="higher runs first")
@@ -254,13 +255,18 @@ def _parse_value(text: str):
 @click.option("--wait", is_flag=True, help="show progress and print the result")
 @click.option("-o", "--output", type=click.Path(dir_okay=False), help="with --wait: save the result to this file")
 @api_options
-def submit(function, args, kwargs, fn_version, priority, redundancy, quorum, timeout_s, max_retries, gpus, tags,
+def submit(function, args, service, kwargs, fn_version, priority, redundancy, quorum, timeout_s, max_retries, gpus, tags,
            disabled, wait, output, server_url, token, data_dir):
     """Publish a task: FUNCTION [ARGS...] (each ARG is JSON if it parses, else a string).
 
     Example: suanwang submit echo '{"x": 1}' --wait
     """
-    body: dict = {"function": function, "args": [_parse_value(a) for a in args]}
+    if service:  # FUNCTION, when given, is the first argument
+        args = ((function,) if function is not None else ()) + tuple(args)
+    elif function is None:
+        raise click.UsageError("name a FUNCTION, or a service with --service NAME")
+    body: dict = {"service": service} if service else {"function": function}
+    body["args"] = [_parse_value(a) for a in args]
     if kwargs:
         body["kwargs"] = {}
         for item in kwargs:
@@ -368,6 +374,10 @@ def _mount_optional() -> None:
     from suanwang.cli_why import why
 
     main.add_command(why, "why")
+    from suanwang.cli_services import group_group, service_group
+
+    main.add_command(service_group, "service")
+    main.add_command(group_group, "group")
     try:
         from suanwang.cli_schedule import schedule_group
 

@@ -40,14 +40,16 @@ def function_group():
 @click.option("--developer-contact", default="", help="e-mail or chat handle")
 @click.option("--developer-cell", default="", help="phone")
 @click.option("--public", is_flag=True, help="business users may publish tasks of it")
+@click.option("--partition", default="public", show_default=True, help="the partition it belongs to (who may see it)")
 @click.option("--requires", "requires", help='task defaults, JSON, e.g. \'{"gpus": 1}\'')
 @api_options
 def function_register(repo, ref, entrypoint, code, version, name, description, developer_name,
-                      developer_contact, developer_cell, public, requires, server_url, token, data_dir):
+                      developer_contact, developer_cell, public, partition, requires, server_url, token, data_dir):
     """Register one version of a function from a registered repository (super)."""
     body = {"repo": repo, "ref": ref, "entrypoint": entrypoint, "code": code, "version": version,
             "name": name or code, "description": description, "developer_name": developer_name,
-            "developer_contact": developer_contact, "developer_cell": developer_cell, "public": public}
+            "developer_contact": developer_contact, "developer_cell": developer_cell, "public": public,
+            "partition": partition}
     if requires:
         try:
             body["requires"] = json.loads(requires)

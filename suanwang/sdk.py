@@ -186,6 +186,11 @@ class Client:
         """Publish one task; returns its handle."""
         return TaskHandle(self, self._call("POST", "/tasks", _body(function, args, options))["id"])
 
+    def call_service(self, name: str, *args: Any, **kwargs: Any) -> TaskHandle:
+        """Call service ``name`` (its deployed version) with ``args`` and ``kwargs``; returns the task's handle."""
+        return TaskHandle(self, self._call("POST", "/tasks", {"service": name, "args": list(args),
+                                                              "kwargs": kwargs})["id"])
+
     def submit_many(self, bodies: list[dict]) -> list[TaskHandle]:
         """Publish task bodies in one request (all or none); returns their handles in order."""
         return [TaskHandle(self, item["id"]) for item in self._call("POST", "/tasks", bodies)["items"]]

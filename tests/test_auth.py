@@ -100,7 +100,8 @@ def test_error_details_reach_the_json_body(api):  # noqa: F811
     ("general", set()),
     ("business", {"publish", "cancel_task_own", "create_schedule"}),
     ("super", {"publish", "cancel_task_own", "cancel_task_any", "read_task_any", "change_task",
-               "manage_functions", "see_private_functions", "create_schedule", "manage_schedule_any"}),
+               "manage_functions", "see_private_functions", "create_schedule", "manage_schedule_any",
+               "manage_services"}),
     ("admin", set(rights.RIGHTS)),
 ])
 def test_the_rights_table(role, allowed):

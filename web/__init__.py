@@ -26,7 +26,7 @@ from scheduler.auth import STORE_KEY  # noqa: F401,E402  (where the app keeps it
 
 bp = Blueprint("web", __name__, template_folder="templates", static_folder="static", static_url_path="/assets")
 
-from web import actions, data, display, pages, pages_data  # noqa: E402,F401  (routes register on bp)
+from web import actions, data, display, pages, pages_data, pages_services  # noqa: E402,F401  (routes register on bp)
 
 
 def init_app(app: Flask) -> None:

@@ -12,6 +12,8 @@ from pymongo.database import Database
 from fsm.store.audit import AuditStore
 from fsm.store.data import DataStore
 from fsm.store.db import database, server_now
+from fsm.store.groups import GroupStore
+from fsm.store.services import ServiceStore
 from fsm.store.functions import FunctionStore, RepoStore
 from fsm.store.live import LiveReports
 from fsm.store.locks import LockStore
@@ -71,6 +73,8 @@ class Store:
         self.sessions = SessionStore(db)
         if create_indexes:
             self.sessions.ensure_indexes()
+        self.groups = GroupStore(db)
+        self.services = ServiceStore(db)
 
     @property
     def name(self) -> str:

@@ -105,7 +105,7 @@ class FunctionStore:
                                        sort=NEWEST, hint="code_newest")
 
     def list(self, code: str | None = None, *, include_deprecated: bool = True, public_only: bool = False,
-             skip: int = 0, limit: int = 0) -> tuple[list[dict], int]:
+             partitions: frozenset[str] | None = None, skip: int = 0, limit: int = 0) -> tuple[list[dict], int]:
         query: dict = {}
         if code:
             query["code"] = code
@@ -113,6 +113,8 @@ class FunctionStore:
             query["deprecated"] = False
         if public_only:
             query["public"] = True
+        if partitions is not None:  # a version registered before partitions existed is in "public"
+            query["partition"] = {"$in": sorted(partitions) + ([None] if "public" in partitions else [])}
         total = self.functions.count_documents(query)
         cursor = self.functions.find(query, SUMMARY).sort([("code", ASCENDING), ("create_time", DESCENDING)])
         return list(cursor.skip(skip).limit(limit)), total

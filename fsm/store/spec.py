@@ -15,7 +15,7 @@ from typing import Any
 import bson
 
 from fsm.errors import PayloadTooLarge, ValidationError
-from fsm.identifiers import FUNCTION_NAME, TAG, TASK_ID, Grammar
+from fsm.identifiers import FUNCTION_NAME, SERVICE_NAME, TAG, TASK_ID, Grammar
 from fsm.references import RESULT, references
 
 #: Largest args + kwargs of one task, encoded as BSON.
@@ -77,6 +77,8 @@ FIELDS: dict[str, Field] = {
     "id": Field("string", "optional idempotency id; a duplicate is refused (409)", grammar=TASK_ID),
     "function": Field("string", "a function name such as \"echo\" or \"module:function\"", grammar=FUNCTION_NAME,
                       schema={"examples": ["echo"]}),
+    "service": Field("string", "call a service by name instead of naming a function: the task runs the version "
+                               "deployed at that moment (not with function or version)", grammar=SERVICE_NAME),
     "version": Field("string", "default: the newest non-deprecated version", max_length=100),
     "args": Field("array", f"positional arguments (args and kwargs at most {MAX_PAYLOAD_BYTES} bytes as BSON)"),
     "kwargs": Field("object", "keyword arguments (keys are Python identifiers)"),
@@ -238,6 +240,8 @@ def validate(body: Any, defaults: Defaults = Defaults()) -> TaskSpec:
     if unknown:
         raise ValidationError(f"unknown field(s): {', '.join(sorted(unknown))} "
                               f"(allowed: {', '.join(sorted(ALLOWED))})", field=sorted(unknown)[0])
+    if "service" in body:
+        raise ValidationError("give either 'service' or 'function' (and 'version'), not both", field="service")
     function = body.get("function")
     if not FUNCTION_NAME.match(function):
         raise ValidationError("'function' is required: a function name such as \"echo\" or \"module:function\"",
