@@ -29,6 +29,7 @@ def site(db, db_name, mongo):
     store.users.add("ada", "admin", PASSWORD)
     store.users.add("sue", "super", PASSWORD)
     ada = store.users.find("ada")
+    store.groups.add("vision", ["vision"])
     service_accounts.patch_user(store, "sue", {"groups": ["vision"]}, ada)
     service_accounts.create_token(store, "sue", {"label": "ci", "expires_in_s": 3600}, ada)
     http = Server(ServerConfig(mongo_uri=mongo.uri, db_name=db_name, run_scheduler=False, port=0), store,

@@ -8,7 +8,10 @@ from tests.apiserver import api  # noqa: F401  (fixture)
 
 
 def test_patch_user_changes_role_and_groups_and_the_trail_says_who(api):  # noqa: F811
-    # When an admin promotes u-general and puts it in two groups
+    # Given two groups
+    for group in ("lab", "nlp"):
+        assert api.call("POST", "/groups", "admin", json={"name": group, "partitions": [group]}).status_code == 201
+    # When an admin promotes u-general and puts it in both
     resp = api.call("PATCH", "/users/u-general", "admin", json={"role": "super", "groups": ["lab", "nlp"]})
     assert resp.status_code == 200, resp.text
     assert resp.json() == {**resp.json(), "name": "u-general", "role": "super", "groups": ["lab", "nlp"]}
@@ -83,7 +86,8 @@ def test_priority_and_enable_changes_go_into_the_tasks_own_record(api):  # noqa:
 
 
 def test_the_audit_page_is_for_admins_only(api):  # noqa: F811
-    api.call("PATCH", "/users/u-general", "admin", json={"groups": ["vision"]})
+    api.call("POST", "/groups", "admin", json={"name": "vision", "partitions": ["vision"]})
+    assert api.call("PATCH", "/users/u-general", "admin", json={"groups": ["vision"]}).status_code == 200
 
     def page(role, query=""):
         return requests.get(f"{api.base}/audit{query}", headers={"Authorization": f"Bearer {api.tokens[role]}"},
