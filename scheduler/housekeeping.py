@@ -17,14 +17,21 @@ from scheduler.leader_loop import Job
 
 log = logging.getLogger("suanwang.scheduler")
 HOUSEKEEPING_JOB = "housekeeping"
+#: Every this many rounds the whole tick runs; the others only re-queue lost attempts and queue
+#: tasks whose time has come (what a user waits on).
+FULL_EVERY = 5
 
 
-def tick(store: Store, offline_after_s: float) -> dict:
-    """One round of housekeeping; safe to run twice, or in two processes at once."""
-    offline = store.workers.mark_offline(offline_after_s)
+def tick(store: Store, offline_after_s: float, full: bool = True) -> dict:
+    """One round of housekeeping; safe to run twice, or in two processes at once.
+
+    ``full=False`` leaves out the slow-moving parts (workers gone offline, the crash sweep of
+    dependents), which the job runs every ``FULL_EVERY`` rounds.
+    """
+    offline = store.workers.mark_offline(offline_after_s) if full else []
     lost = store.tasks.requeue_expired()
     due = store.tasks.promote_due()
-    settled = store.tasks.flow.sweep()  # dependents a crash left waiting on an ended task
+    settled = store.tasks.flow.sweep() if full else 0  # dependents a crash left waiting on an ended task
     if lost or due or settled:
         store.wakeups.signal(n=lost + due + settled)
     if offline:
@@ -36,8 +43,11 @@ def tick(store: Store, offline_after_s: float) -> dict:
 
 def install(leader, *, interval_s: float = 1.0, offline_after_s: float = 10.0) -> Job:
     """Run ``tick`` every ``interval_s`` in ``leader``'s process whenever it holds the lease."""
+    rounds = [0]
+
     def run(_stop) -> None:
-        tick(leader.store, offline_after_s)
+        tick(leader.store, offline_after_s, full=rounds[0] % FULL_EVERY == 0)
+        rounds[0] += 1
 
     job = Job(HOUSEKEEPING_JOB, interval_s, run)
     leader.add(job)

@@ -128,6 +128,7 @@ class Notifier:
         self.notify = store.notify
         self.config = config
         self._runner: JobRunner | None = None
+        self._quiet_until = 0.0  # monotonic time before which senders need not look for due deliveries
         ensure_indexes(store)
 
     # --------------------------------------------------------------- queueing
@@ -300,7 +301,14 @@ class Notifier:
         self.check_once()
 
     def _send_round(self, _stop) -> float | None:
-        return 0 if self.deliver_once() is not None else None  # more may be due: look again at once
+        now = time.monotonic()
+        if now < self._quiet_until:  # another sender looks this round: one empty look suffices
+            return None
+        self._quiet_until = now + 0.9 * self.config.poll_s
+        if self.deliver_once() is not None:
+            self._quiet_until = 0.0
+            return 0  # more may be due: every sender looks again at once
+        return None
 
     def _stream_round(self, stop) -> float:
         try:

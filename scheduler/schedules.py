@@ -24,6 +24,7 @@ from __future__ import annotations
 import logging
 import secrets
 import threading
+import time
 from datetime import datetime, timezone
 from typing import Any
 
@@ -41,6 +42,8 @@ log = logging.getLogger("suanwang.schedules")
 #: The leader job's name, and how long it waits at most between two looks at the due schedules.
 JOB = "schedules"
 POLL_S = 1.0
+#: How often the leader looks for schedules stored without ``next_fire_at`` (an upgrade, a restore).
+BACKFILL_S = 60.0
 DEFAULT_GRACE_S = 60
 MAX_GRACE_S = 7 * 86400
 TOP_FIELDS = {"id", "trigger", "cron", "interval_s", "run_at", "timezone", "task", "misfire_grace_s", "coalesce",
@@ -259,11 +262,13 @@ def run_due(store: Store, stop: threading.Event | None = None, now: datetime | N
     """One round of the leader's ``schedules`` job at ``now`` (default: the server's clock);
     returns the seconds until the next schedule is due (None when none will fire)."""
     now = now or store.now()
-    for doc in store.schedules.due(now):
-        if stop is not None and stop.is_set():
-            return None
-        fire_due(store, doc, now)
-    nxt = store.schedules.next_due()
+    nxt = store.schedules.next_due()  # one indexed look when nothing is due (an idle server's every round)
+    if nxt is not None and nxt <= now:
+        for doc in store.schedules.due(now):
+            if stop is not None and stop.is_set():
+                return None
+            fire_due(store, doc, now)
+        nxt = store.schedules.next_due()
     return None if nxt is None else max(0.0, (nxt - now).total_seconds())
 
 
@@ -284,8 +289,12 @@ def backfill(store: Store) -> int:
 
 def install(leader, *, poll_s: float = POLL_S) -> Job:
     """Fire the schedules in ``leader``'s process whenever it holds the lease."""
+    backfilled_at = [float("-inf")]
+
     def run(stop: threading.Event) -> float | None:
-        backfill(leader.store)  # cheap: an indexed look for documents without next_fire_at
+        if time.monotonic() - backfilled_at[0] >= BACKFILL_S:  # old documents appear only by a restore
+            backfill(leader.store)
+            backfilled_at[0] = time.monotonic()
         return run_due(leader.store, stop)
 
     job = Job(JOB, poll_s, run)

@@ -180,7 +180,8 @@ def test_an_idle_worker_starts_a_new_task_promptly_and_drains_on_stop(store, db_
 
     # A running attempt is allowed to finish when the worker is stopped
     [slow] = publish(store, {"function": "sleep", "args": [0.5]})
-    wait_for(lambda: daemon.running_ids(), what="the slow task to start")
+    # (its own attempt: the echo's may still be listed while its outcome is recorded)
+    wait_for(lambda: slow in {task for task, _ in daemon.running_slots().values()}, what="the slow task to start")
     bg.stop()
     assert store.tasks.get(slow)["status"] == Status.SUCCEEDED
     assert store.workers.get("w1")["state"] == OFFLINE

@@ -53,10 +53,13 @@ from worker.recorder import RETRY_MAX_S, RETRY_START_S, Recorder
 from worker.requests import ChildRequests
 from worker.slots import FINISH_DEPTH, Slots
 from worker.trouble import Trouble
+from worker.wakepipe import WakePipe
 
 log = logging.getLogger("suanwang.worker")
 
 A = AttemptState
+#: The main thread's longest sleep; signals, stop() and ending slots wake it sooner.
+MAIN_WAKE_S = 5.0
 
 
 class Daemon(Slots, AttemptRunner, Recorder):
@@ -92,11 +95,13 @@ class Daemon(Slots, AttemptRunner, Recorder):
         self._ended_gen = 0  # outcomes recorded so far (burst mode: did one land during my claim?)
         self._claim_gen = [0] * config.concurrency
         self._wake_gen = 0
+        self._wake_signalled = False  # did the tailing slot's last wait end with a wake-up signal?
         self._waiter = threading.Lock()  # one idle slot tails the wake-ups; the others wait on it
         self._stopping = threading.Event()  # no more claims; run() returns after the drain
         self._aborting = threading.Event()  # the drain is over: kill, record, give up on retries
         self._admin_draining = False
         self._requested = 0  # set by signal handlers: 1 drain, 2 stop now
+        self.wake = WakePipe()  # the main thread sleeps on it: signals, stop() and ending slots poke it
         self._burst_over = False
         self._wakeups_broken = False
         self._started = False
@@ -128,8 +133,7 @@ class Daemon(Slots, AttemptRunner, Recorder):
                     return False
                 delay = min(delay * 2, RETRY_MAX_S)
         self.trouble.ok()
-        self.executor.start()
-        self._started = True
+        self._started = True  # (the executor's children start with the first attempt)
         log.info("worker %s online: %d slot(s), tags %s, %s GPU(s), %.1f GB; heartbeat %gs, lease %gs",
                  self.config.name, self.config.concurrency, ",".join(self.config.tags) or "-", self.config.gpus,
                  self.config.mem_gb, self.config.heartbeat_s, self.config.lease_s)
@@ -142,16 +146,22 @@ class Daemon(Slots, AttemptRunner, Recorder):
                 return 0
             self.heartbeat.start()
             self.fence.start()
-            self._threads = [threading.Thread(target=self._slot_loop, args=(i,), name=f"suanwang-slot-{i}",
+            self._threads = [threading.Thread(target=self._run_slot, args=(i,), name=f"suanwang-slot-{i}",
                                               daemon=True) for i in range(self.config.concurrency)]
             for thread in self._threads:
                 thread.start()
-            while not self._pause(0.2) and any(t.is_alive() for t in self._threads):
+            while not self._pause(MAIN_WAKE_S) and any(t.is_alive() for t in self._threads):
                 pass
             self._drain()
         finally:
             self.close()
         return 0
+
+    def _run_slot(self, slot: int) -> None:
+        try:
+            self._slot_loop(slot)
+        finally:  # burst mode ends its slots: the main thread notices at once
+            self.wake.poke()
 
     def stop(self, now: bool = False) -> None:
         """Stop claiming and drain (``now``: kill running attempts at once)."""
@@ -159,16 +169,24 @@ class Daemon(Slots, AttemptRunner, Recorder):
             self._aborting.set()
         self._stopping.set()
         self._notify_all()
+        self.wake.poke()
 
     def request_stop(self, now: bool = False) -> None:
-        """``stop()`` for signal handlers: sets a flag only (no locks); ``run()`` acts on it within 0.2 s."""
+        """``stop()`` for signal handlers: sets a flag only (no locks); the wake pipe (``signal.set_wakeup_fd``)
+        has the main thread act on it at once."""
         self._requested = max(self._requested, 2 if now else 1)
+        self.wake.poke()  # a plain write: safe in a handler, and needed where no wakeup fd is set
 
     def _pause(self, seconds: float) -> bool:
         """The main thread's sleep: acts on signal requests; True once stopping."""
         if self._requested:
             self.stop(now=self._requested > 1)
-        return self._stopping.wait(seconds)
+        if self._stopping.is_set():
+            return True
+        self.wake.wait(seconds)
+        if self._requested:
+            self.stop(now=self._requested > 1)
+        return self._stopping.is_set()
 
     @property
     def stopping(self) -> bool:
@@ -214,6 +232,7 @@ class Daemon(Slots, AttemptRunner, Recorder):
             log.info("worker %s offline (%d attempt(s) run)", self.config.name, self.done)
         if self._own_store:
             self.store.close()
+        self.wake.close()
 
     def _set_state(self, state: str) -> None:
         try:
@@ -326,9 +345,14 @@ def run_worker(config: WorkerConfig) -> int:
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, on_signal)
         signal.signal(signal.SIGINT, on_signal)
+        # the OS may deliver a signal to any thread: this fd wakes the main thread's select anyway
+        signal.set_wakeup_fd(daemon.wake.fileno(), warn_on_full_buffer=False)
     try:
         return daemon.run()
     except Conflict as exc:
         log.error("%s", exc.message)
         daemon.close()
         return 1
+    finally:
+        if threading.current_thread() is threading.main_thread():
+            signal.set_wakeup_fd(-1)  # the pipe is closed with the daemon

@@ -344,12 +344,16 @@ class Executor:
         ctx = _context()
         self.children = [Child(i, self._dir, ctx, requests, inline_bytes) for i in range(slots)]
         self._started = False
+        self._start_lock = threading.Lock()  # two slots' first attempts at once start the children once
 
     def start(self) -> "Executor":
-        if not self._started:
-            for child in self.children:  # started together; each is awaited on its first attempt
-                child.start()
-            self._started = True
+        """Start the children; the daemon leaves it to the first attempt, so a worker that has
+        not run anything yet is one small process (no forkserver, no children)."""
+        with self._start_lock:
+            if not self._started:
+                for child in self.children:  # started together; each is awaited on its first attempt
+                    child.start()
+                self._started = True
         return self
 
     def run(self, slot: int, spec: RunSpec) -> Outcome:

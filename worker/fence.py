@@ -87,6 +87,8 @@ class Fence:
                     log.exception("fencing attempt %s failed", attempt_id)
             with self._lock:
                 soonest = min(self._held.values(), default=None)
-            wait = CHECK_S if soonest is None else soonest + self.lease_s - self.margin_s - time.monotonic()
-            self._wake.wait(min(CHECK_S, max(0.0, wait)))
+            if soonest is None:  # nothing held: sleep until hold() or stop() (an idle worker costs nothing here)
+                self._wake.wait()
+            else:
+                self._wake.wait(min(CHECK_S, max(0.0, soonest + self.lease_s - self.margin_s - time.monotonic())))
             self._wake.clear()

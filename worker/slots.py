@@ -77,7 +77,9 @@ class Slots:
                     return
             else:
                 try:
-                    self._idle_wait(min(idle_s, self.config.io_timeout_s() / 2))  # within the socket timeout
+                    # a wait that says "nothing new" is followed by another, not by a claim
+                    while not self._idle_wait(min(idle_s, self.config.io_timeout_s() / 2)):  # within the socket timeout
+                        pass
                 except Exception:
                     log.exception("slot %d: idle wait failed", slot)
                     self._stopping.wait(idle_s)
@@ -172,7 +174,13 @@ class Slots:
             self._cv.wait(0.5)
             return self._burst_over
 
-    def _idle_wait(self, timeout: float) -> None:
+    def _idle_wait(self, timeout: float) -> bool:
+        """Wait for work; True when this slot should claim now.
+
+        One idle slot tails the wake-ups and claims after each wait (its poll); the others
+        claim only after a wake-up signal or a timeout of their own. After the tailing slot's
+        silent timeout they wait again: one claim found nothing, so theirs would too.
+        """
         if self._waiter.acquire(blocking=False):
             try:
                 began = time.monotonic()
@@ -190,8 +198,10 @@ class Slots:
                 self._waiter.release()
             with self._cv:
                 self._wake_gen += 1
+                self._wake_signalled = got
                 self._cv.notify_all()
-        else:
-            with self._cv:
-                gen = self._wake_gen
-                self._cv.wait_for(lambda: self._wake_gen != gen or self._stopping.is_set(), timeout)
+            return True
+        with self._cv:
+            gen = self._wake_gen
+            woken = self._cv.wait_for(lambda: self._wake_gen != gen or self._stopping.is_set(), 2 * timeout)
+            return not woken or self._wake_signalled or self._stopping.is_set()

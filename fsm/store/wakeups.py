@@ -19,6 +19,7 @@ class Wakeups:
                                       read_concern=ReadConcern("local"))
         self._last = None
         self._cursor = None
+        self._await_ms = 0
 
     def signal(self, kind: str = "task", n: int = 1) -> None:
         try:
@@ -29,14 +30,21 @@ class Wakeups:
     def wait(self, timeout: float) -> bool:
         """Block up to ``timeout`` seconds for a new signal; True when one arrived."""
         deadline = time.monotonic() + timeout
+        wanted_ms = max(1, int(timeout * 1000))
         try:
+            # A cursor's await is fixed when it is opened: one opened for a short wait would make
+            # every later, longer wait a string of short getMores (an idle worker's main cost).
+            if self._cursor is not None and self._cursor.alive and self._await_ms != wanted_ms:
+                self._cursor.close()
+                self._cursor = None
             if self._cursor is None or not self._cursor.alive:
                 if self._last is None:
                     newest = self.coll.find_one(sort=[("$natural", -1)])
                     self._last = newest["_id"] if newest else None
                 query = {"_id": {"$gt": self._last}} if self._last is not None else {}
                 self._cursor = self.coll.find(query, cursor_type=CursorType.TAILABLE_AWAIT).max_await_time_ms(
-                    max(1, int(timeout * 1000)))
+                    wanted_ms)
+                self._await_ms = wanted_ms
             while self._cursor.alive and time.monotonic() < deadline:
                 try:
                     doc = self._cursor.next()  # waits up to max_await_time_ms for a new document
