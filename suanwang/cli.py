@@ -390,6 +390,9 @@ def _mount_optional() -> None:
     from suanwang.cli_tokens import token_group
 
     main.add_command(token_group, "token")
+    from suanwang.cli_credits import credits_group
+
+    main.add_command(credits_group, "credits")
 
 
 _mount_optional()

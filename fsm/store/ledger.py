@@ -1,0 +1,202 @@
+"""Credits: the ``accounts`` balances and the append-only ``ledger`` of every movement.
+
+``accounts`` — one balance (``_id``: ``user:<name>`` or ``group:<name>``)
+    balance        credits; never below zero: every debit is one conditional update
+                   ``{_id, balance: {$gte: amount}}`` -> ``$inc: -amount``
+    low_notified   the low-balance reminder went out for the current episode (reset by a top-up)
+    low_round      episodes so far (the reminder's delivery key), updated_at
+``ledger`` — one movement, only ever appended
+    at (server clock), account, task (None for a top-up), amount (+ credit, - debit),
+    balance_after, reason (topup | correction | reserve | reserve_undone | refund), by, note
+    Indexes: account + at (a user's ledger page), task.
+
+A task with a price carries ``billing {account, reserved, charged}`` and ``settled`` (false
+until its reservation is settled, exactly once: ``settle`` sets it in the same transaction
+as the refund and its ledger entry). The pricing rules are ``fsm.pricing``.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from bson import ObjectId
+from pymongo import ASCENDING, DESCENDING, IndexModel, ReturnDocument
+from pymongo.database import Database
+from pymongo.errors import DuplicateKeyError
+from pymongo.read_concern import ReadConcern
+from pymongo.write_concern import WriteConcern
+
+from fsm.errors import InsufficientCredits, ValidationError
+from fsm.pricing import amount
+from fsm.states import FINAL
+from fsm.store.db import server_now
+
+USER, GROUP = "user:", "group:"
+#: The unsettled tasks one sweep takes at most.
+SWEEP_BATCH = 200
+
+
+def user_account(name: str) -> str:
+    return f"{USER}{name}"
+
+
+def group_account(name: str) -> str:
+    return f"{GROUP}{name}"
+
+
+class LedgerStore:
+    def __init__(self, db: Database):
+        self.db = db
+        self.accounts = db.accounts
+        self.ledger = db.ledger
+        self.tasks = db.tasks
+
+    def ensure_indexes(self) -> None:
+        self.ledger.create_indexes([IndexModel([("account", ASCENDING), ("at", DESCENDING)], name="account_at"),
+                                    IndexModel([("task", ASCENDING)], name="task", sparse=True)])
+        # Only priced tasks carry ``settled``; the sweep reads the unsettled ones from this small index.
+        self.tasks.create_indexes([IndexModel([("settled", ASCENDING)], name="unsettled",
+                                              partialFilterExpression={"settled": False})])
+
+    # ------------------------------------------------------------------ reads
+    def account(self, account: str) -> dict:
+        """The account's document (a balance of 0 when it never held credits)."""
+        return self.accounts.find_one({"_id": account}) or {"_id": account, "balance": 0.0, "low_notified": False}
+
+    def balances(self, accounts: list[str]) -> dict[str, float]:
+        found = {d["_id"]: d["balance"] for d in self.accounts.find({"_id": {"$in": accounts}}, {"balance": 1})}
+        return {a: found.get(a, 0.0) for a in accounts}
+
+    def page(self, account: str, skip: int = 0, limit: int = 50) -> tuple[list[dict], int]:
+        """The account's movements, newest first, and how many there are."""
+        query = {"account": account}
+        docs = list(self.ledger.find(query).sort([("at", DESCENDING), ("_id", DESCENDING)]).skip(skip).limit(limit))
+        return docs, self.ledger.count_documents(query)
+
+    def sums(self, account: str) -> float:
+        """The sum of every movement of the account (equals its balance: the ledger's check)."""
+        rows = list(self.ledger.aggregate([{"$match": {"account": account}},
+                                           {"$group": {"_id": None, "sum": {"$sum": "$amount"}}}]))
+        return amount(rows[0]["sum"]) if rows else 0.0
+
+    # ----------------------------------------------------------------- writes
+    def _entries(self, account: str, moves: list[tuple[str | None, float]], balance_after: float, reason: str,
+                 by: str, note: str | None) -> list[dict]:
+        """Ledger entries for ``moves`` (task, signed amount) applied in order, ending at ``balance_after``."""
+        now = server_now(self.db)
+        balance = amount(balance_after - sum(m for _, m in moves))
+        out = []
+        for task, move in moves:
+            balance = amount(balance + move)
+            out.append({"_id": str(ObjectId()), "at": now, "account": account, "task": task, "amount": amount(move),
+                        "balance_after": balance, "reason": reason, "by": by, "note": note})
+        return out
+
+    def reserve(self, account: str, tasks: list[tuple[str, float]], by: str) -> float:
+        """Take ``sum(amounts)`` from the balance in one conditional update, or raise ``InsufficientCredits``
+        (then nothing changed); one ledger entry per task. Returns the balance after."""
+        total = amount(sum(a for _, a in tasks))
+        doc = self.accounts.find_one_and_update({"_id": account, "balance": {"$gte": total}},
+                                                {"$inc": {"balance": -total}}, projection={"balance": 1},
+                                                return_document=ReturnDocument.AFTER)
+        if doc is None:
+            have = self.account(account)["balance"]
+            what = "this task needs" if len(tasks) == 1 else f"these {len(tasks)} tasks need"
+            raise InsufficientCredits(f"account {account} holds {have:g} credits; {what} {total:g} (nothing was "
+                                      "published; an admin tops up with POST /api/v1/users/<name>/credits)",
+                                      account=account, balance=have, needed=total)
+        try:
+            self.ledger.insert_many(self._entries(account, [(t, -a) for t, a in tasks], doc["balance"], "reserve",
+                                                  by, None))
+        except Exception:
+            self.accounts.update_one({"_id": account}, {"$inc": {"balance": total}})  # no movement without its entry
+            raise
+        return doc["balance"]
+
+    def credit(self, account: str, tasks: list[tuple[str | None, float]], reason: str, by: str,
+               note: str | None = None) -> float:
+        """Give credits back (a reservation undone); one ledger entry per task. Returns the balance after."""
+        total = amount(sum(a for _, a in tasks))
+        doc = self.accounts.find_one_and_update({"_id": account}, {"$inc": {"balance": total}},
+                                                projection={"balance": 1}, upsert=True,
+                                                return_document=ReturnDocument.AFTER)
+        self.ledger.insert_many(self._entries(account, list(tasks), doc["balance"], reason, by, note))
+        return doc["balance"]
+
+    def top_up(self, account: str, value: float, by: str, note: str | None) -> tuple[dict, dict]:
+        """Add ``value`` (negative: a correction, never below zero; 422 then); a top-up that leaves the balance
+        at or above the low threshold starts a new reminder episode. Returns (account, ledger entry)."""
+        value = amount(value)
+        filt: dict[str, Any] = {"_id": account}
+        if value < 0:
+            filt["balance"] = {"$gte": -value}
+        update = [{"$set": {"balance": {"$add": [{"$ifNull": ["$balance", 0]}, value]}, "updated_at": "$$NOW",
+                            "low_round": {"$add": [{"$ifNull": ["$low_round", 0]},
+                                                   {"$cond": [{"$eq": ["$low_notified", True]}, 1, 0]}]},
+                            "low_notified": False}}]
+        for _ in range(3):  # the first top-up of two at once creates the account; the other retries
+            try:
+                doc = self.accounts.find_one_and_update(filt, update, upsert=value >= 0,
+                                                        return_document=ReturnDocument.AFTER)
+                break
+            except DuplicateKeyError:
+                continue
+        else:  # pragma: no cover - three lost races in a row
+            raise ValidationError(f"account {account} kept changing; try again")
+        if doc is None:
+            have = self.account(account)["balance"]
+            raise ValidationError(f"a correction of {value:g} would take account {account} below zero (it holds "
+                                  f"{have:g})", field="amount", account=account, balance=have)
+        entry = self._entries(account, [(None, value)], doc["balance"], "topup" if value >= 0 else "correction",
+                              by, note)[0]
+        self.ledger.insert_one(entry)
+        return doc, entry
+
+    # ------------------------------------------------------- low balances
+    def newly_low(self, threshold: float) -> list[dict]:
+        """Accounts under ``threshold`` whose reminder has not gone out in this episode."""
+        return list(self.accounts.find({"balance": {"$lt": threshold}, "low_notified": {"$ne": True}}))
+
+    def mark_low(self, account: str) -> bool:
+        """Record that the reminder went out (True for the one caller that flipped it)."""
+        return bool(self.accounts.update_one({"_id": account, "low_notified": {"$ne": True}},
+                                             {"$set": {"low_notified": True}}).modified_count)
+
+    # ------------------------------------------------------------ settlement
+    def unsettled(self, limit: int = SWEEP_BATCH) -> list[dict]:
+        """Priced tasks that ended and are not settled yet (the sweep's work)."""
+        return list(self.tasks.find({"settled": False, "status": {"$in": [s.value for s in FINAL]}},
+                                    {"billing": 1, "price": 1, "attempts": 1, "status": 1}).limit(limit))
+
+    def task_billing(self, task_id: str) -> dict | None:
+        return self.tasks.find_one({"_id": task_id, "settled": False},
+                                   {"billing": 1, "price": 1, "attempts": 1, "status": 1})
+
+    def settle(self, task: dict, charged: float, by: str) -> bool:
+        """Charge a finished task ``charged`` and return the rest of its reservation, exactly once.
+
+        One transaction: the task's ``settled`` flips false -> true (a conditional update), the
+        account gets the refund and the ledger its entry. False when the task was settled already
+        (or is not final): nothing changes.
+        """
+        billing = task["billing"]
+        refund = amount(billing["reserved"] - charged)
+        final = [s.value for s in FINAL]
+
+        def work(session) -> bool:
+            flipped = self.tasks.update_one({"_id": task["_id"], "settled": False, "status": {"$in": final}},
+                                            {"$set": {"settled": True, "billing.charged": amount(charged),
+                                                      "settled_at": server_now(self.db)}}, session=session)
+            if not flipped.modified_count:
+                return False
+            if refund > 0:
+                doc = self.accounts.find_one_and_update({"_id": billing["account"]}, {"$inc": {"balance": refund}},
+                                                        projection={"balance": 1}, upsert=True, session=session,
+                                                        return_document=ReturnDocument.AFTER)
+                note = f"charged {amount(charged):g} of {billing['reserved']:g} reserved"
+                self.ledger.insert_one(self._entries(billing["account"], [(task["_id"], refund)], doc["balance"],
+                                                     "refund", by, note)[0], session=session)
+            return True
+
+        with self.db.client.start_session() as session:
+            return session.with_transaction(work, read_concern=ReadConcern("snapshot"),
+                                            write_concern=WriteConcern("majority"))
