@@ -7,7 +7,8 @@
                    when the caller is a member (403 otherwise)
     settlement     when a priced task ends it is charged what its attempts used (``fsm.pricing``)
                    and the rest is returned, exactly once: promptly after a cancel, and by the
-                   leader's sweep (``install``) for everything else
+                   leader's sweep (``install``) for everything else; the sweep also gives back a
+                   reservation whose task was never stored (a server stopped between the writes)
     top-up         admin: ``POST /users/<name>/credits`` or ``/groups/<name>/credits``; audited
                    as ``credits.topup``; a negative amount corrects, never below zero
     ledger         the user themself, or admin
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import logging
 from contextlib import contextmanager
+from datetime import timedelta
 from typing import Any, Iterator
 
 from fsm import pricing, rights
@@ -34,6 +36,8 @@ MAX_NOTE = 500
 LEDGER_PAGE, LEDGER_MAX_PAGE = 50, 500
 #: Who settles, as the ledger names it.
 SETTLER = "settlement"
+#: How long after a reservation its task must be stored (else the reservation is given back).
+ORPHAN_GRACE_S = 120.0
 
 
 # ------------------------------------------------------------------- publish
@@ -131,12 +135,32 @@ def settle_due(store: Store) -> int:
     return settled
 
 
+def return_orphans(store: Store, grace_s: float = ORPHAN_GRACE_S, batch: int = SWEEP_BATCH) -> int:
+    """Give back reservations whose task was never stored (the server stopped between the reservation and
+    the insert, so no compensation ran); returns how many. Reads the ledger once, ``grace_s`` behind."""
+    entries = store.ledger.reservations_to_check(store.now() - timedelta(seconds=grace_s), batch)
+    if not entries:
+        return 0
+    ids = [e["task"] for e in entries]
+    missing = set(ids) - set(store.reads.taken_ids(ids, limit=len(ids))) - store.ledger.undone(ids)
+    by_account: dict[str, list[tuple[str, float]]] = {}
+    for entry in entries:
+        if entry["task"] in missing:
+            by_account.setdefault(entry["account"], []).append((entry["task"], -entry["amount"]))
+    for account, tasks in by_account.items():
+        store.ledger.credit(account, tasks, "reserve_undone", SETTLER, "the task was never stored")
+    store.ledger.checked_up_to(entries[-1])
+    return sum(len(t) for t in by_account.values())
+
+
 def install(leader, interval_s: float) -> None:
-    """Run the settlement sweep on ``leader`` (``scheduler.leader_loop``) every ``interval_s``."""
+    """Run the settlement sweep (and the orphan check) on ``leader`` (``scheduler.leader_loop``)."""
     from scheduler.leader_loop import Job
 
     def run(_stop) -> float | None:
-        return 0 if settle_due(leader.store) >= SWEEP_BATCH else None  # a full batch: more are waiting
+        settled = settle_due(leader.store)
+        return_orphans(leader.store)
+        return 0 if settled >= SWEEP_BATCH else None  # a full batch: more are waiting
 
     leader.add(Job(SWEEP_JOB, interval_s, run))
 

@@ -352,3 +352,24 @@ def test_charge_table():
     assert pricing.charge(price, [], 100) == 0  # cancelled before running
     assert pricing.charge(price, [{"state": "lost", "cpu_s": 50}], 100) == 0  # the system's fault
     assert pricing.charge(None, ran, 100) == 0
+
+
+def test_a_reservation_whose_task_was_never_stored_comes_back_once(api, store):
+    # Given three reservations: one whose task is stored, one a refused request already gave back,
+    # and one left behind by a server that stopped between the reservation and the insert,
+    service(api, per_call=2)
+    top_up(api, BOB, 10)
+    kept = api.call("POST", "/tasks", "business", json={"service": "paid"}).json()
+    store.ledger.reserve("user:u-business", [("undone-1", 1)], "u-business")
+    store.ledger.credit("user:u-business", [("undone-1", 1)], "reserve_undone", "u-business")
+    store.ledger.reserve("user:u-business", [("ghost-1", 3)], "u-business")
+    assert balance(api) == 5
+    # nothing is given back while the insert may still be on its way,
+    assert credits.return_orphans(store) == 0
+    # then only the orphan comes back, once
+    assert credits.return_orphans(store, grace_s=0) == 1 and balance(api) == 8
+    assert credits.return_orphans(store, grace_s=0) == 0 and balance(api) == 8
+    back = store.db.ledger.find_one({"task": "ghost-1", "reason": "reserve_undone"})
+    assert back["amount"] == 3 and back["by"] == "settlement"
+    assert store.db.ledger.count_documents({"task": kept["id"]}) == 1
+    assert store.ledger.sums("user:u-business") == 8

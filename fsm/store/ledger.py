@@ -8,7 +8,9 @@
 ``ledger`` — one movement, only ever appended
     at (server clock), account, task (None for a top-up), amount (+ credit, - debit),
     balance_after, reason (topup | correction | reserve | reserve_undone | refund), by, note
-    Indexes: account + at (a user's ledger page), task.
+    Indexes: account + at (a user's ledger page), task, reason + at (the orphan check).
+``ledger_state`` — ``{_id: "orphans", at, id}``: how far the check for reservations whose task
+    was never stored (the server stopped between the two writes) has read the ledger
 
 A task with a price carries ``billing {account, reserved, charged}`` and ``settled`` (false
 until its reservation is settled, exactly once: ``settle`` sets it in the same transaction
@@ -52,7 +54,9 @@ class LedgerStore:
 
     def ensure_indexes(self) -> None:
         self.ledger.create_indexes([IndexModel([("account", ASCENDING), ("at", DESCENDING)], name="account_at"),
-                                    IndexModel([("task", ASCENDING)], name="task", sparse=True)])
+                                    IndexModel([("task", ASCENDING)], name="task", sparse=True),
+                                    IndexModel([("reason", ASCENDING), ("at", ASCENDING), ("_id", ASCENDING)],
+                                               name="reason_at")])
         # Only priced tasks carry ``settled``; the sweep reads the unsettled ones from this small index.
         self.tasks.create_indexes([IndexModel([("settled", ASCENDING)], name="unsettled",
                                               partialFilterExpression={"settled": False})])
@@ -150,6 +154,26 @@ class LedgerStore:
                               by, note)[0]
         self.ledger.insert_one(entry)
         return doc, entry
+
+    # ------------------------------------------------- orphan reservations
+    def reservations_to_check(self, until, limit: int) -> list[dict]:
+        """Reserve entries made before ``until`` and after the check's last position, oldest first."""
+        mark = self.db.ledger_state.find_one({"_id": "orphans"})
+        query: dict[str, Any] = {"reason": "reserve", "at": {"$lte": until}}
+        if mark:
+            query["$or"] = [{"at": {"$gt": mark["at"]}}, {"at": mark["at"], "_id": {"$gt": mark["id"]}}]
+        return list(self.ledger.find(query, {"account": 1, "task": 1, "amount": 1, "at": 1})
+                    .sort([("at", ASCENDING), ("_id", ASCENDING)]).limit(limit))
+
+    def undone(self, tasks: list[str]) -> set[str]:
+        """Which of these tasks had their reservation given back already."""
+        return {e["task"] for e in self.ledger.find({"task": {"$in": tasks}, "reason": "reserve_undone"},
+                                                     {"task": 1})}
+
+    def checked_up_to(self, entry: dict) -> None:
+        """Move the orphan check's position to ``entry`` (the last one it handled)."""
+        self.db.ledger_state.update_one({"_id": "orphans"}, {"$set": {"at": entry["at"], "id": entry["_id"]}},
+                                        upsert=True)
 
     # ------------------------------------------------------- low balances
     def newly_low(self, threshold: float) -> list[dict]:

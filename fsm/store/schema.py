@@ -50,7 +50,8 @@ server's clock (``$$NOW``) wherever a lease or a history entry depends on it.
     revoked_at, revoked_by}] (``fsm.store.tokens``), groups
 ``token_uses`` — when each token was last used (``fsm.store.tokens``)
 ``sessions`` — the pages' logins, kept on the server (``fsm.store.sessions``)
-``accounts``, ``ledger`` — credit balances and their append-only movements (``fsm.store.ledger``)
+``accounts``, ``ledger``, ``ledger_state`` — credit balances, their append-only movements and
+    how far the check for orphan reservations has read (``fsm.store.ledger``)
 ``audit`` — the append-only trail of who changed what (``fsm.store.audit``)
 ``functions`` — owned by ``registry.store`` (see there)
 ``wakeups`` — a small capped collection; a publish inserts one document so idle
