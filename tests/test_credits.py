@@ -373,3 +373,15 @@ def test_a_reservation_whose_task_was_never_stored_comes_back_once(api, store):
     assert back["amount"] == 3 and back["by"] == "settlement"
     assert store.db.ledger.count_documents({"task": kept["id"]}) == 1
     assert store.ledger.sums("user:u-business") == 8
+
+
+def test_the_task_page_shows_what_was_reserved_and_charged(api):
+    service(api, per_call=2)
+    top_up(api, "admin", 5)
+    task = api.publish({"service": "paid"})
+    session = requests.Session()
+    session.headers["Authorization"] = f"Bearer {api.tokens['admin']}"
+    page = session.get(f"{api.base}/tasks/{task['id']}", timeout=30)
+    assert page.status_code == 200 and "2 reserved from user:admin" in page.text
+    api.call("POST", f"/tasks/{task['id']}/cancel", "admin")
+    assert "charged 0, the rest returned" in session.get(f"{api.base}/tasks/{task['id']}", timeout=30).text
