@@ -52,7 +52,7 @@ def resolve_version(db, function: str, version: str | None, role: str) -> str | 
 
 
 def task_defaults(db, function: str, version: str | None) -> dict:
-    """Fields the version declares for its tasks (``{"requires": {...}, "price": {...}}``), or ``{}`` for built-ins."""
+    """Fields the version declares for its tasks (``{"requires": {...}, "price": {...}}``); ``{}`` for built-ins."""
     if function in BUILTINS and version in (None, BUILTIN_VERSION) or ":" in function:
         return {}
     doc = _registered(db, function, version)

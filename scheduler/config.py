@@ -136,7 +136,8 @@ class ServerConfig:
             raise ConfigError(f"retention_days must be a positive number of days, got {self.retention_days!r}")
         if isinstance(self.credits_low_threshold, bool) or not isinstance(self.credits_low_threshold, (int, float)) \
                 or not self.credits_low_threshold >= 0:
-            raise ConfigError(f"credits_low_threshold must be a number of credits >= 0, got {self.credits_low_threshold!r}")
+            raise ConfigError("credits_low_threshold must be a number of credits >= 0, got "
+                              f"{self.credits_low_threshold!r}")
         if self.retention_mode not in ("archive", "delete"):
             raise ConfigError(f"retention_mode must be archive or delete, got {self.retention_mode!r}")
         _int(self, "history_cap", 1, 1 << 20)
