@@ -209,7 +209,8 @@ def _account(store: Store, kind: str, name: str) -> str:
 # --------------------------------------------------------------------- reads
 def account_view(doc: dict) -> dict:
     """An account as the API shows it (``credits`` of a user or a group)."""
-    return {"account": doc["_id"], "balance": doc.get("balance", 0.0), "low_notified": bool(doc.get("low_notified"))}
+    return {"account": doc["_id"], "balance": pricing.amount(doc.get("balance", 0.0)),
+            "low_notified": bool(doc.get("low_notified"))}
 
 
 def credits_of(store: Store, kind: str, name: str) -> dict:

@@ -103,7 +103,7 @@ class LedgerStore:
                                                 {"$inc": {"balance": -total}}, projection={"balance": 1},
                                                 return_document=ReturnDocument.AFTER)
         if doc is None:
-            have = self.account(account)["balance"]
+            have = amount(self.account(account)["balance"])
             what = "this task needs" if len(tasks) == 1 else f"these {len(tasks)} tasks need"
             raise InsufficientCredits(f"account {account} holds {have:g} credits; {what} {total:g} (nothing was "
                                       "published; an admin tops up with POST /api/v1/users/<name>/credits)",
@@ -147,7 +147,7 @@ class LedgerStore:
         else:  # pragma: no cover - three lost races in a row
             raise ValidationError(f"account {account} kept changing; try again")
         if doc is None:
-            have = self.account(account)["balance"]
+            have = amount(self.account(account)["balance"])
             raise ValidationError(f"a correction of {value:g} would take account {account} below zero (it holds "
                                   f"{have:g})", field="amount", account=account, balance=have)
         entry = self._entries(account, [(None, value)], doc["balance"], "topup" if value >= 0 else "correction",
