@@ -30,7 +30,6 @@ from pymongo.write_concern import WriteConcern
 from fsm.errors import InsufficientCredits, ValidationError
 from fsm.pricing import amount
 from fsm.states import FINAL
-from fsm.store.db import server_now
 
 USER, GROUP = "user:", "group:"
 #: The unsettled tasks one sweep takes at most.
@@ -43,6 +42,16 @@ def user_account(name: str) -> str:
 
 def group_account(name: str) -> str:
     return f"{GROUP}{name}"
+
+
+#: What a movement's update returns: the balance after it and the server's clock (the entry's ``at``).
+AFTER = {"balance": 1, "updated_at": 1}
+
+
+def _add(value: float) -> list[dict]:
+    """The update pipeline of one movement: the balance changes and ``updated_at`` takes the server's clock
+    (so the ledger entry's time needs no round trip of its own)."""
+    return [{"$set": {"balance": {"$add": [{"$ifNull": ["$balance", 0]}, value]}, "updated_at": "$$NOW"}}]
 
 
 class LedgerStore:
@@ -83,10 +92,12 @@ class LedgerStore:
         return amount(rows[0]["sum"]) if rows else 0.0
 
     # ----------------------------------------------------------------- writes
-    def _entries(self, account: str, moves: list[tuple[str | None, float]], balance_after: float, reason: str,
+    @staticmethod
+    def _entries(account: str, moves: list[tuple[str | None, float]], after: dict, reason: str,
                  by: str, note: str | None) -> list[dict]:
-        """Ledger entries for ``moves`` (task, signed amount) applied in order, ending at ``balance_after``."""
-        now = server_now(self.db)
+        """Ledger entries for ``moves`` (task, signed amount) applied in order; ``after``: the account as the
+        movement's update returned it (its ``balance``, and ``updated_at`` from the server's clock)."""
+        now, balance_after = after["updated_at"], after["balance"]
         balance = amount(balance_after - sum(m for _, m in moves))
         out = []
         for task, move in moves:
@@ -99,9 +110,8 @@ class LedgerStore:
         """Take ``sum(amounts)`` from the balance in one conditional update, or raise ``InsufficientCredits``
         (then nothing changed); one ledger entry per task. Returns the balance after."""
         total = amount(sum(a for _, a in tasks))
-        doc = self.accounts.find_one_and_update({"_id": account, "balance": {"$gte": total}},
-                                                {"$inc": {"balance": -total}}, projection={"balance": 1},
-                                                return_document=ReturnDocument.AFTER)
+        doc = self.accounts.find_one_and_update({"_id": account, "balance": {"$gte": total}}, _add(-total),
+                                                projection=AFTER, return_document=ReturnDocument.AFTER)
         if doc is None:
             have = amount(self.account(account)["balance"])
             what = "this task needs" if len(tasks) == 1 else f"these {len(tasks)} tasks need"
@@ -109,8 +119,7 @@ class LedgerStore:
                                       "published; an admin tops up with POST /api/v1/users/<name>/credits)",
                                       account=account, balance=have, needed=total)
         try:
-            self.ledger.insert_many(self._entries(account, [(t, -a) for t, a in tasks], doc["balance"], "reserve",
-                                                  by, None))
+            self.ledger.insert_many(self._entries(account, [(t, -a) for t, a in tasks], doc, "reserve", by, None))
         except Exception:
             self.accounts.update_one({"_id": account}, {"$inc": {"balance": total}})  # no movement without its entry
             raise
@@ -120,10 +129,9 @@ class LedgerStore:
                note: str | None = None) -> float:
         """Give credits back (a reservation undone); one ledger entry per task. Returns the balance after."""
         total = amount(sum(a for _, a in tasks))
-        doc = self.accounts.find_one_and_update({"_id": account}, {"$inc": {"balance": total}},
-                                                projection={"balance": 1}, upsert=True,
+        doc = self.accounts.find_one_and_update({"_id": account}, _add(total), projection=AFTER, upsert=True,
                                                 return_document=ReturnDocument.AFTER)
-        self.ledger.insert_many(self._entries(account, list(tasks), doc["balance"], reason, by, note))
+        self.ledger.insert_many(self._entries(account, list(tasks), doc, reason, by, note))
         return doc["balance"]
 
     def top_up(self, account: str, value: float, by: str, note: str | None) -> tuple[dict, dict]:
@@ -150,7 +158,7 @@ class LedgerStore:
             have = amount(self.account(account)["balance"])
             raise ValidationError(f"a correction of {value:g} would take account {account} below zero (it holds "
                                   f"{have:g})", field="amount", account=account, balance=have)
-        entry = self._entries(account, [(None, value)], doc["balance"], "topup" if value >= 0 else "correction",
+        entry = self._entries(account, [(None, value)], doc, "topup" if value >= 0 else "correction",
                               by, note)[0]
         self.ledger.insert_one(entry)
         return doc, entry
@@ -208,17 +216,17 @@ class LedgerStore:
 
         def work(session) -> bool:
             flipped = self.tasks.update_one({"_id": task["_id"], "settled": False, "status": {"$in": final}},
-                                            {"$set": {"settled": True, "billing.charged": amount(charged),
-                                                      "settled_at": server_now(self.db)}}, session=session)
+                                            {"$set": {"settled": True, "billing.charged": amount(charged)},
+                                             "$currentDate": {"settled_at": True}}, session=session)
             if not flipped.modified_count:
                 return False
             if refund > 0:
-                doc = self.accounts.find_one_and_update({"_id": billing["account"]}, {"$inc": {"balance": refund}},
-                                                        projection={"balance": 1}, upsert=True, session=session,
+                doc = self.accounts.find_one_and_update({"_id": billing["account"]}, _add(refund), projection=AFTER,
+                                                        upsert=True, session=session,
                                                         return_document=ReturnDocument.AFTER)
                 note = f"charged {amount(charged):g} of {billing['reserved']:g} reserved"
-                self.ledger.insert_one(self._entries(billing["account"], [(task["_id"], refund)], doc["balance"],
-                                                     "refund", by, note)[0], session=session)
+                self.ledger.insert_one(self._entries(billing["account"], [(task["_id"], refund)], doc, "refund", by,
+                                                     note)[0], session=session)
             return True
 
         with self.db.client.start_session() as session:
