@@ -112,13 +112,13 @@ def publish(store: Store, bodies: Any, user: dict, priority_caps: dict | None = 
     from scheduler.service_explain import publish_warnings  # here: that module imports this one
 
     publish_warnings(store, docs)
-    try:
-        with credits.reserved(store, docs, items, user):  # priced tasks: 402 and nothing written when unpaid
+    with credits.reserved(store, docs, items, user):  # priced tasks: 402 and nothing written when unpaid
+        try:
             store.tasks.insert(docs)
-        if external:  # dependencies that may have ended already: resolve their new dependents now
-            store.tasks.flow.settle_published(external)
-    finally:
-        store.wakeups.signal(n=len(docs))  # also after a partial insert: what was stored can run
+            if external:  # dependencies that may have ended already: resolve their new dependents now
+                store.tasks.flow.settle_published(external)
+        finally:
+            store.wakeups.signal(n=len(docs))  # also after a partial insert: what was stored can run
     return docs
 
 

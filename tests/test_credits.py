@@ -9,6 +9,7 @@ import time
 
 import pytest
 import requests
+from pymongo.read_concern import ReadConcern
 
 from fsm import pricing
 from fsm.store import Claimant
@@ -71,7 +72,10 @@ def balance(api, user=BOB) -> float:
 
 
 def billing_state(api) -> dict:
-    return {name: sorted(map(repr, api.store.db[name].find({}))) for name in ("tasks", "accounts", "ledger")}
+    """Every document a publish or a top-up could write (the wake-up signal for workers included: written
+    with w:1, so read locally)."""
+    return {name: sorted(map(repr, api.store.db.get_collection(name, read_concern=ReadConcern("local")).find({})))
+            for name in ("tasks", "accounts", "ledger", "wakeups", "lanes")}
 
 
 def test_fifty_concurrent_publishes_never_overdraw(api):
