@@ -42,7 +42,7 @@ ORPHAN_GRACE_S = 120.0
 
 # ------------------------------------------------------------------- publish
 def stamp_prices(docs: list[dict], prices: dict[int, dict]) -> None:
-    """Record the function versions' prices on the task documents (services stamp their own)."""
+    """Record the function versions' prices on the task documents; a service call keeps its service's price."""
     for index, price in prices.items():
         docs[index].setdefault("price", price)
 
