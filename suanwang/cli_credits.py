@@ -20,7 +20,8 @@ def credits_group():
 @click.option("--note", help="why (kept in the ledger and the audit trail)")
 @api_options
 def credits_topup(user, amount, note, server_url, token, data_dir):
-    """Add AMOUNT credits to USER (admin); a negative AMOUNT corrects, never below zero."""
+    """Add AMOUNT credits to USER (admin); a negative AMOUNT corrects, never below zero
+    (write it after ``--``: suanwang credits topup ann -- -5)."""
     done = api_client(server_url, token, data_dir).post(f"/users/{user}/credits", {"amount": amount, "note": note})
     click.echo(f"{done['account']}: {done['entry']['amount']:+g} credits, balance {done['balance']:g}")
 

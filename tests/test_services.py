@@ -159,6 +159,8 @@ def test_cli_and_sdk_call_a_service_on_a_real_server(cluster):
         assert client.ledger("admin")["items"][0]["reason"] in ("reserve", "refund")
     code, out = cli("credits", "ledger", "admin")
     assert code == 0 and out.startswith("balance 7 credits") and "topup" in out and "for the service" in out, out
+    code, out = cli("credits", "topup", "admin", "--", "-100")  # a correction never goes below zero
+    assert code == 2 and "below zero" in out, out
     assert cli("service", "rollback", "say")[0] == 2  # nothing to roll back to: one clear line
     code, out = cli("service", "undeploy", "say")
     assert code == 0 and "undeployed" in out
