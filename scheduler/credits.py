@@ -62,7 +62,7 @@ def reserve(store: Store, docs: list[dict], bodies: list, user: dict) -> dict[st
     """Reserve every priced task's most possible cost; returns ``{account: [(task id, amount)]}``.
 
     Each account is debited by one conditional update (never below zero); when one cannot pay,
-    the others already debited get theirs back and ``InsufficientCredits`` (402) is raised.
+    ``InsufficientCredits`` (402) is raised and nothing is written (several payers: one transaction).
     """
     held: dict[str, list[tuple[str, float]]] = {}
     for doc, body in zip(docs, bodies):
@@ -73,15 +73,8 @@ def reserve(store: Store, docs: list[dict], bodies: list, user: dict) -> dict[st
         doc["billing"] = {"account": account, "reserved": reserved, "charged": None}
         doc["settled"] = False
         held.setdefault(account, []).append((doc["_id"], reserved))
-    done: list[str] = []
-    try:
-        for account, tasks in held.items():
-            store.ledger.reserve(account, tasks, user["_id"])
-            done.append(account)
-    except Exception:
-        for account in done:
-            store.ledger.credit(account, held[account], "reserve_undone", user["_id"], "the request was refused")
-        raise
+    if held:
+        store.ledger.reserve_all(held, user["_id"])
     return held
 
 

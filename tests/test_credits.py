@@ -281,6 +281,17 @@ def test_a_group_pays_for_its_members_only(api):
     assert paid.status_code == 201 and paid.json()["billing"]["account"] == "group:lab"
     assert api.call("GET", "/groups/lab", "admin").json()["credits"]["balance"] == 4
     assert balance(api) == 0
+    # a bulk request with two payers, one of whom cannot pay, writes nothing for either
+    before = billing_state(api)
+    both = api.call("POST", "/tasks", "business", json=[{"service": "paid", "billing_group": "lab"},
+                                                        {"service": "paid"}])
+    assert both.status_code == 402 and both.json()["error"]["account"] == "user:u-business"
+    assert billing_state(api) == before
+    assert top_up(api, BOB, 2)["balance"] == 2
+    two = api.call("POST", "/tasks", "business", json=[{"service": "paid", "billing_group": "lab"},
+                                                       {"service": "paid"}])
+    assert two.status_code == 201 and balance(api) == 0
+    assert api.call("GET", "/groups/lab", "admin").json()["credits"]["balance"] == 2
     before = billing_state(api)
     stranger = api.call("POST", "/tasks", "super", json={"service": "paid", "billing_group": "lab"})
     assert stranger.status_code == 403 and stranger.json()["error"]["field"] == "billing_group"
