@@ -401,3 +401,16 @@ def test_the_task_page_shows_what_was_reserved_and_charged(api):
     assert page.status_code == 200 and "2 reserved from user:admin" in page.text
     api.call("POST", f"/tasks/{task['id']}/cancel", "admin")
     assert "charged 0, the rest returned" in session.get(f"{api.base}/tasks/{task['id']}", timeout=30).text
+
+
+def test_the_sdk_tops_up_and_reads_credits(api):
+    from suanwang.sdk import ApiError, Client
+
+    with Client(api.base, api.tokens["admin"]) as admin, Client(api.base, api.tokens["business"]) as bob:
+        done = admin.top_up(BOB, 7.25, note="sdk")
+        assert done["balance"] == 7.25 and done["entry"]["note"] == "sdk"
+        assert bob.credits(BOB) == {"account": "user:u-business", "balance": 7.25, "low_notified": False}
+        assert bob.ledger(BOB)["items"][0]["amount"] == 7.25
+        with pytest.raises(ApiError) as refused:
+            bob.top_up(BOB, 100)
+        assert refused.value.http_status == 403 and balance(api) == 7.25
