@@ -18,6 +18,9 @@ DETAILS: dict[str, tuple[dict, str]] = {
     "role": ({"type": "string"}, "the lowest role that holds that right"),
     "grammar": ({"type": "string"}, "the identifier grammar a value broke (fsm.identifiers)"),
     "limit": ({"type": "number"}, "the limit a value went past"),
+    "account": ({"type": "string"}, "the credit account concerned (user:<name> or group:<name>)"),
+    "balance": ({"type": "number"}, "the account's balance in credits when the request was refused"),
+    "needed": ({"type": "number"}, "the credits the request needed"),
 }
 
 
@@ -156,6 +159,12 @@ class ChecksumMismatch(ValidationError):
     """Uploaded or downloaded bytes do not have the sha256 they should."""
 
     code = "checksum_mismatch"
+
+
+class InsufficientCredits(SuanwangError):
+    """The paying account's balance cannot cover a task's price (nothing was written)."""
+
+    code, http_status = "insufficient_credits", 402
 
 
 class QuotaExceeded(SuanwangError):

@@ -26,6 +26,7 @@ RIGHTS: dict[str, tuple[str, str]] = {
     "create_schedule": ("business", "creating schedules"),
     "manage_services": ("super", "creating, deploying, rolling back and undeploying services"),
     "manage_groups": ("admin", "managing groups and their partitions"),
+    "manage_credits": ("admin", "topping up credits and reading other users' ledgers"),
     "manage_schedule_any": ("super", "reading and changing other users' schedules"),
 }
 

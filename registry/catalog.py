@@ -52,8 +52,11 @@ def resolve_version(db, function: str, version: str | None, role: str) -> str | 
 
 
 def task_defaults(db, function: str, version: str | None) -> dict:
-    """Fields the version declares for its tasks (``{"requires": {...}}``), or ``{}`` for built-ins."""
+    """Fields the version declares for its tasks (``{"requires": {...}, "price": {...}}``); ``{}`` for built-ins."""
     if function in BUILTINS and version in (None, BUILTIN_VERSION) or ":" in function:
         return {}
     doc = _registered(db, function, version)
-    return {"requires": doc["requires"]} if doc.get("requires") else {}
+    out = {"requires": doc["requires"]} if doc.get("requires") else {}
+    if doc.get("price"):  # credits per call / CPU-second / GPU-second (``fsm.pricing``)
+        out["price"] = doc["price"]
+    return out

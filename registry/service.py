@@ -12,6 +12,7 @@ from typing import Any
 
 from fsm.errors import Conflict, Forbidden, FunctionNotFound, RegistryError, ValidationError
 from fsm.identifiers import FUNCTION_CODE, REPO_NAME, VERSION, PARTITION
+from fsm.pricing import check_price
 from fsm.store.spec import validate as validate_task
 from fsm import rights
 from registry.builtins import BUILTIN_VERSION, BUILTINS
@@ -22,7 +23,8 @@ from registry.store import ensure_indexes, new_serial, now, registry_stores
 
 TEXT_LIMITS = {"name": 200, "description": 10_000, "developer_name": 200, "developer_contact": 200,
                "developer_cell": 64}
-REGISTER_FIELDS = {"repo", "ref", "entrypoint", "code", "version", "public", "partition", "requires", *TEXT_LIMITS}
+REGISTER_FIELDS = {"repo", "ref", "entrypoint", "code", "version", "public", "partition", "requires", "price",
+                   *TEXT_LIMITS}
 REQUIRED = ("repo", "ref", "entrypoint", "code", "version")
 
 
@@ -84,7 +86,7 @@ def validate_registration(body: Any) -> dict:
     clean["name"] = clean["name"] or code
     return {**clean, "code": code, "version": version, "entrypoint": body["entrypoint"], "repo": body["repo"],
             "ref": body["ref"].strip(), "public": public, "partition": partition,
-            "requires": requires}
+            "requires": requires, "price": check_price(body.get("price"))}
 
 
 class Registry:
@@ -188,9 +190,14 @@ class Registry:
         return self.functions.get(code, version)
 
     def set_flags(self, user: dict, code: str, version: str, *, public: bool | None = None,
-                  deprecated: bool | None = None) -> dict:
+                  deprecated: bool | None = None, **price) -> dict:
+        """Change ``public``, ``deprecated`` and/or ``price`` (``price=None`` makes the version free)."""
         require_registrant(user, "change function versions")
         flags = {k: v for k, v in (("public", public), ("deprecated", deprecated)) if v is not None}
-        if not flags or not all(isinstance(v, bool) for v in flags.values()):
-            raise ValidationError("give 'public' and/or 'deprecated' as true or false")
+        if not all(isinstance(v, bool) for v in flags.values()) or not (flags or "price" in price):
+            raise ValidationError("give 'public' and/or 'deprecated' as true or false, and/or 'price'")
+        if set(price) - {"price"}:
+            raise ValidationError(f"unknown field(s): {', '.join(sorted(set(price) - {'price'}))}")
+        if "price" in price:
+            flags["price"] = check_price(price["price"])
         return self.functions.set_flags(code, version, **flags)

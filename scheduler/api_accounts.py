@@ -8,12 +8,16 @@
     DELETE /users/<name>/tokens/<token_id>    revoke a token at once
     DELETE /users/<name>/sessions             end the user's web sessions
     GET    /audit                             the audit trail, newest first (admin; actor, action, target)
+    POST   /users/<name>/credits              {"amount", "note"}: top up (admin; negative: a correction)
+    POST   /groups/<name>/credits             the same for a group's account (admin)
+    GET    /users/<name>/ledger               the user's credit movements, newest first (self or admin)
 """
 from __future__ import annotations
 
 from flask import Blueprint, jsonify, request
 
 from fsm.store.users import ROLES
+from scheduler import credits
 from scheduler import service_accounts as accounts
 from scheduler.api import body
 from scheduler.auth import current_user, store
@@ -22,8 +26,15 @@ from scheduler.query_args import query_params
 bp = Blueprint("accounts", __name__)
 
 GROUPS = {"type": "array", "items": {"type": "string", "minLength": 1, "maxLength": accounts.MAX_GROUP_NAME}}
+CREDITS_BODY = {"type": "object", "additionalProperties": False, "required": ["amount"], "properties": {
+    "amount": {"type": "number", "not": {"const": 0}, "minimum": -credits.pricing.MAX_AMOUNT,
+               "maximum": credits.pricing.MAX_AMOUNT,
+               "description": "credits to add; negative: a correction (the balance never goes below zero)"},
+    "note": {"type": "string", "maxLength": credits.MAX_NOTE}}}
 #: Request bodies for the OpenAPI document: (method, path) -> (schema, success status).
 BODIES = {
+    ("post", "/users/{name}/credits"): (CREDITS_BODY, "200"),
+    ("post", "/groups/{name}/credits"): (CREDITS_BODY, "200"),
     ("patch", "/users/{name}"): ({"type": "object", "additionalProperties": False, "minProperties": 1, "properties": {
         "role": {"enum": list(ROLES)}, "groups": GROUPS,
         "password": {"type": "string", "minLength": 8}}}, "200"),
@@ -43,6 +54,9 @@ SUMMARIES = {
     ("delete", "/users/{name}/tokens/{token_id}"): "Revoke an API token at once (self or admin)",
     ("delete", "/users/{name}/sessions"): "End a user's web sessions (admin, or self: log out everywhere)",
     ("get", "/audit"): "The audit trail, newest first (admin; filters actor, action, target; limit, skip)",
+    ("post", "/users/{name}/credits"): "Top up a user's credits (admin; a negative amount corrects, never below zero)",
+    ("post", "/groups/{name}/credits"): "Top up a group's credits (admin)",
+    ("get", "/users/{name}/ledger"): "A user's credit movements, newest first (self or admin; limit, skip)",
 }
 
 
@@ -94,3 +108,19 @@ def end_sessions(name):
 def audit():
     return jsonify(accounts.list_audit(store(), current_user(), request.args.to_dict()))
 
+
+
+@bp.post("/users/<name>/credits")
+def top_up_user(name):
+    return jsonify(credits.top_up(store(), "user", name, body(), current_user()))
+
+
+@bp.post("/groups/<name>/credits")
+def top_up_group(name):
+    return jsonify(credits.top_up(store(), "group", name, body(), current_user()))
+
+
+@bp.get("/users/<name>/ledger")
+@query_params("limit", "skip")
+def ledger(name):
+    return jsonify(credits.ledger(store(), name, current_user(), request.args.to_dict()))

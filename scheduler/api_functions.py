@@ -4,7 +4,7 @@
     POST  /functions                       register a version (admin, super)              201 | 200 unchanged
     GET   /functions/<code>                the newest non-deprecated version, with its source text
     GET   /functions/<code>/<version>      one version with its source text
-    PATCH /functions/<code>/<version>      {"public": bool, "deprecated": bool} (admin, super)
+    PATCH /functions/<code>/<version>      {"public": bool, "deprecated": bool, "price": {...} | null} (admin, super)
     GET   /repos, POST /repos              allowed repositories (admin)
 
 Business and general users see public versions only. The app calls ``init_registry(app, db)``
@@ -130,11 +130,12 @@ def show_function(code: str, version: str):
 @require("manage_functions")
 def change_function(code: str, version: str):
     body = _body()
-    unknown = set(body) - {"public", "deprecated"}
+    unknown = set(body) - {"public", "deprecated", "price"}
     if unknown:
-        raise ValidationError(f"only 'public' and 'deprecated' can change, not {', '.join(sorted(unknown))}")
+        raise ValidationError(f"only 'public', 'deprecated' and 'price' can change, not {', '.join(sorted(unknown))}")
+    price = {"price": body["price"]} if "price" in body else {}
     doc = _registry().set_flags(current_user(), code, version, public=body.get("public"),
-                                deprecated=body.get("deprecated"))
+                                deprecated=body.get("deprecated"), **price)
     return jsonify(_plain(doc))
 
 

@@ -1,7 +1,7 @@
 """HTTP routes of groups and services (mounted under /api/v1; the verbs live in ``scheduler.service_services``).
 
     POST   /groups                     {"name", "partitions"} (admin)                     201
-    GET    /groups, /groups/<name>     (admin)
+    GET    /groups, /groups/<name>     (admin; one group shows its ``credits``)
     PATCH  /groups/<name>              {"partitions"} (admin)
     DELETE /groups/<name>              (admin)
     POST   /services                   {"name", "function", "version", "partition", "price"} (super, admin)  201
@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from flask import Blueprint, jsonify
 
+from scheduler import credits
 from scheduler import service_services as svc
 from scheduler.api import body
 from scheduler.auth import current_user, store
@@ -25,7 +26,7 @@ bp = Blueprint("services", __name__)
 SUMMARIES = {
     ("post", "/groups"): "Create a group granting partitions (admin)",
     ("get", "/groups"): "Groups and their partitions (admin)",
-    ("get", "/groups/{name}"): "One group (admin)",
+    ("get", "/groups/{name}"): "One group with its credits (admin)",
     ("patch", "/groups/{name}"): "Change a group's partitions (admin)",
     ("delete", "/groups/{name}"): "Remove a group (admin)",
     ("post", "/services"): "Create a service: a stable name for a function version (super, admin)",
@@ -57,7 +58,8 @@ def list_groups():
 
 @bp.get("/groups/<name>")
 def get_group(name: str):
-    return jsonify(group_view(svc.get_group(store(), name, current_user())))
+    doc = group_view(svc.get_group(store(), name, current_user()))
+    return jsonify({**doc, "credits": credits.credits_of(store(), "group", name)})
 
 
 @bp.patch("/groups/<name>")

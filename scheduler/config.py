@@ -90,6 +90,11 @@ class ServerConfig:
     #: Highest priority a role may give a task it publishes, schedules or re-prioritises ({role: cap}).
     priority_caps: dict = field(default_factory=lambda: dict(DEFAULT_PRIORITY_CAPS))
 
+    #: Credits (``scheduler.credits``): a balance under this many credits raises one ``credits.low``
+    #: event (again only after a top-up); how often the leader settles ended priced tasks.
+    credits_low_threshold: float = 10.0
+    credits_settle_s: float = 2.0
+
     #: Retention (``scheduler.retention``): finished tasks older than this many days leave
     #: ``tasks`` (None: kept for ever), moved to ``tasks_archive`` or deleted (``retention_mode``);
     #: finished tasks keep their newest ``history_cap`` history entries and ``attempts_cap`` attempts.
@@ -118,7 +123,7 @@ class ServerConfig:
             raise ConfigError(f"data_retention_days must be a positive number or None, got {self.data_retention_days!r}")
         for name in ("offline_after_s", "housekeeping_s", "leader_lease_s", "mongo_timeout_s", "smtp_timeout_s",
                      "notify_backoff_s", "notify_backoff_max_s", "notify_webhook_timeout_s", "notify_check_s",
-                     "notify_poll_s", "notify_sending_lease_s", "registry_git_timeout_s"):
+                     "notify_poll_s", "notify_sending_lease_s", "registry_git_timeout_s", "credits_settle_s"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
                 raise ConfigError(f"{name} must be a positive number of seconds, got {value!r}")
@@ -129,6 +134,10 @@ class ServerConfig:
         if self.retention_days is not None and (isinstance(self.retention_days, bool) or not isinstance(
                 self.retention_days, (int, float)) or not self.retention_days > 0):
             raise ConfigError(f"retention_days must be a positive number of days, got {self.retention_days!r}")
+        if isinstance(self.credits_low_threshold, bool) or not isinstance(self.credits_low_threshold, (int, float)) \
+                or not self.credits_low_threshold >= 0:
+            raise ConfigError("credits_low_threshold must be a number of credits >= 0, got "
+                              f"{self.credits_low_threshold!r}")
         if self.retention_mode not in ("archive", "delete"):
             raise ConfigError(f"retention_mode must be archive or delete, got {self.retention_mode!r}")
         _int(self, "history_cap", 1, 1 << 20)

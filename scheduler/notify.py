@@ -5,7 +5,8 @@ Collections:
 
 ``subscriptions`` — one user's wish to hear of one kind of event
     event          task.succeeded | task.failed | task.disputed | worker.offline |
-                   worker.temperature | worker.disk | queue.age | schedule.error (see ``EVENTS``)
+                   worker.temperature | worker.disk | queue.age | schedule.error | credits.low
+                   (see ``EVENTS``)
     task_id, function, worker      scope: each null means "any" (global when all are null)
     threshold      °C (worker.temperature), percent (worker.disk), minutes (queue.age)
     sensor         cpu | gpu | any (worker.temperature)
@@ -72,6 +73,7 @@ class NotifyConfig:
     poll_s: float = default("notify_poll_s")
     sending_lease_s: float = default("notify_sending_lease_s")
     senders: int = default("notify_senders")
+    credits_low_threshold: float = default("credits_low_threshold")
 
     @classmethod
     def from_server_config(cls, config: ServerConfig) -> "NotifyConfig":
@@ -82,7 +84,8 @@ class NotifyConfig:
         return cls(smtp=smtp, max_attempts=config.notify_max_attempts, backoff_s=config.notify_backoff_s,
                    backoff_max_s=config.notify_backoff_max_s, webhook_timeout_s=config.notify_webhook_timeout_s,
                    check_s=config.notify_check_s, poll_s=config.notify_poll_s,
-                   sending_lease_s=config.notify_sending_lease_s, senders=config.notify_senders)
+                   sending_lease_s=config.notify_sending_lease_s, senders=config.notify_senders,
+                   credits_low_threshold=config.credits_low_threshold)
 
 
 def ensure_indexes(store: Store) -> None:
@@ -191,6 +194,25 @@ class Notifier:
             cleared = active - set(firing)
             if cleared:
                 self.notify.clear_alerts(sub["_id"], sorted(cleared))
+        return queued + self._credits_low(now)
+
+    def _credits_low(self, now: datetime) -> int:
+        """Accounts under the low threshold whose reminder has not gone out: one ``credits.low`` each,
+        to the account's own user and to super-users and admins (again only after a top-up)."""
+        low = self.store.ledger.newly_low(self.config.credits_low_threshold)
+        if not low:
+            return 0
+        subs = self.notify.check_subscriptions(["credits.low"])
+        queued = 0
+        for account in low:
+            kind, _, name = account["_id"].partition(":")
+            detail = {"account": account["_id"], "balance": account.get("balance"),
+                      "threshold": self.config.credits_low_threshold}
+            key = f"{account['_id']}#{account.get('low_round', 0)}"  # one delivery per episode, even if replayed
+            for sub in subs:
+                if sub.get("sees_all") or (kind == "user" and sub["owner"] == name):
+                    queued += self._queue(sub, "credits.low", key, {"subject": account["_id"], "detail": detail}, now)
+            self.store.ledger.mark_low(account["_id"])  # after queueing: a crash in between re-queues the same key
         return queued
 
     def _firing(self, sub: dict, workers: list[dict], now: datetime) -> dict[str, dict]:

@@ -168,6 +168,9 @@ class Server:
             from scheduler import retention
 
             retention.install(self.leader, retention.RetentionPolicy.from_server_config(config))
+            from scheduler import credits
+
+            credits.install(self.leader, config.credits_settle_s)
         self._first = listeners(self.http)[0]
         self._thread: threading.Thread | None = None
         self._stopping = threading.Event()

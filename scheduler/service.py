@@ -30,7 +30,7 @@ from registry import catalog
 from registry.builtins import BUILTIN_VERSION
 from fsm import rights
 from scheduler.paging import int_arg
-from scheduler import resources, service_data, service_flow, service_services
+from scheduler import credits, resources, service_data, service_flow, service_services
 
 #: Most tasks one publish request may carry.
 MAX_BULK = 10_000
@@ -91,29 +91,34 @@ def publish(store: Store, bodies: Any, user: dict, priority_caps: dict | None = 
         _each(many, index, check_priority, user, spec.priority, priority_caps)
     _check_ids(store, specs, many)
     external = service_flow.check_dependencies(store, specs, user, sees_all(user))
-    resolved: dict[tuple, tuple[str | None, dict]] = {}  # one registry lookup per (function, version)
+    resolved: dict[tuple, tuple[str | None, dict, dict | None]] = {}  # one registry lookup per (function, version)
+    prices: dict[int, dict] = {}  # the function versions' prices (credits)
     for index, (spec, body) in enumerate(zip(specs, items)):
         key = (spec.function, spec.version, index in pinned)
         if key not in resolved:
             resolved[key] = _each(many, index, _resolve, store, spec,
                                   service_services.resolving_user(user, index in pinned))
-        spec.version, requires = resolved[key]
+        spec.version, requires, price = resolved[key]
         if "requires" not in body and requires:
             spec.requires = {**spec.requires, **requires}
+        if price:
+            prices[index] = price
     docs = [store.tasks.document(spec, user["_id"], parent) for spec in specs]
     for doc in docs:  # the submitter's role at publish: a worker publishes child tasks with it, never reading users
         doc["submitted_role"] = user.get("role")
     service_services.stamp(docs, pinned)
+    credits.stamp_prices(docs, prices)
     service_data.check_references(store, docs, user)  # {"__data__": id} arguments: 404 / 403, nothing written
     from scheduler.service_explain import publish_warnings  # here: that module imports this one
 
     publish_warnings(store, docs)
-    try:
-        store.tasks.insert(docs)
-        if external:  # dependencies that may have ended already: resolve their new dependents now
-            store.tasks.flow.settle_published(external)
-    finally:
-        store.wakeups.signal(n=len(docs))  # also after a partial insert: what was stored can run
+    with credits.reserved(store, docs, items, user):  # priced tasks: 402 and nothing written when unpaid
+        try:
+            store.tasks.insert(docs)
+            if external:  # dependencies that may have ended already: resolve their new dependents now
+                store.tasks.flow.settle_published(external)
+        finally:
+            store.wakeups.signal(n=len(docs))  # also after a partial insert: what was stored can run
     return docs
 
 
@@ -129,11 +134,13 @@ def _each(many: bool, index: int, fn, *args):
         raise
 
 
-def _resolve(store: Store, spec: TaskSpec, user: dict) -> tuple[str | None, dict]:
+def _resolve(store: Store, spec: TaskSpec, user: dict) -> tuple[str | None, dict, dict | None]:
+    """The version a task runs, the ``requires`` it declares and its price (None: free)."""
     version = catalog.resolve_version(store, spec.function, spec.version, user["role"])
     if version not in (None, BUILTIN_VERSION) and user.get("role") != "admin":  # closed partition: 404
         service_services.check_function_open(store, user, store.functions.find(spec.function, version))
-    return version, catalog.task_defaults(store, spec.function, version).get("requires", {})
+    defaults = catalog.task_defaults(store, spec.function, version)
+    return version, defaults.get("requires", {}), defaults.get("price")
 
 
 def _check_ids(store: Store, specs: list[TaskSpec], many: bool) -> None:
@@ -232,6 +239,7 @@ def cancel_task(store: Store, task_id: str, user: dict) -> dict:
         rights.check(user, "cancel_task_own")
         raise Forbidden("you may cancel only your own tasks", right="cancel_task_any")
     store.tasks.cancel(task_id, user["_id"])
+    credits.settle_now(store, task_id)  # a priced task gets its unused reservation back at once
     return store.tasks.get(task_id)
 
 

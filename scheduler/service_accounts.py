@@ -1,7 +1,7 @@
 """Accounts (use cases, no Flask): a user's details and changes, API tokens, web sessions, the audit trail.
 
 Who may do what:
-    GET /users/<name>               admin (``manage_users``), or the user themself
+    GET /users/<name>               admin (``manage_users``), or the user themself (with ``credits``)
     PATCH /users/<name>             role, groups: admin; password: admin, or the user themself
     tokens of a user                the user themself (any role), or admin
     DELETE /users/<name>/sessions   admin, or the user themself (log out everywhere)
@@ -20,6 +20,7 @@ from fsm.identifiers import TOKEN_ID
 from fsm.store import Store
 from fsm.store.users import ROLES
 from fsm import rights
+from scheduler import credits
 from scheduler.paging import int_arg
 
 #: Longest token lifetime one may ask for (10 years); omitted or null: the token never expires.
@@ -51,9 +52,9 @@ def user_view(doc: dict) -> dict:
 
 
 def get_user(store: Store, name: str, user: dict) -> dict:
-    """One user (admin, or the user themself); 404 when there is none."""
+    """One user (admin, or the user themself) with their ``credits``; 404 when there is none."""
     _self_or(user, name)
-    return user_view(store.users.details(name))
+    return {**user_view(store.users.details(name)), "credits": credits.credits_of(store, "user", name)}
 
 
 def _groups(store: Store, value: Any) -> list[str]:

@@ -10,6 +10,7 @@ from datetime import datetime, timedelta
 
 from fsm.errors import Forbidden, FunctionNotFound
 from fsm.store import Store
+from fsm.store.ledger import user_account
 from fsm.store.users import has_role
 from registry.builtins import BUILTINS
 from scheduler import schedules, service_services
@@ -70,9 +71,14 @@ def schedules_with_last_run(store: Store, user: dict) -> list[dict]:
 
 
 def users(store: Store, user: dict) -> list[dict]:
+    """Every user for the users page, each with its credit ``balance`` (one read for all)."""
     if not has_role(user, "admin"):
         raise Forbidden("managing users needs the admin role")
-    return store.users.listing()
+    docs = store.users.listing()
+    balances = store.ledger.balances([user_account(d["_id"]) for d in docs])
+    for doc in docs:
+        doc["balance"] = balances[user_account(doc["_id"])]
+    return docs
 
 
 def worker_samples(store: Store, user: dict, worker: str, hours: float) -> dict:

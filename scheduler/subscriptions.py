@@ -25,6 +25,7 @@ EVENTS = {
     "worker.quarantined": "a worker keeps failing a function that others run, and stopped taking it for a while",
     "queue.age": "the oldest queued task has waited longer than threshold minutes",
     "schedule.error": "a schedule's firing could not publish its task (the schedule's last_error)",
+    "credits.low": "a credit balance fell under the server's credits_low_threshold (once, until the next top-up)",
 }
 TASK_EVENTS = ("task.succeeded", "task.failed", "task.disputed")
 CHECK_EVENTS = ("worker.offline", "worker.temperature", "worker.disk", "worker.quarantined", "queue.age",

@@ -132,9 +132,12 @@ def mongo(data_dir, port, bind_ip, no_auth):
               help="finished tasks older than this leave the tasks collection (default: kept)")
 @click.option("--retention-mode", type=click.Choice(["archive", "delete"]), default=server_default("retention_mode"),
               show_default=True, envvar="SUANWANG_RETENTION_MODE", help="move them to tasks_archive, or delete them")
+@click.option("--credits-low-threshold", type=click.FloatRange(min=0), default=server_default("credits_low_threshold"),
+              show_default=True, envvar="SUANWANG_CREDITS_LOW_THRESHOLD",
+              help="a credit balance under this raises one credits.low event (again after a top-up)")
 def server(mongo, host, port, threads, admin_token, no_scheduler, smtp_host, smtp_port, smtp_user, smtp_password,
            smtp_tls, mail_from, metrics_token, max_data_bytes, data_quota_bytes, data_retention_days, repo_roots,
-           priority_caps, retention_days, retention_mode):
+           priority_caps, retention_days, retention_mode, credits_low_threshold):
     """The control center: HTTP API, web pages and periodic jobs (one scheduler per network)."""
     import web
     from scheduler.config import ServerConfig
@@ -158,7 +161,8 @@ def server(mongo, host, port, threads, admin_token, no_scheduler, smtp_host, smt
                                 mail_from=mail_from, metrics_token=metrics_token, **data,
                                 retention_days=retention_days, retention_mode=retention_mode,
                                 repo_roots=tuple(str(Path(r).expanduser().resolve()) for r in repo_roots),
-                                priority_caps=_priority_caps(priority_caps)),
+                                priority_caps=_priority_caps(priority_caps),
+                                credits_low_threshold=credits_low_threshold),
                  ready=ready, extensions=(web.init_app,)))
 
 
@@ -390,6 +394,9 @@ def _mount_optional() -> None:
     from suanwang.cli_tokens import token_group
 
     main.add_command(token_group, "token")
+    from suanwang.cli_credits import credits_group
+
+    main.add_command(credits_group, "credits")
 
 
 _mount_optional()

@@ -195,6 +195,18 @@ class Client:
         """Publish task bodies in one request (all or none); returns their handles in order."""
         return [TaskHandle(self, item["id"]) for item in self._call("POST", "/tasks", bodies)["items"]]
 
+    def credits(self, user: str) -> dict:
+        """A user's credits: ``{"account", "balance", "low_notified"}`` (the user themself, or admin)."""
+        return self._call("GET", f"/users/{user}")["credits"]
+
+    def top_up(self, user: str, amount: float, note: str | None = None) -> dict:
+        """Add ``amount`` credits to ``user`` (admin; negative: a correction); returns the account and entry."""
+        return self._call("POST", f"/users/{user}/credits", {"amount": amount, "note": note})
+
+    def ledger(self, user: str, limit: int = 50, skip: int = 0) -> dict:
+        """One page of ``user``'s credit movements, newest first."""
+        return self._call("GET", f"/users/{user}/ledger", params={"limit": limit, "skip": skip})
+
     def map(self, function: str, iterable: Iterable[Any], **options: Any) -> Iterator[Any]:
         """Publish ``function(item)`` for every item in bulk; yield the results in order."""
         items = list(iterable)

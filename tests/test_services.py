@@ -53,7 +53,8 @@ def test_deploy_rollback_undeploy_and_pinned_calls(api, versions, db):
     assert unknown.status_code == 404
     assert api("POST", "/services/answer/rollback", "super").status_code == 409  # nothing to go back to
 
-    # A business user calls it: the task is pinned to 1.0 with the service's price.
+    # A business user with credits calls it: the task is pinned to 1.0 with the service's price.
+    assert api("POST", "/users/bob/credits", "admin", json={"amount": 100}).status_code == 200
     first = api("POST", "/tasks", "plain", json={"service": "answer", "args": []})
     assert first.status_code == 201, first.get_json()
     assert (first.get_json()["function"], first.get_json()["version"]) == ("func1", "1.0")
@@ -147,10 +148,19 @@ def test_cli_and_sdk_call_a_service_on_a_real_server(cluster):
         return done.returncode, done.stdout + done.stderr
     code, out = cli("service", "create", "say", "--function", "echo", "--version", "builtin", "--price", "1.5")
     assert code == 0 and "echo@builtin" in out and "price 1.5" in out, out
+    code, out = cli("submit", "--service", "say", '"hello"')  # a priced call needs credits (402)
+    assert code == 2 and "insufficient_credits" in out, out
+    code, out = cli("credits", "topup", "admin", "10", "--note", "for the service")
+    assert code == 0 and "user:admin: +10 credits, balance 10" in out, out
     code, out = cli("submit", "--service", "say", '"hello"', "--wait")
     assert code == 0 and json.loads(out.splitlines()[0]) == "hello", out
     with Client(env["SUANWANG_SERVER"], cluster.token) as client:
         assert client.call_service("say", {"x": 1}).result(timeout=60) == {"x": 1}
+        assert client.ledger("admin")["items"][0]["reason"] in ("reserve", "refund")
+    code, out = cli("credits", "ledger", "admin")
+    assert code == 0 and out.startswith("balance 7 credits") and "topup" in out and "for the service" in out, out
+    code, out = cli("credits", "topup", "admin", "--", "-100")  # a correction never goes below zero
+    assert code == 2 and "below zero" in out, out
     assert cli("service", "rollback", "say")[0] == 2  # nothing to roll back to: one clear line
     code, out = cli("service", "undeploy", "say")
     assert code == 0 and "undeployed" in out

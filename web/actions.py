@@ -7,7 +7,7 @@ from flask import abort, flash, jsonify, redirect, request, url_for
 from fsm.errors import SuanwangError
 from fsm import rights
 from fsm.states import ACTION_TARGETS
-from scheduler import service, service_accounts
+from scheduler import credits, service, service_accounts
 from web import bp
 from web.session import can, local_path, login_required, store, user
 
@@ -123,3 +123,23 @@ def user_password(name):
         flash(f"password of {name} changed", "success")
     return redirect(url_for("web.users"))
 
+
+
+@bp.post("/actions/users/<name>/credits")
+@login_required("manage_credits")
+def user_credits(name):
+    """Top up a user's credits (the users page's form), through the use case: validated and audited."""
+    raw = request.form.get("amount", "").strip()
+    try:
+        value = float(raw)
+    except ValueError:
+        flash(f"credits not changed: the amount must be a number, got {raw!r}", "danger")
+        return redirect(url_for("web.users"))
+    try:
+        done = credits.top_up(store(), "user", name, {"amount": value, "note": request.form.get("note") or None},
+                              user())
+    except SuanwangError as exc:
+        flash(f"credits not changed: {exc.message}", "danger")
+    else:
+        flash(f"{name}: {done['entry']['amount']:+g} credits, balance {done['balance']:g}", "success")
+    return redirect(url_for("web.users"))

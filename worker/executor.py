@@ -243,6 +243,7 @@ class Child:
             self._replace()
             return Outcome(AttemptState.CRASHED, error=problem, logs=self._read_logs())
         began = time.monotonic()
+        cpu_before = proctree.cpu_seconds(self._proc.pid)
         with self._lock:
             self._attempt, self._kill_reason, self.progress = attempt_id, None, None
         try:
@@ -251,6 +252,13 @@ class Child:
             with self._lock:
                 self._attempt = None
         outcome.seconds = time.monotonic() - began
+        # The child answered: it lives on, and psutil reads what this attempt used. A child that had
+        # to die (timeout, crash, kill) is gone, replaced: its wall time stands for its CPU time.
+        answered = outcome.state in (AttemptState.SUCCEEDED, AttemptState.FAILED) and self._proc is not None
+        cpu_after = proctree.cpu_seconds(self._proc.pid) if answered else None
+        outcome.cpu_s = round(cpu_after - cpu_before if cpu_before is not None and cpu_after is not None
+                              else outcome.seconds, 6)
+        outcome.gpu_s = round(len((meta or {}).get("gpus") or []) * outcome.seconds, 6)
         self._used, self._gpu_used = True, wants_gpus
         workdir = attempt_workdir(self.log_dir, attempt_id)
         outcome.workdir = workdir if os.path.isdir(workdir) else None

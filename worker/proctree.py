@@ -48,6 +48,15 @@ def _kill(proc: psutil.Process, sig: int) -> None:
         pass
 
 
+def cpu_seconds(pid: int) -> float | None:
+    """CPU seconds (user + system) ``pid`` and the children it waited for have used; None when gone."""
+    try:
+        t = psutil.Process(pid).cpu_times()
+    except psutil.Error:
+        return None
+    return t.user + t.system + t.children_user + t.children_system
+
+
 def has_children(pid: int) -> bool:
     """Whether ``pid`` has child processes, from ``/proc/<pid>/task/*/children`` (microseconds, where
     a psutil walk of every process takes milliseconds); True when the kernel does not say."""

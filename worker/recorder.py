@@ -45,6 +45,7 @@ class Recorder:
     def _finish(self, claim: Claim, outcome: Outcome) -> None:
         """Write the outcome, retrying while MongoDB is away, until it is stored or refused."""
         task_id, attempt_id = claim.task_id, claim.attempt_id
+        usage = {"cpu_s": outcome.cpu_s, "gpu_s": outcome.gpu_s}  # measured by the executor, kept for billing
         outcome = self._fenced_outcome(attempt_id, outcome)
         if outcome.state == A.CANCELLED:
             if not self._aborting.is_set():
@@ -59,7 +60,8 @@ class Recorder:
                 self.store.tasks.finish_attempt(
                     task_id, attempt_id, outcome.state, result=outcome.result, error=outcome.error,
                     traceback=outcome.traceback, logs=outcome.logs or None, worker=self.config.name,
-                    result_ref=outcome.result_ref, permanent=outcome.permanent)
+                    result_ref=outcome.result_ref, permanent=outcome.permanent,
+                    usage=usage)
                 self.trouble.ok()
                 if outcome.state != A.SUCCEEDED:
                     log.info("task %s (%s): attempt %s %s: %s", task_id, claim.task.get("function"), attempt_id,

@@ -59,6 +59,10 @@ class Outcome:
     result_ref: dict | None = None
     #: the attempt's own working directory (its cwd), removed once the outcome is recorded
     workdir: str | None = None
+    #: CPU seconds the child (and the processes it waited for) used on this attempt, and GPU
+    #: seconds (GPUs held x wall seconds; 0 without GPUs): what a priced task is charged for
+    cpu_s: float = 0.0
+    gpu_s: float = 0.0
 
 
 def classify(result, inline_bytes: int = INLINE_RESULT_BYTES, workdir: str | None = None) -> tuple:

@@ -13,6 +13,7 @@ from fsm.store.audit import AuditStore
 from fsm.store.data import DataStore
 from fsm.store.db import database, server_now
 from fsm.store.groups import GroupStore
+from fsm.store.ledger import LedgerStore
 from fsm.store.services import ServiceStore
 from fsm.store.functions import FunctionStore, RepoStore
 from fsm.store.live import LiveReports
@@ -75,6 +76,10 @@ class Store:
             self.sessions.ensure_indexes()
         self.groups = GroupStore(db)
         self.services = ServiceStore(db)
+        #: Credits: balances (``accounts``) and the append-only ``ledger``.
+        self.ledger = LedgerStore(db)
+        if create_indexes:
+            self.ledger.ensure_indexes()
 
     @property
     def name(self) -> str:

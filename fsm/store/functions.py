@@ -8,6 +8,7 @@
     entrypoint (``module:function``), path (the module's file in the commit)
     content (the module's source text, read from the commit)
     requires {gpus, mem_gb, tags}     defaults for tasks of this version (optional)
+    price {per_call, per_cpu_s, per_gpu_s}   credits its tasks cost (optional; ``fsm.pricing``)
     public (bool: business users may publish tasks of it), deprecated (bool: never chosen
     when a task names no version), registered_by, create_time, update_time
     serial (an ObjectId: breaks ties between versions registered in the same millisecond)

@@ -17,7 +17,8 @@ server's clock (``$$NOW``) wherever a lease or a history entry depends on it.
     failures                               failed attempts so far (crash, timeout, error, lost lease)
     workers [name]                         workers that had an attempt (distinct-worker rule)
     attempts [{id, number, worker, state, started_at, lease_until, ended_at,
-               result, result_ref, digest, error, traceback, logs, permanent}]
+               result, result_ref, digest, error, traceback, logs, permanent,
+               cpu_s, gpu_s (measured by the worker: CPU and GPU seconds)}]
     previous_attempts [...]                attempts of earlier rounds (before a manual re-queue)
     result, error, reason                  the accepted result; the last error; why it failed
     result_ref {id, size, sha256, content_type}   a result stored in GridFS (``result`` is then null);
@@ -29,6 +30,9 @@ server's clock (``$$NOW``) wherever a lease or a history entry depends on it.
                                            a waiting task is pending with reason waiting_for_dependencies
     parent                                 the task that submitted this one (only for child tasks)
     progress {fraction, message, at}       the last progress a running attempt reported
+    price {per_call, per_cpu_s, per_gpu_s}, billing {account, reserved, charged}, settled
+                                           a priced task's reservation and its settlement
+                                           (only on priced tasks; see ``fsm.store.ledger``)
     submitted_by, created_at, updated_at, started_at, finished_at
     rev                                    bumped by every write: the optimistic-concurrency fence
 
@@ -46,6 +50,8 @@ server's clock (``$$NOW``) wherever a lease or a history entry depends on it.
     revoked_at, revoked_by}] (``fsm.store.tokens``), groups
 ``token_uses`` — when each token was last used (``fsm.store.tokens``)
 ``sessions`` — the pages' logins, kept on the server (``fsm.store.sessions``)
+``accounts``, ``ledger``, ``ledger_state`` — credit balances, their append-only movements and
+    how far the check for orphan reservations has read (``fsm.store.ledger``)
 ``audit`` — the append-only trail of who changed what (``fsm.store.audit``)
 ``functions`` — owned by ``registry.store`` (see there)
 ``wakeups`` — a small capped collection; a publish inserts one document so idle

@@ -15,7 +15,7 @@ from typing import Any
 import bson
 
 from fsm.errors import PayloadTooLarge, ValidationError
-from fsm.identifiers import FUNCTION_NAME, SERVICE_NAME, TAG, TASK_ID, Grammar
+from fsm.identifiers import FUNCTION_NAME, GROUP_NAME, SERVICE_NAME, TAG, TASK_ID, Grammar
 from fsm.references import RESULT, references
 
 #: Largest args + kwargs of one task, encoded as BSON.
@@ -98,6 +98,8 @@ FIELDS: dict[str, Field] = {
                                        "distinct workers)"),
     "depends_on": Field("array", "task ids (of this request too) that must succeed first", schema={
         "items": {"type": "string", "pattern": TASK_ID.posix}, "maxItems": MAX_DEPENDS_ON, "uniqueItems": True}),
+    "billing_group": Field("string", "pay a priced task from this group's credits (the caller must be a member); "
+                                     "default: the caller's own account", grammar=GROUP_NAME),
 }
 REQUIRED = ("function",)
 ALLOWED = set(FIELDS)
@@ -276,6 +278,8 @@ def validate(body: Any, defaults: Defaults = Defaults()) -> TaskSpec:
     distinct_hosts = body.get("distinct_hosts", False)
     if not isinstance(distinct_hosts, bool):
         raise ValidationError("'distinct_hosts' must be true or false", field="distinct_hosts")
+    if "billing_group" in body and not GROUP_NAME.match(body["billing_group"]):
+        raise ValidationError(f"'billing_group' must be a group name: {GROUP_NAME.rule}", field="billing_group")
     task_id = body.get("id")
     if task_id is not None and not TASK_ID.match(task_id):
         raise ValidationError(f"'id' must be {TASK_ID.rule}", field="id")

@@ -27,13 +27,20 @@ MAX_RACE_RETRIES = 50
 WRITTEN = {"function": 1, "started_at": 1, "finished_at": 1}
 
 
+def _measured(plan: Plan, attempt_id: str, usage: dict | None) -> None:
+    """Keep the worker's measurements (cpu_s, gpu_s) on the ended attempt."""
+    if usage:
+        plan.attempts[attempt_id].update({k: float(v) for k, v in usage.items() if k in ("cpu_s", "gpu_s")})
+
+
 class PlanWriter:
     """``TaskStore``'s writer (``self.tasks``: the collection; ``self.counters``: ``TaskCounters``)."""
 
     # ---------------------------------------------------------- attempt ends
     def finish_attempt(self, task_id: str, attempt_id: str, state: AttemptState | str, *, result: Any = None,
                        error: str | None = None, traceback: str | None = None, logs: str | None = None,
-                       worker: str | None = None, result_ref: dict | None = None, permanent: bool = False) -> Plan:
+                       worker: str | None = None, result_ref: dict | None = None, permanent: bool = False,
+                       usage: dict | None = None) -> Plan:
         """Record how an attempt ended and decide the task (retry, quorum, dispute).
 
         Raises ``LeaseLost`` when the attempt is no longer running (lease expired, task
@@ -43,12 +50,15 @@ class PlanWriter:
         Returns a plan without a status change when this very end is already stored (an earlier
         try's write happened and only its acknowledgement was lost). ``result_ref``: the
         result is stored in GridFS (``result`` is then None); ``permanent``: no retry can help.
+        ``usage``: what the attempt used as the worker measured it (``cpu_s``, ``gpu_s``), kept on
+        the attempt for billing (``fsm.pricing``).
         """
         state = AttemptState(state)
         fence = None if state == AttemptState.LOST else lease_live(attempt_id)
         if state == AttemptState.SUCCEEDED:
             # The common case in one round trip: a task run once succeeds (no read needed).
             plan = decide_lone_success(attempt_id, result, logs=logs, result_ref=result_ref)
+            _measured(plan, attempt_id, usage)
             if self.apply(plan, task_id, by=worker or "worker", attempt=(attempt_id, worker), fence=fence):
                 self._settle(task_id, plan)
                 return plan
@@ -68,6 +78,7 @@ class PlanWriter:
                 raise LeaseLost(why)
             plan = decide_attempt_end(task, attempt_id, state, result=result, error=error,
                                       traceback=traceback, logs=logs, result_ref=result_ref, permanent=permanent)
+            _measured(plan, attempt_id, usage)
             if self._write(task, plan, by=worker or "worker", fence=fence):
                 self._settle(task_id, plan)
                 return plan
