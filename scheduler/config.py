@@ -93,7 +93,7 @@ class ServerConfig:
     #: Credits (``scheduler.credits``): a balance under this many credits raises one ``credits.low``
     #: event (again only after a top-up); how often the leader settles ended priced tasks.
     credits_low_threshold: float = 10.0
-    credits_settle_s: float = 2.0
+    credits_settle_s: float = 5.0
 
     #: Retention (``scheduler.retention``): finished tasks older than this many days leave
     #: ``tasks`` (None: kept for ever), moved to ``tasks_archive`` or deleted (``retention_mode``);
