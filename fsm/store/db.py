@@ -16,7 +16,7 @@ from fsm.errors import ConfigError
 
 DEFAULT_DB = "suanwang"
 #: The driver's replica-set monitoring: how often it asks each member, and how long it waits.
-FAILOVER_HEARTBEAT_MS, FAILOVER_CONNECT_MS = 500, 3_000
+FAILOVER_HEARTBEAT_MS, FAILOVER_CONNECT_MS = 1_000, 3_000
 
 
 def client(uri: str, **kwargs) -> MongoClient:
@@ -24,7 +24,8 @@ def client(uri: str, **kwargs) -> MongoClient:
     if not uri or not uri.startswith(("mongodb://", "mongodb+srv://")):
         raise ConfigError(f"not a MongoDB URI: {uri!r} (expected mongodb://host:port/...)")
     # heartbeatFrequencyMS and connectTimeoutMS: a frozen or dead primary is noticed (and calls
-    # on it interrupted) within a few seconds, and a newly elected one found within half a second.
+    # on it interrupted) within a few seconds, and a newly elected one found within a second (workers
+    # look twice a second: see worker.config).
     # serverMonitoringMode "poll": one hello per heartbeat and no second (RTT) thread; the
     # streaming mode's pushed updates save nothing at a 0.5 s heartbeat and doubled idle work.
     options = dict(retryWrites=True, retryReads=True, w="majority", tz_aware=True,

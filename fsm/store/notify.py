@@ -139,7 +139,7 @@ class NotifyStore:
     def forget_token(self) -> None:
         self.state.delete_one({"_id": STREAM_STATE})
 
-    def watch_finished_tasks(self, resume_after=None, max_await_ms: int = 1000) -> AbstractContextManager:
+    def watch_finished_tasks(self, resume_after=None, max_await_ms: int = 2000) -> AbstractContextManager:
         """A change stream of tasks becoming succeeded or failed (status, reason and error only)."""
         resume = {"resume_after": resume_after} if resume_after else {}
         return self.db.tasks.watch(TASK_PIPELINE, max_await_time_ms=max_await_ms, **resume)
