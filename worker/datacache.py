@@ -19,6 +19,8 @@ import fcntl
 import hashlib
 import logging
 import os
+import queue
+import threading
 import time
 from pathlib import Path
 from typing import Iterator
@@ -35,6 +37,10 @@ DEFAULT_LIMIT_BYTES = 20 << 30
 FETCH_TRIES = 3
 
 
+#: Pieces (1 MiB each) read ahead of the disk writes.
+READ_AHEAD = 8
+
+
 class DataCache:
     """Objects under ``root``, at most ``limit_bytes`` of them (older ones evicted first)."""
 
@@ -47,6 +53,7 @@ class DataCache:
             folder.mkdir(parents=True, exist_ok=True)
         self._unnamed = _can_link_unnamed(self.objects)
         self._sweep_parts()
+        self._durable = self._since_boot()
 
     # ------------------------------------------------------------- use
     def path(self, sha256: str) -> Path:
@@ -110,8 +117,7 @@ class DataCache:
         fd, part = _temporary(self.objects, self._unnamed)
         try:
             digest, written = hashlib.sha256(), 0
-            for piece in store.data.read(data_id):
-                digest.update(piece)
+            for piece in _read_ahead(store.data.read(data_id), digest):
                 written += len(piece)
                 view = memoryview(piece)
                 while view:
@@ -119,7 +125,8 @@ class DataCache:
             if written != size or digest.hexdigest() != sha:
                 raise ChecksumMismatch(f"data {data_id}: downloaded {written} bytes with sha256 "
                                        f"{digest.hexdigest()}, expected {size} bytes with {sha}")
-            os.fsync(fd)
+            if not self._durable:  # (else a crash of the machine empties the cache at the next start)
+                os.fsync(fd)
             os.fchmod(fd, 0o444)
             staged = self.objects / f".{sha}.{os.getpid()}.link"
             if part is None:
@@ -133,6 +140,31 @@ class DataCache:
             if part is not None:
                 with contextlib.suppress(OSError):
                     os.unlink(part)
+
+    def _since_boot(self) -> bool:
+        """Forget the objects when the machine restarted since they were written; True when that
+        check is possible, so downloads need no fsync (a process kill loses no written byte; only
+        a machine crash can leave a file whose tail never reached the disk)."""
+        boot = _boot_id()
+        if boot is None:
+            return False
+        marker = self.root / "boot_id"
+        try:
+            seen = marker.read_text().strip()
+        except OSError:
+            seen = None
+        if seen != boot:
+            if seen is not None:
+                log.warning("data cache %s: the machine restarted since it was filled; emptying it", self.root)
+            for path in self.objects.iterdir():
+                with contextlib.suppress(OSError):
+                    path.unlink()
+            tmp = self.root / f".boot_id.{os.getpid()}"
+            tmp.write_text(boot)
+            with open(tmp, "rb") as f:
+                os.fsync(f.fileno())  # the marker itself must outlive a crash
+            os.replace(tmp, marker)
+        return True
 
     # ---------------------------------------------------------- eviction
     def _make_room(self, incoming: int) -> None:
@@ -180,6 +212,59 @@ class DataCache:
 
     def data_ids(self, args: list, kwargs: dict) -> list[str]:
         return [ident for marker, ident in references([args, kwargs]) if marker == DATA]
+
+
+def _read_ahead(pieces: Iterator[bytes], digest, depth: int = READ_AHEAD) -> Iterator[bytes]:
+    """``pieces``, read and hashed by a thread of its own while the caller writes the previous
+    ones: the driver's socket reads, sha256 and the disk writes all release the GIL, so they
+    overlap (at most ``depth`` pieces wait in memory)."""
+    ahead: queue.Queue = queue.Queue(maxsize=depth)
+    quit_ = threading.Event()
+    done = object()
+
+    def put(item) -> bool:
+        while not quit_.is_set():
+            try:
+                ahead.put(item, timeout=0.5)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def read() -> None:
+        try:
+            for piece in pieces:
+                digest.update(piece)
+                if not put(piece):
+                    return
+            put(done)
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller, raised there
+            put(exc)
+        finally:
+            close = getattr(pieces, "close", None)
+            if close is not None:
+                close()
+
+    reader = threading.Thread(target=read, name="suanwang-data-read", daemon=True)
+    reader.start()
+    try:
+        while True:
+            item = ahead.get()
+            if item is done:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        quit_.set()
+        reader.join(10)
+
+
+def _boot_id() -> str | None:
+    try:
+        return Path("/proc/sys/kernel/random/boot_id").read_text().strip() or None
+    except OSError:
+        return None
 
 
 def _complete(target: Path, size: int) -> bool:
