@@ -53,3 +53,16 @@ def api_client(server_url: str | None, token: str | None, data_dir: str | None):
     origin = "--server-url / SUANWANG_SERVER" if server_url else (
         f"from {folder / settings.SERVER_FILE}" if found else "the default; pass --server-url or --data-dir")
     return Client(server_url or found or SERVER_DEFAULT, token, origin=origin)
+
+
+def action_command(group: click.Group, verb: str, path: str, line, help_text: str, argument: str = "name"):
+    """Add ``group VERB ARGUMENT``: POST ``path`` (formatted with the argument) and print ``line(answer)``.
+
+    The verbs that only name an object and act on it (pause, resume, rollback, undeploy) are
+    this one command; only the URL and the printed line differ.
+    """
+    def command(server_url, token, data_dir, **kwargs):
+        click.echo(line(api_client(server_url, token, data_dir).post(path.format(kwargs[argument]))))
+
+    command.__doc__ = help_text
+    return group.command(verb)(click.argument(argument)(api_options(command)))

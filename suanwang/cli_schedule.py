@@ -9,7 +9,7 @@ import json
 
 import click
 
-from suanwang.cli_common import Group, api_client, api_options
+from suanwang.cli_common import Group, action_command, api_client, api_options
 
 _client = api_client
 
@@ -131,20 +131,11 @@ def show(schedule_id, server_url, token, data_dir):
                           default=str))
 
 
-@schedule_group.command("pause")
-@click.argument("schedule_id")
-@api_options
-def pause(schedule_id, server_url, token, data_dir):
-    """Stop a schedule firing until it is resumed (missed firings are not caught up)."""
-    click.echo(_line(_client(server_url, token, data_dir).post(f"/schedules/{schedule_id}/pause")))
-
-
-@schedule_group.command("resume")
-@click.argument("schedule_id")
-@api_options
-def resume(schedule_id, server_url, token, data_dir):
-    """Let a paused schedule fire again."""
-    click.echo(_line(_client(server_url, token, data_dir).post(f"/schedules/{schedule_id}/resume")))
+pause = action_command(schedule_group, "pause", "/schedules/{}/pause", _line,
+                       "Stop a schedule firing until it is resumed (missed firings are not caught up).",
+                       argument="schedule_id")
+resume = action_command(schedule_group, "resume", "/schedules/{}/resume", _line, "Let a paused schedule fire again.",
+                        argument="schedule_id")
 
 
 @schedule_group.command("remove")

@@ -9,7 +9,7 @@ import json
 
 import click
 
-from suanwang.cli_common import Group, api_client, api_options
+from suanwang.cli_common import Group, action_command, api_client, api_options
 
 
 def _line(s: dict) -> str:
@@ -30,6 +30,7 @@ def service_group():
 @click.option("--price", type=float, default=0, show_default=True, help="credits per call")
 @api_options
 def service_create(name, function, version, partition, price, server_url, token, data_dir):
+    """Create a service NAME that calls FUNCTION at --version (super-user)."""
     body = {"name": name, "function": function, "version": version, "partition": partition, "price": price}
     click.echo(_line(api_client(server_url, token, data_dir).post("/services", body)))
 
@@ -37,6 +38,7 @@ def service_create(name, function, version, partition, price, server_url, token,
 @service_group.command("list")
 @api_options
 def service_list(server_url, token, data_dir):
+    """Services you may call, one per line."""
     for s in api_client(server_url, token, data_dir).get("/services")["items"]:
         click.echo(_line(s))
 
@@ -45,6 +47,7 @@ def service_list(server_url, token, data_dir):
 @click.argument("name")
 @api_options
 def service_show(name, server_url, token, data_dir):
+    """One service as JSON, with its deploy history."""
     click.echo(json.dumps(api_client(server_url, token, data_dir).get(f"/services/{name}"), indent=2))
 
 
@@ -53,21 +56,14 @@ def service_show(name, server_url, token, data_dir):
 @click.argument("version")
 @api_options
 def service_deploy(name, version, server_url, token, data_dir):
+    """Switch NAME to VERSION at once; the previous version stays deployable."""
     click.echo(_line(api_client(server_url, token, data_dir).post(f"/services/{name}/deploy", {"version": version})))
 
 
-@service_group.command("rollback")
-@click.argument("name")
-@api_options
-def service_rollback(name, server_url, token, data_dir):
-    click.echo(_line(api_client(server_url, token, data_dir).post(f"/services/{name}/rollback")))
-
-
-@service_group.command("undeploy")
-@click.argument("name")
-@api_options
-def service_undeploy(name, server_url, token, data_dir):
-    click.echo(_line(api_client(server_url, token, data_dir).post(f"/services/{name}/undeploy")))
+service_rollback = action_command(service_group, "rollback", "/services/{}/rollback", _line,
+                                  "Go back to the previously deployed version in one call.")
+service_undeploy = action_command(service_group, "undeploy", "/services/{}/undeploy", _line,
+                                  "Refuse new calls (running tasks go on).")
 
 
 @click.group("group", cls=Group)
@@ -80,6 +76,7 @@ def group_group():
 @click.argument("partitions", nargs=-1)
 @api_options
 def group_add(name, partitions, server_url, token, data_dir):
+    """Create a group that opens these partitions."""
     g = api_client(server_url, token, data_dir).post("/groups", {"name": name, "partitions": list(partitions)})
     click.echo(f"{g['name']}: {', '.join(g['partitions']) or '-'}")
 
@@ -87,6 +84,7 @@ def group_add(name, partitions, server_url, token, data_dir):
 @group_group.command("list")
 @api_options
 def group_list(server_url, token, data_dir):
+    """Groups and their partitions."""
     for g in api_client(server_url, token, data_dir).get("/groups")["items"]:
         click.echo(f"{g['name']:<20} {', '.join(g['partitions']) or '-'}")
 
@@ -96,6 +94,7 @@ def group_list(server_url, token, data_dir):
 @click.argument("partitions", nargs=-1)
 @api_options
 def group_set(name, partitions, server_url, token, data_dir):
+    """Replace a group's partitions."""
     g = api_client(server_url, token, data_dir).patch(f"/groups/{name}", {"partitions": list(partitions)})
     click.echo(f"{g['name']}: {', '.join(g['partitions']) or '-'}")
 
@@ -104,5 +103,6 @@ def group_set(name, partitions, server_url, token, data_dir):
 @click.argument("name")
 @api_options
 def group_remove(name, server_url, token, data_dir):
+    """Remove a group."""
     api_client(server_url, token, data_dir).delete(f"/groups/{name}")
     click.echo(f"removed group {name}")
