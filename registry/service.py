@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from fsm.fields import json_object
 from fsm.errors import Conflict, Forbidden, FunctionNotFound, RegistryError, ValidationError
 from fsm.identifiers import FUNCTION_CODE, REPO_NAME, VERSION, PARTITION
 from fsm.pricing import check_price
@@ -56,12 +57,7 @@ def _text(body: dict, field: str, default: str = "") -> str:
 
 def validate_registration(body: Any) -> dict:
     """Check a registration request's fields (no database, no git); return the clean fields."""
-    if not isinstance(body, dict):
-        raise ValidationError("a registration must be a JSON object")
-    unknown = set(body) - REGISTER_FIELDS
-    if unknown:
-        raise ValidationError(f"unknown field(s): {', '.join(sorted(unknown))} "
-                              f"(allowed: {', '.join(sorted(REGISTER_FIELDS))})", field=sorted(unknown)[0])
+    json_object(body, REGISTER_FIELDS, "a registration")
     missing = [f for f in REQUIRED if not body.get(f)]
     if missing:
         raise ValidationError(f"missing required field(s): {', '.join(missing)}", field=missing[0])

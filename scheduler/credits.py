@@ -22,6 +22,7 @@ from contextlib import contextmanager
 from datetime import timedelta
 from typing import Any, Iterator
 
+from fsm.fields import json_object
 from fsm import pricing, rights
 from fsm.errors import Conflict, Forbidden, ValidationError
 from fsm.states import FINAL
@@ -160,12 +161,7 @@ def install(leader, interval_s: float) -> None:
 
 # -------------------------------------------------------------------- top-up
 def _amount(body: Any) -> tuple[float, str | None]:
-    if not isinstance(body, dict):
-        raise ValidationError("the body must be a JSON object like {\"amount\": 100, \"note\": \"invoice 42\"}")
-    unknown = set(body) - {"amount", "note"}
-    if unknown:
-        raise ValidationError(f"unknown field(s): {', '.join(sorted(unknown))} (allowed: amount, note)",
-                              field=sorted(unknown)[0])
+    json_object(body, {"amount", "note"}, example='{"amount": 100, "note": "invoice 42"}')
     value = body.get("amount")
     if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value \
             or not 0 < abs(value) <= pricing.MAX_AMOUNT:

@@ -28,6 +28,7 @@ import time
 from datetime import datetime, timezone
 from typing import Any
 
+from fsm.fields import json_object
 from fsm.errors import Conflict, NotFound, SuanwangError, ValidationError
 from fsm.identifiers import SCHEDULE_ID
 from fsm.store import Store
@@ -100,12 +101,7 @@ def _next_fire_at(doc: dict, now: datetime) -> datetime | None:
 def create(store: Store, body: Any, user: dict) -> dict:
     """Check a schedule body and store it with its first fire time; the leader fires it from there."""
     rights.check(user, "create_schedule")
-    if not isinstance(body, dict):
-        raise ValidationError("a schedule must be a JSON object")
-    unknown = set(body) - TOP_FIELDS
-    if unknown:
-        raise ValidationError(f"unknown field(s): {', '.join(sorted(unknown))} (allowed: {', '.join(sorted(TOP_FIELDS))})",
-                              field=sorted(unknown)[0])
+    json_object(body, TOP_FIELDS, "a schedule")
     sid = body.get("id") or secrets.token_hex(12)
     if not SCHEDULE_ID.match(sid):
         raise ValidationError(f"'id' must be {SCHEDULE_ID.rule}", field="id")

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from fsm.fields import json_object
 from fsm import partitions as parts
 from fsm import rights
 from fsm.errors import Conflict, FunctionNotFound, NotFound, ValidationError
@@ -38,13 +39,7 @@ def check_function_open(store: Store, user: dict, doc: dict | None) -> None:
 
 
 def _object(body: Any, allowed: set[str], example: str) -> dict:
-    if not isinstance(body, dict):
-        raise ValidationError(f"the body must be an object like {example}")
-    unknown = set(body) - allowed
-    if unknown:
-        raise ValidationError(f"unknown field(s): {', '.join(sorted(unknown))} (allowed: "
-                              f"{', '.join(sorted(allowed))})", field=sorted(unknown)[0])
-    return body
+    return json_object(body, allowed, example=example)
 
 
 def _partition_list(value: Any) -> list[str]:

@@ -9,6 +9,7 @@ import secrets
 from typing import Any
 from urllib.parse import urlparse
 
+from fsm.fields import json_object
 from fsm.errors import NotFound, ValidationError
 from fsm.store import Store
 from fsm.store.users import has_role
@@ -70,13 +71,7 @@ def _channel(raw: Any) -> dict:
 
 def subscribe(store: Store, body: Any, user: dict) -> dict:
     """Check and store a subscription; the answer (only this one) shows a webhook's secret."""
-    if not isinstance(body, dict):
-        raise ValidationError("a subscription must be a JSON object")
-    allowed = {"event", "task_id", "function", "worker", "threshold", "sensor", "channel"}
-    unknown = set(body) - allowed
-    if unknown:
-        raise ValidationError(f"unknown field(s): {', '.join(sorted(unknown))} (allowed: {', '.join(sorted(allowed))})",
-                              field=sorted(unknown)[0])
+    json_object(body, {"event", "task_id", "function", "worker", "threshold", "sensor", "channel"}, "a subscription")
     event = body.get("event")
     if event not in EVENTS:
         raise ValidationError(f"'event' must be one of {', '.join(EVENTS)}, got {event!r}", field="event")

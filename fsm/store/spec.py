@@ -14,6 +14,7 @@ from typing import Any
 
 import bson
 
+from fsm.fields import json_object
 from fsm.errors import PayloadTooLarge, ValidationError
 from fsm.identifiers import FUNCTION_NAME, GROUP_NAME, SERVICE_NAME, TAG, TASK_ID, Grammar
 from fsm.references import RESULT, references
@@ -236,12 +237,7 @@ def _depends_on(body: dict) -> list[str]:
 
 def validate(body: Any, defaults: Defaults = Defaults()) -> TaskSpec:
     """Check one task body; raise naming the first problem found."""
-    if not isinstance(body, dict):
-        raise ValidationError(f"a task must be a JSON object, got {type(body).__name__}")
-    unknown = set(body) - ALLOWED
-    if unknown:
-        raise ValidationError(f"unknown field(s): {', '.join(sorted(unknown))} "
-                              f"(allowed: {', '.join(sorted(ALLOWED))})", field=sorted(unknown)[0])
+    json_object(body, ALLOWED, "a task")
     if "service" in body:
         raise ValidationError("give either 'service' or 'function' (and 'version'), not both", field="service")
     function = body.get("function")
