@@ -19,14 +19,12 @@ import argparse
 import random
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from fsm.store import Store, database  # noqa: E402
-from fsm.store.embedded import EmbeddedMongo  # noqa: E402
+from scratch_db import scratch_store  # noqa: E402  (scripts/scratch_db.py)
 from fsm.store.tokens import token_hash  # noqa: E402
 
 
@@ -47,10 +45,7 @@ def main() -> None:
     parser.add_argument("--users", type=int, default=1000)
     parser.add_argument("--calls", type=int, default=2000)
     args = parser.parse_args()
-    mongo = EmbeddedMongo(tempfile.mkdtemp(prefix="suanwang-benchauth-"))
-    uri = mongo.start()
-    try:
-        store = Store(database(uri, "benchauth"))
+    with scratch_store("benchauth") as (store, _uri):
         now = store.now()
         secrets, sids = [], []
         for i in range(args.users):
@@ -77,8 +72,6 @@ def main() -> None:
         print(f"{args.users} users, {args.calls} lookups each")
         for name, (p50, p95) in rows:
             print(f"{name:<30} p50 {p50:6.3f} ms  p95 {p95:6.3f} ms  ratio {p50 / base:4.2f}")
-    finally:
-        mongo.stop()
 
 
 if __name__ == "__main__":

@@ -3,7 +3,8 @@
 watcher sees it.
 
 Starts its own mongod (single-node replica set). Three figures, p50 / p95 over ``--samples``:
-  1. a change stream on ``tasks`` (what notifications watch): insert (majority) -> event
+  1. a change stream (what notifications watch on ``tasks``; here on a plain ``probe`` collection,
+     since ``tasks`` validates its documents): insert (majority) -> event
   2. the wake-up signal (what idle workers tail): insert (w=1) into ``wakeups`` -> tailing cursor
   3. baseline: the insert's own round trip, measured in the same run
 
@@ -14,15 +15,13 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from fsm.store import Store, database  # noqa: E402
-from fsm.store.embedded import EmbeddedMongo  # noqa: E402
+from scratch_db import scratch_store  # noqa: E402  (scripts/scratch_db.py)
 
 
 def pct(values: list[float], q: float) -> float:
@@ -34,15 +33,12 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--samples", type=int, default=300)
     args = parser.parse_args()
-    mongo = EmbeddedMongo(tempfile.mkdtemp(prefix="suanwang-benchchanges-"))
-    uri = mongo.start()
-    try:
-        store = Store(database(uri, "benchchanges"))
+    with scratch_store("benchchanges") as (store, _uri):
         seen: dict[int, float] = {}
         ready = threading.Event()
 
         def watch() -> None:
-            with store.db.tasks.watch([{"$match": {"operationType": "insert"}}], max_await_time_ms=50) as stream:
+            with store.db.probe.watch([{"$match": {"operationType": "insert"}}], max_await_time_ms=50) as stream:
                 ready.set()
                 while len(seen) < args.samples:
                     change = stream.try_next()
@@ -55,7 +51,7 @@ def main() -> None:
         acked, rtt = {}, []
         for n in range(args.samples):
             start = time.perf_counter()
-            store.db.tasks.insert_one({"n": n})
+            store.db.probe.insert_one({"n": n})
             acked[n] = time.perf_counter()
             rtt.append((acked[n] - start) * 1000)
             time.sleep(0.005)
@@ -80,13 +76,10 @@ def main() -> None:
                 wake_lag.append((got["at"] - sent) * 1000)
         print(f"{'measure':<48} {'p50 ms':>8} {'p95 ms':>8}")
         for name, values in (("insert round trip, majority (baseline)", rtt),
-                             ("change stream on tasks: ack -> event", stream_lag),
+                             ("change stream: ack -> event", stream_lag),
                              ("wake-up signal: insert -> tailing worker", wake_lag)):
             print(f"{name:<48} {statistics.median(values):>8.2f} {pct(values, 0.95):>8.2f}")
         print(f"({len(stream_lag)}/{args.samples} change events, {len(wake_lag)}/{args.samples} wake-ups seen)")
-        store.close()
-    finally:
-        mongo.stop()
 
 
 if __name__ == "__main__":

@@ -12,7 +12,6 @@ import random
 import re
 import statistics
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -21,8 +20,8 @@ import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from fsm.store import Store, database  # noqa: E402
-from fsm.store.embedded import EmbeddedMongo  # noqa: E402
+from fsm.store import Store  # noqa: E402
+from scratch_db import scratch_store  # noqa: E402  (scripts/scratch_db.py)
 import synthetic  # noqa: E402  (scripts/synthetic.py)
 
 FUNCTIONS = ["train_model", "render_frames", "echo", "sleep", "cpu_burn"]
@@ -50,10 +49,7 @@ def main() -> None:
     from scheduler.app import create_app
     from scheduler.config import ServerConfig
 
-    mongo = EmbeddedMongo(tempfile.mkdtemp(prefix="suanwang-benchweb-"))
-    uri = mongo.start()
-    try:
-        store = Store(database(uri, "benchweb"))
+    with scratch_store("benchweb") as (store, uri):
         t0 = time.perf_counter()
         fill(store, args.tasks)
         print(f"inserted {args.tasks:,} tasks in {time.perf_counter() - t0:.1f} s")
@@ -101,8 +97,6 @@ def main() -> None:
         print(f"{'all':<22} {p50:>8.1f} {max(everything):>8.1f}   (p95 {p95:.1f} ms)")
         print(f"\ntasks table data request at {args.tasks:,} tasks: p50 {p50:.1f} ms "
               f"(target < 100 ms: {'met' if p50 < 100 else 'NOT met'})")
-    finally:
-        mongo.stop()
 
 
 if __name__ == "__main__":
