@@ -91,3 +91,32 @@ def test_quarantine_raises_an_alert(store):
     (delivery,) = store.db.deliveries.find({})
     assert delivery["payload"]["subject"] == "m1:f" and delivery["payload"]["detail"]["reason"].startswith("3 failed")
     assert notifier.check_once(now + timedelta(seconds=30)) == 0  # one alert per episode
+
+
+def test_one_flush_stores_every_functions_outcomes_and_starts_the_quarantine(store):
+    from fsm.states import AttemptState
+    from worker.health import HealthTracker
+
+    store.machines.record("peer", [("flaky", True, 0.2)], POLICY)  # another machine succeeds at it
+    tracker = HealthTracker("w1", POLICY)
+    for function, state, seconds in [("flaky", AttemptState.FAILED, 0.1), ("fine", AttemptState.SUCCEEDED, 0.5),
+                                     ("flaky", AttemptState.FAILED, 0.1), ("fine", AttemptState.SUCCEEDED, 1.5),
+                                     ("other", AttemptState.SUCCEEDED, 2.0), ("flaky", AttemptState.FAILED, 0.1),
+                                     ("fine", AttemptState.LOST, 9.0)]:  # a lost attempt is not the machine's verdict
+        tracker.note(function, state, seconds)
+
+    # One flush writes all three functions' records and starts the quarantine the third failure earns
+    avoid, _slow = tracker.flush(store)
+    assert avoid == ("flaky",)
+    stats = {d["function"]: d for d in store.machines.coll.find({"worker": "w1"})}  # (local reads: w:1 writes)
+    assert set(stats) == {"flaky", "fine", "other"}
+    assert (stats["fine"]["attempts"], stats["fine"]["successes"], stats["fine"]["mean_s"]) == (2, 2, 1.0)
+    assert stats["other"]["attempts"] == 1 and stats["flaky"]["quarantine_reason"]
+    assert [q["function"] for q in tracker.view()] == ["flaky"]
+
+    # Nothing new and nothing ending: the next heartbeat's flush reads and writes nothing
+    assert tracker.flush(store) is None
+    # A new outcome is written by the next flush, without re-reading the quarantines
+    tracker.note("other", AttemptState.SUCCEEDED, 1.0)
+    assert tracker.flush(store) is None
+    assert store.machines.coll.find_one({"worker": "w1", "function": "other"})["attempts"] == 2
