@@ -115,7 +115,7 @@ def main() -> None:
     print(f"| {'process':<20} | {'CPU ms per task':>15} |\n|{'-' * 22}|{'-' * 17}|")
     for name in before:
         print(f"| {name:<20} | {1000 * (after[name] - before[name]) / n:>15.3f} |")
-    print(f"\nmongod work per task (serverStatus, whole run; includes the bench's own polling)\n")
+    print("\nmongod work per task (serverStatus, whole run; includes the bench's own polling)\n")
     print("  " + ", ".join(f"{k} {v / n:.2f}" for k, v in ops.items() if v))
     total = sum(phases.values()) or 1
     print(f"\nworker daemon on-CPU samples by phase ({total:,} samples)\n")
