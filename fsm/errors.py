@@ -167,6 +167,12 @@ class InsufficientCredits(SuanwangError):
     code, http_status = "insufficient_credits", 402
 
 
+class QuotaLimit(SuanwangError):
+    """A user (or their group) is at a quota of waiting tasks: try again later (429, ``Retry-After``)."""
+
+    code, http_status = "quota_exceeded", 429
+
+
 class QuotaExceeded(SuanwangError):
     """Storing this would take the user past their storage quota."""
 

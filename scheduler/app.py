@@ -32,7 +32,7 @@ from scheduler.config import ServerConfig
 log = logging.getLogger("suanwang.server")
 #: Blueprints other engineers add in their own modules, registered under /api/v1 when present.
 OPTIONAL_BLUEPRINTS = ("scheduler.api_schedules", "scheduler.api_notify", "scheduler.api_data", "scheduler.api_docs",
-                       "scheduler.api_accounts", "scheduler.api_services")
+                       "scheduler.api_accounts", "scheduler.api_services", "scheduler.api_quotas")
 #: ``settings`` document that holds the shared session key.
 SECRET_KEY_ID = "secret_key"
 

@@ -22,6 +22,8 @@ One module, so both fronts answer the same way:
 """
 from __future__ import annotations
 
+import math
+
 from functools import wraps
 
 from flask import Flask, current_app, g, jsonify, request, session
@@ -164,6 +166,8 @@ def error_response(exc: SuanwangError):
     response.status_code = exc.http_status
     if isinstance(exc, Unauthorized):
         response.headers["WWW-Authenticate"] = 'Bearer realm="suanwang"'
+    if exc.details.get("retry_after_s") is not None:  # a limit that lifts by itself (429): when to try again
+        response.headers["Retry-After"] = str(max(1, math.ceil(float(exc.details["retry_after_s"]))))
     return response
 
 

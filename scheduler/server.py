@@ -171,6 +171,9 @@ class Server:
             from scheduler import credits
 
             credits.install(self.leader, config.credits_settle_s)
+            from scheduler import quotas
+
+            quotas.install(self.leader)
         self._first = listeners(self.http)[0]
         self._thread: threading.Thread | None = None
         self._stopping = threading.Event()

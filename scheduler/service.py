@@ -30,7 +30,7 @@ from registry import catalog
 from registry.builtins import BUILTIN_VERSION
 from fsm import rights
 from scheduler.paging import int_arg
-from scheduler import credits, resources, service_data, service_flow, service_services
+from scheduler import credits, quotas, resources, service_data, service_flow, service_services
 
 #: Most tasks one publish request may carry.
 MAX_BULK = 10_000
@@ -112,6 +112,7 @@ def publish(store: Store, bodies: Any, user: dict, priority_caps: dict | None = 
     from scheduler.service_explain import publish_warnings  # here: that module imports this one
 
     publish_warnings(store, docs)
+    quotas.check_publish(store, user, len(docs))  # 429 past a queued quota, nothing written
     with credits.reserved(store, docs, items, user):  # priced tasks: 402 and nothing written when unpaid
         try:
             store.tasks.insert(docs)

@@ -19,6 +19,7 @@ from fsm.errors import Conflict, ValidationError
 from fsm.identifiers import TOKEN_ID
 from fsm.store import Store
 from fsm.store.users import ROLES
+from scheduler import quotas
 from fsm import rights
 from scheduler import credits
 from scheduler.paging import int_arg
@@ -101,6 +102,7 @@ def patch_user(store: Store, name: str, body: Any, user: dict) -> dict:
         store.audit.record(user["_id"], "user.role", name, old=before.get("role"), new=role)
     if groups is not None and groups != (before.get("groups") or []):
         store.audit.record(user["_id"], "user.groups", name, old=before.get("groups") or [], new=groups)
+        quotas.groups_changed(store, set(groups) ^ set(before.get("groups") or []))
     if password is not None:
         ended = store.sessions.end_all(name)
         store.audit.record(user["_id"], "user.password", name, sessions_ended=ended)

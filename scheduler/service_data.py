@@ -17,6 +17,7 @@ from fsm.references import DATA, references
 from fsm.states import LIVE, Status
 from fsm.store import Store
 from fsm.store.users import has_role
+from scheduler import quotas
 from scheduler.paging import int_arg
 
 MAX_PAGE = 500
@@ -57,13 +58,10 @@ def upload(store: Store, user: dict, source: IO[bytes], *, name: Any, length: in
     if length is not None and length > limits.max_bytes:
         raise PayloadTooLarge(f"the data is {length} bytes; the limit is {limits.max_bytes} bytes",
                               limit=limits.max_bytes)
-    quota_left = None
-    if limits.quota_bytes is not None:
-        quota_left = limits.quota_bytes - store.data.usage(user["_id"])
-        if length is not None and length > quota_left:
-            raise QuotaExceeded(f"storing {length} bytes would exceed {user['_id']}'s storage quota of "
-                                f"{limits.quota_bytes} bytes ({max(quota_left, 0)} left); delete data first",
-                                owner=user["_id"])
+    quota_left = quotas.data_bytes_left(store, user, limits.quota_bytes)
+    if quota_left is not None and length is not None and length > quota_left:
+        raise QuotaExceeded(f"storing {length} bytes would exceed {user['_id']}'s storage quota "
+                            f"({max(quota_left, 0)} bytes left); delete data first", owner=user["_id"])
     return store.data.upload(source, name=name, owner=user["_id"], content_type=content_type or "application/octet-stream",
                              expected_sha256=sha256, max_bytes=limits.max_bytes, quota_left=quota_left)
 

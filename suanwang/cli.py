@@ -397,6 +397,9 @@ def _mount_optional() -> None:
     from suanwang.cli_credits import credits_group
 
     main.add_command(credits_group, "credits")
+    from suanwang.cli_quotas import quota_group
+
+    main.add_command(quota_group, "quota")
 
 
 _mount_optional()

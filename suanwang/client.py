@@ -43,6 +43,9 @@ class Client:
     def patch(self, path: str, body=None):
         return self._call("PATCH", path, body)
 
+    def put(self, path: str, body=None):
+        return self._call("PUT", path, body)
+
     def delete(self, path: str):
         return self._call("DELETE", path)
 

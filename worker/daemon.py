@@ -50,6 +50,7 @@ from worker.health import HealthTracker
 from worker.heartbeat import Heartbeat
 from worker.live import LiveReporter
 from worker.recorder import RETRY_MAX_S, RETRY_START_S, Recorder
+from worker.quota_room import QuotaRoom
 from worker.requests import ChildRequests
 from worker.slots import FINISH_DEPTH, Slots
 from worker.trouble import Trouble
@@ -82,6 +83,7 @@ class Daemon(Slots, AttemptRunner, Recorder):
         self.datacache = DataCache(Path(config.cache_dir) / "data", config.data_cache_bytes)
         self.heartbeat = Heartbeat(self)
         self.health = HealthTracker(config.name, config.quarantine_policy())
+        self.quota_room = QuotaRoom()
         self.live = LiveReporter(self)
         self.trouble = Trouble()
         self.fence = Fence(config.lease_s, config.fence_margin_s(), self._fence_expired)
@@ -133,6 +135,10 @@ class Daemon(Slots, AttemptRunner, Recorder):
                     return False
                 delay = min(delay * 2, RETRY_MAX_S)
         self.trouble.ok()
+        try:  # running quotas as the leader last counted them, before the first claim
+            self.set_quota_room(self.store.quotas.room())
+        except PyMongoError as exc:  # the heartbeat brings them
+            log.warning("could not read the running quotas yet: %s", exc)
         self._started = True  # (the executor's children start with the first attempt)
         log.info("worker %s online: %d slot(s), tags %s, %s GPU(s), %.1f GB; heartbeat %gs, lease %gs",
                  self.config.name, self.config.concurrency, ",".join(self.config.tags) or "-", self.config.gpus,
@@ -289,6 +295,22 @@ class Daemon(Slots, AttemptRunner, Recorder):
             self._admin_draining = draining
             if not draining:
                 self._notify_all()
+
+    def set_quota_room(self, room: dict | None) -> None:
+        """The leader's count of the room under running quotas: owners without room are left to wait.
+
+        None (this worker's document not told yet) keeps what it knows: the leader clears with an
+        empty list."""
+        if room is None:
+            return
+        self.quota_room.update(room)
+        self._avoid_full_owners()
+
+    def _avoid_full_owners(self) -> None:
+        owners = self.quota_room.avoid()
+        if owners != self.claimant.avoid_owners:
+            log.info("at their running quota (their tasks wait): %s", ", ".join(owners) or "nobody")
+            self.claimant = replace(self.claimant, avoid_owners=owners)
 
     def describe(self) -> dict[str, Any]:
         """The daemon's part of the whoami."""

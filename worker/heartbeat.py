@@ -39,6 +39,8 @@ class HeartbeatHost(Protocol):
 
     def set_admin_draining(self, draining: bool) -> None: ...
 
+    def set_quota_room(self, room: dict | None) -> None: ...
+
     def check_temperature(self, hottest: tuple[str, float] | None) -> None: ...
 
     def describe(self) -> dict[str, Any]: ...
@@ -92,6 +94,7 @@ class Heartbeat:
             doc = self.store.workers.set_state(name, ONLINE)
             state = ONLINE
         d.set_admin_draining(state == DRAINING)
+        d.set_quota_room(doc.get("quota_room"))  # the room left under running quotas (the leader's count)
         d.check_temperature(stats.hottest(snapshot))
         now = time.monotonic()
         if now - self._last_sample >= self.config.sample_every_s:

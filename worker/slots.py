@@ -143,6 +143,10 @@ class Slots:
             claim = self.store.tasks.claim_next(who)
             if claim is None:
                 return None, False
+            owner = claim.task.get("submitted_by")
+            if self.quota_room.limited(owner):  # under a running quota: the next claim knows it took one
+                self.quota_room.claimed(claim.attempt_id, owner, self.store.now())
+                self._avoid_full_owners()
             # the claim filter bounds each need on its own; the exact fit (which GPUs) is decided here
             return claim, self.capacity.hold(claim.attempt_id, claim.task.get("requires") or {}) is not None
 
@@ -153,6 +157,8 @@ class Slots:
             self._submitters.pop(claim.task_id, None)
         with self._capacity_lock:  # (already, unless the attempt never ran)
             self.capacity.release(claim.attempt_id)
+            self.quota_room.ended(claim.attempt_id)
+            self._avoid_full_owners()
         self.fence.drop(claim.attempt_id)
 
     # ------------------------------------------------------------- idling

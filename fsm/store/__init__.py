@@ -14,6 +14,7 @@ from fsm.store.data import DataStore
 from fsm.store.db import database, server_now
 from fsm.store.groups import GroupStore
 from fsm.store.ledger import LedgerStore
+from fsm.store.quotas import QuotaStore
 from fsm.store.services import ServiceStore
 from fsm.store.functions import FunctionStore, RepoStore
 from fsm.store.live import LiveReports
@@ -80,6 +81,10 @@ class Store:
         self.ledger = LedgerStore(db)
         if create_indexes:
             self.ledger.ensure_indexes()
+        #: Limits on what a user (or a group's members) has waiting, running and stored.
+        self.quotas = QuotaStore(db)
+        if create_indexes:
+            self.quotas.ensure_indexes()
 
     @property
     def name(self) -> str:

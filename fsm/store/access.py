@@ -65,6 +65,8 @@ WORKER_ACTIONS: dict[str, list[str]] = {
     "repos": ["find"],
     # read by claims; a child task in a new lane registers it (an upsert)
     "lanes": ["find", "insert", "update"],
+    # the room left under running quotas, read once at start (``fsm.store.quotas``)
+    "quotas": ["find"],
     # large data: read arguments; store large results (GridFS writes chunks, then the file
     # document, and deletes the chunks of an aborted upload); GridFS checks its indexes once
     f"{DATA_BUCKET}.files": ["find", "insert", "remove", "listIndexes"],

@@ -42,6 +42,8 @@ class Claimant:
     prefer_versions: tuple[str, ...] = field(default=())
     #: functions this machine is quarantined for (it keeps failing them while others succeed)
     avoid_functions: tuple[str, ...] = ()
+    #: users at their running quota (``fsm.store.quotas``): their tasks wait, others' are claimed
+    avoid_owners: tuple[str, ...] = ()
     #: functions an idle peer runs clearly faster: their fresh tasks are left to it for a moment
     slow_functions: tuple[str, ...] = ()
     #: free cores (None: not limited) and the most GPU memory (GB) one GPU still has free; ``gpus``
@@ -77,6 +79,8 @@ class ClaimVerbs:
         }
         if who.avoid_functions:
             filt["function"] = {"$nin": list(who.avoid_functions)}
+        if who.avoid_owners:
+            filt["submitted_by"] = {"$nin": list(who.avoid_owners)}
         if who.cpus is not None:  # capacity: what the task takes must fit what is free now
             # a task that names no cores takes one: with less than one free, only those that ask for less
             filt["requires.cpus"] = {"$not": {"$gt": who.cpus}} if who.cpus >= 1 else {"$lte": who.cpus}

@@ -135,6 +135,10 @@ class UserStore:
     def list(self) -> list[dict]:
         return list(self.users.find({}, {"password_hash": 0, "tokens": 0}).sort("_id", 1))
 
+    def members(self, group: str) -> list[str]:
+        """The names of the users in ``group``."""
+        return sorted(d["_id"] for d in self.users.find({"groups": group}, {"_id": 1}))
+
     def find(self, name: str) -> dict | None:
         """The user without secrets, or None."""
         return self.users.find_one({"_id": name}, {"password_hash": 0, "tokens": 0})
