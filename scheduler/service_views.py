@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from fsm.errors import Forbidden, FunctionNotFound
+from fsm.errors import Forbidden, FunctionNotFound, NotFound
 from fsm.store import Store
 from fsm.store.ledger import user_account
 from fsm.store.users import has_role
@@ -45,12 +45,27 @@ def tasks_table(store: Store, user: dict, query: dict, *, sort: list, skip: int,
     return docs, filtered, total
 
 
-def functions(store: Store, user: dict) -> tuple[list[dict], list[dict]]:
-    """Registered versions (public ones only below super) and the built-ins."""
-    docs, _ = store.functions.list(public_only=not has_role(user, "super"),
-                                   partitions=service_services.open_partitions(store, user))
-    builtins = [{"code": name, "doc": (f.__doc__ or "").strip()} for name, f in sorted(BUILTINS.items())]
+def functions(store: Store, user: dict, partition: str | None = None) -> tuple[list[dict], list[dict]]:
+    """Registered versions (public ones only below super) and the built-ins (in ``public``), of every
+    partition open to ``user`` or of ``partition`` alone (404 when it is closed to them)."""
+    open_ = service_services.open_partitions(store, user)
+    if partition is not None:
+        if partition not in nav_partitions(store, user):
+            raise NotFound(f"no partition {partition!r}")
+        open_ = frozenset({partition})
+    docs, _ = store.functions.list(public_only=not has_role(user, "super"), partitions=open_)
+    builtins = [] if partition not in (None, "public") else [
+        {"code": name, "doc": (f.__doc__ or "").strip()} for name, f in sorted(BUILTINS.items())]
     return docs, builtins
+
+
+def nav_partitions(store: Store, user: dict) -> list[str]:
+    """The partitions the navigation offers ``user``: those open to them (an admin: every one in use)."""
+    open_ = service_services.open_partitions(store, user)
+    if open_ is None:
+        return sorted(set(store.functions.partitions()) | {g2 for g in store.groups.list()
+                                                              for g2 in g.get("partitions") or []})
+    return sorted(open_)
 
 
 def function(store: Store, user: dict, code: str, version: str) -> dict:

@@ -222,3 +222,30 @@ def test_workers_page_shows_quarantines(app, store):
     client, _ = logged_in(app, "general1")
     html = client.get("/workers").get_data(as_text=True)
     assert "quarantined" in html and "mlfuncs.train" in html and "3 failed attempts in a row" in html
+
+
+def test_the_functions_menu_offers_only_the_partitions_open_to_the_viewer(app, store):
+    now = server_now(store.db)
+    for code, partition in (("tokenize", "nlp"), ("detect", "vision"), ("train", None)):
+        store.db.functions.insert_one({
+            "_id": f"{code}@1.0", "code": code, "version": "1.0", "name": code, "entrypoint": "m:f", "repo": "ml",
+            "commit": "a" * 40, "content": "", "public": True, "deprecated": False, "create_time": now,
+            **({"partition": partition} if partition else {})})
+    store.groups.add("nlp-team", ["nlp"])
+    store.users.change("general1", groups=["nlp-team"])
+
+    def menu(client):
+        html = client.get("/functions").get_data(as_text=True)
+        return re.findall(r'data-partition="([^"]+)"', html), html
+
+    client, _ = logged_in(app, "general1")
+    offered, html = menu(client)
+    assert offered == ["nlp", "public"]
+    assert "/functions/tokenize/1.0" in html and "/functions/detect/1.0" not in html
+    # one partition's page shows only its functions; a closed one is not found
+    nlp = client.get("/functions?partition=nlp").get_data(as_text=True)
+    assert "/functions/tokenize/1.0" in nlp and "/functions/train/1.0" not in nlp and "noop" not in nlp
+    assert client.get("/functions?partition=vision").status_code == 404
+    # an admin is offered every partition in use
+    client, _ = logged_in(app, "admin1")
+    assert menu(client)[0] == ["nlp", "public", "vision"]

@@ -18,8 +18,11 @@ VENDOR = Path(__file__).parent / "static" / "vendor"
 
 @bp.app_context_processor
 def page_context():
-    return {"me": user(), "can": can, "csrf_token": generate_csrf,
-            "assets_missing": not (VENDOR / ".installed").exists()}
+    me = user()
+    return {"me": me, "can": can, "csrf_token": generate_csrf,
+            "assets_missing": not (VENDOR / ".installed").exists(),
+            # the Functions menu: only the partitions open to the viewer
+            "partitions": (lambda: service_views.nav_partitions(store(), me)) if me else (lambda: [])}
 
 
 @bp.get("/login")
@@ -96,8 +99,12 @@ def worker(name):
 @bp.get("/functions")
 @login_required()
 def functions():
-    docs, builtins = service_views.functions(store(), user())
-    return render_template("functions.html", functions=docs, builtins=builtins)
+    partition = request.args.get("partition") or None
+    try:
+        docs, builtins = service_views.functions(store(), user(), partition)
+    except NotFound:
+        abort(404)
+    return render_template("functions.html", functions=docs, builtins=builtins, partition=partition)
 
 
 @bp.get("/functions/<code>/<version>")

@@ -120,6 +120,10 @@ class FunctionStore:
         cursor = self.functions.find(query, SUMMARY).sort([("code", ASCENDING), ("create_time", DESCENDING)])
         return list(cursor.skip(skip).limit(limit)), total
 
+    def partitions(self) -> list[str]:
+        """Every partition some function version is in (one registered before partitions: public)."""
+        return sorted({p or "public" for p in self.functions.distinct("partition")} | {"public"})
+
     def by_commits(self, commits: list[str]) -> list[dict]:
         return list(self.functions.find({"commit": {"$in": commits}}, {"code": 1, "version": 1, "commit": 1}))
 
