@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from datetime import timedelta
 import time
 
 from fsm.health import HealthPolicy
@@ -45,7 +46,7 @@ class HealthTracker:
         with self._lock:
             batch, self._outcomes = self._outcomes, []
         now = time.monotonic()
-        if not batch and now - self._refreshed < REFRESH_S and not self._expired():
+        if not batch and now - self._refreshed < REFRESH_S and not self._expired(store):
             return None
         try:
             fresh = store.machines.record(self.worker, batch, self.policy) if batch else []
@@ -57,7 +58,7 @@ class HealthTracker:
                 self._outcomes = batch + self._outcomes
             raise
         # the reads below (quarantines, online peers, their times) only when something may have changed
-        if not fresh and now - self._refreshed < REFRESH_S and not self._expired():
+        if not fresh and now - self._refreshed < REFRESH_S and not self._expired(store):
             return None
         self.quarantined = store.machines.quarantined(self.worker)
         online = {w["_id"] for w in store.workers.list({"state": "online"})}
@@ -65,10 +66,13 @@ class HealthTracker:
         self._refreshed = now
         return tuple(sorted(q["function"] for q in self.quarantined)), slow
 
-    def _expired(self) -> bool:
-        """A quarantine held here may have ended (checked again at its end, not only every REFRESH_S)."""
-        return bool(self.quarantined) and time.monotonic() - self._refreshed >= 1.0 and any(
-            q["quarantined_until"].timestamp() <= time.time() + 1 for q in self.quarantined)
+    def _expired(self, store: Store) -> bool:
+        """A quarantine held here may have ended (checked again at its end, not only every REFRESH_S),
+        by the server's clock (``quarantined_until`` is the server's time, never this machine's)."""
+        if not self.quarantined or time.monotonic() - self._refreshed < 1.0:
+            return False
+        soon = store.now() + timedelta(seconds=1)
+        return any(q["quarantined_until"] <= soon for q in self.quarantined)
 
     def view(self) -> list[dict]:
         """For the whoami: the quarantines in force."""
