@@ -1,8 +1,8 @@
 """The data API under /api/v1: raw bodies streamed into GridFS and back out, task results.
 
-``POST /data?name=N`` reads ``request.stream`` piece by piece (waitress has spooled a large
-body to disk; this route's own size limit replaces the app's JSON limit), so an object of any
-size passes through a bounded amount of memory. ``GET /data/<id>/content`` streams the bytes
+``POST /data?name=N`` reads ``request.stream`` piece by piece as the bytes arrive
+(``scheduler.upload_stream``; this route's own size limit replaces the app's JSON limit), so
+an object of any size passes through a bounded amount of memory. ``GET /data/<id>/content`` streams the bytes
 with ``Range`` (206) and an ``ETag`` of the sha256. ``GET /tasks/<id>/result`` streams any
 task's result: the stored file or JSON document, or the inline JSON value.
 """

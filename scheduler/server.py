@@ -27,7 +27,6 @@ import time
 from typing import Callable, Iterable
 
 from waitress import wasyncore
-from waitress.channel import HTTPChannel
 from waitress.parser import HTTPRequestParser
 from waitress.server import BaseWSGIServer, create_server
 from waitress.task import ErrorTask
@@ -36,6 +35,7 @@ from fsm.store import Store
 from scheduler.app import create_app, open_store
 from scheduler.config import ServerConfig
 from scheduler.leader_loop import Leader
+from scheduler.upload_stream import StreamingUploadChannel
 
 log = logging.getLogger("suanwang.server")
 #: Response bytes buffered per connection before the app waits for the client to read.
@@ -45,6 +45,8 @@ OUTBUF_BYTES = 4 << 20
 #: as the size of each ``send``: the default 16 KiB made a large download thousands of rounds
 #: of Python and of waitress's loop per 100 MB.
 SEND_BUFFER_BYTES = 2 << 20
+#: Bytes asked of the socket per read (waitress's default is 8 KiB).
+RECV_BYTES = 256 << 10
 #: How long ``stop()`` lets requests in flight finish before closing connections.
 STOP_GRACE_S = 3.0
 
@@ -72,7 +74,7 @@ class JSONErrorTask(ErrorTask):
         self.write(body)
 
 
-class JSONErrorChannel(HTTPChannel):
+class JSONErrorChannel(StreamingUploadChannel):
     error_task_class = JSONErrorTask
 
 
@@ -83,16 +85,21 @@ DATA_UPLOAD_PATH = "/api/v1/data"
 class DataUploadParser(HTTPRequestParser):
     """Data uploads get the data limit (``data_adj``); every other body keeps ``max_body_bytes``.
 
-    waitress reads the limit from ``self.adj`` right after the headers are parsed, and spools
-    a body larger than ``inbuf_overflow`` to a temporary file, so memory stays bounded.
+    waitress reads the limit from ``self.adj`` right after the headers are parsed. A chunked
+    upload is spooled to a temporary file past ``inbuf_overflow``; one with a Content-Length
+    is streamed to the app.
     """
 
     data_adj = None
+    #: The body goes to the app as it arrives (``scheduler.upload_stream``): a data upload
+    #: with a Content-Length.
+    streamable = False
 
     def parse_header(self, header_plus):
         super().parse_header(header_plus)
         if self.data_adj is not None and self.command == "POST" and self.path.rstrip("/") == DATA_UPLOAD_PATH:
             self.adj = self.data_adj
+            self.streamable = not self.chunked and self.content_length > 0
 
 
 def http_server(app, config: ServerConfig):
@@ -102,7 +109,9 @@ def http_server(app, config: ServerConfig):
                            max_request_body_size=config.max_body_bytes + 1, clear_untrusted_proxy_headers=True,
                            # a streamed download stays in memory (up to the high watermark, where
                            # the app waits for the client) instead of passing through temp files
-                           outbuf_overflow=OUTBUF_BYTES, outbuf_high_watermark=OUTBUF_BYTES)
+                           outbuf_overflow=OUTBUF_BYTES, outbuf_high_watermark=OUTBUF_BYTES,
+                           # a large upload arrives in fewer rounds of the loop than 8 KiB reads
+                           recv_bytes=RECV_BYTES)
     send_buffer = (socket.SOL_SOCKET, socket.SO_SNDBUF, SEND_BUFFER_BYTES)
     for listener in listeners(server):
         if send_buffer not in listener.adj.socket_options:  # set on each accepted connection

@@ -133,3 +133,27 @@ def test_task_result_endpoint(api):
     resp = api.call("GET", f"/tasks/{task['id']}/result", "admin")
     assert resp.status_code == 409
     assert api.call("GET", "/tasks/nope/result", "admin").status_code == 404
+
+
+def test_streamed_uploads_share_a_connection_and_early_refusals_are_answered(api):
+    """Uploads reach the app as they arrive (scheduler.upload_stream): a refusal sent before the
+    body is read still reaches the client, and the kept-alive connection serves what follows."""
+    body = os.urandom(24 << 20)
+    with requests.Session() as session:
+        url = f"{api.url}/data?name=big"
+        refused = session.post(url, data=body, headers={**OCTET, "Authorization": "Bearer wrong"}, timeout=60)
+        assert refused.status_code == 401 and refused.json()["error"]["code"]
+        forbidden = session.post(url, data=body, timeout=60,
+                                 headers={**OCTET, "Authorization": f"Bearer {api.tokens['general']}"})
+        assert forbidden.status_code == 403
+        auth = {**OCTET, "Authorization": f"Bearer {api.tokens['super']}"}
+        stored = session.post(url, data=body, headers={**auth, "X-Content-SHA256": hashlib.sha256(body).hexdigest()},
+                              timeout=60)
+        assert stored.status_code == 201, stored.text
+        again = session.get(f"{api.url}/data/{stored.json()['id']}/content", headers=auth, timeout=60)
+        assert again.status_code == 200 and again.content == body
+        # A wrong checksum, found once the whole body went by, stores nothing.
+        bad = session.post(url, data=body, headers={**auth, "X-Content-SHA256": "0" * 64}, timeout=60)
+        assert bad.status_code == 422
+    assert api.store.data.files.count_documents({}) == 1
+    assert api.store.data.chunks.count_documents({}) == 24
