@@ -15,10 +15,20 @@ Examples:
   bash scripts/test.sh -m 'not browser'     without Chromium
   bash scripts/test.sh -k claim -x          tests whose names hold 'claim', stop at the first failure
   bash scripts/test.sh tests/test_cli.py    one file
+  SUANWANG_TEST_PROCESSES=1 bash scripts/test.sh   one test at a time (default: two processes)
 Markers: slow, browser, netns (root), gpu. Screenshots of the browser tests: test-artifacts/.
   -h, --help                                this help (installs nothing; pytest's own: --help-pytest)"
 ARGS=()
-for a in "$@"; do if [ "$a" = "--help-pytest" ]; then ARGS+=(--help); else ARGS+=("$a"); fi; done
+PARALLEL=1
+for a in "$@"; do
+  if [ "$a" = "--help-pytest" ]; then ARGS+=(--help); else ARGS+=("$a"); fi
+  case "$a" in -n|-n*|--numprocesses*|--help-pytest|--collect-only|--co|no:xdist) PARALLEL=0 ;; esac
+done
+# Two test processes (pytest-xdist), each with its own mongod: most tests wait on real processes,
+# so two share a machine's cores well; SUANWANG_TEST_PROCESSES=1 runs them one at a time.
+if [ "$PARALLEL" = 1 ] && [ "${SUANWANG_TEST_PROCESSES:-2}" -gt 1 ]; then
+  ARGS=(-n "${SUANWANG_TEST_PROCESSES:-2}" "${ARGS[@]}")
+fi
 bootstrap_help "$USAGE" "$@" && exit 0
 bootstrap_system git chromium iproute2 nftables systemd ca-certificates
 bootstrap_venv "dev,embedded,ml"
