@@ -56,6 +56,8 @@ log = logging.getLogger("suanwang.notify")
 CHANGE_STREAM_HISTORY_LOST = 286
 #: What the notifier reads of the task itself (one indexed lookup per event; the change stream
 #: carries only status, reason and error: see ``fsm.store.notify.TASK_PIPELINE``).
+#: How often the change stream's position is saved while events flow, and while none come.
+TOKEN_SAVE_S, TOKEN_IDLE_SAVE_S = 1.0, 10.0
 TASK_FIELDS = {"function": 1, "version": 1, "submitted_by": 1, "finished_at": 1, "reason": 1, "attempts.id": 1}
 
 
@@ -152,19 +154,26 @@ class Notifier:
         fields = change.get("updateDescription", {}).get("updatedFields", {})
         status = fields.get("status")
         task_id = change["documentKey"]["_id"]
-        task = change.get("fullDocument") or self._task(task_id)
-        task = {**task, "status": status, "reason": fields.get("reason", task.get("reason")),
-                "error": fields.get("error", task.get("error"))}
         if status == Status.SUCCEEDED.value:
             events = ["task.succeeded"]
         elif status == Status.FAILED.value:
-            events = ["task.failed"] + (["task.disputed"] if task.get("reason") == "disputed" else [])
+            events = ["task.failed", "task.disputed"]  # disputed: only when the reason says so (below)
         else:
             return 0
+        subs = self.notify.task_subscriptions(events, task_id)
+        if not subs:  # the common case: nobody listens, so the task is not read
+            return 0
+        task = change.get("fullDocument") or self._task(task_id)
+        task = {**task, "status": status, "reason": fields.get("reason", task.get("reason")),
+                "error": fields.get("error", task.get("error"))}
         key = hashlib.sha1(str(change["_id"]).encode()).hexdigest()[:20]
         now = self.store.now()
         queued = 0
-        for sub in self.notify.task_subscriptions(events, task["_id"], task.get("function")):
+        for sub in subs:
+            if sub.get("function") not in (None, task.get("function")):
+                continue
+            if sub["event"] == "task.disputed" and task.get("reason") != "disputed":
+                continue
             if not sub.get("sees_all") and sub["owner"] != task.get("submitted_by"):
                 continue
             queued += self._queue(sub, sub["event"], key, {"task": task_payload(task)}, now)
@@ -353,18 +362,22 @@ class Notifier:
 
     def _watch(self, stop: threading.Event) -> None:
         resumed = self.notify.resume_token()
-        saved_at = 0.0
+        saved_at, unsaved = 0.0, False
         with self.notify.watch_finished_tasks(resumed) as stream:
             while not stop.is_set() and stream.alive:
                 change = stream.try_next()
                 if change is not None:
                     self._handle(change)
                 token = stream.resume_token
-                idle_save = change is None and time.monotonic() - saved_at > 10
-                if token is not None and (change is not None or idle_save or resumed is None):
+                # While events flow the position is saved at most once a second, and at once when
+                # they stop (every 10 s when idle): after a restart the events since the saved one
+                # are seen again, and their deliveries (ids from the event) are not queued twice.
+                unsaved = unsaved or change is not None
+                elapsed = time.monotonic() - saved_at
+                due = elapsed > TOKEN_SAVE_S if change is not None else (unsaved or elapsed > TOKEN_IDLE_SAVE_S)
+                if token is not None and (due or resumed is None):
                     self.notify.save_token(token)
-                    saved_at = time.monotonic()
-                    resumed = token
+                    saved_at, resumed, unsaved = time.monotonic(), token, False
 
 
 # ------------------------------------------------------------- installing

@@ -9,7 +9,7 @@ samples) and every process's CPU time with psutil. Prints:
   2. the worker daemon's on-CPU samples by phase (claim, hand-over to the child and back,
      recording the outcome, heartbeat, idle wait, driver monitoring, other)
 
-Usage: python scripts/profile_noop.py [--tasks 3000]   (needs py-spy: `pip install py-spy`)
+Usage: python scripts/profile_noop.py [--tasks 3000] [--stacks FILE]  (FILE: py-spy's collapsed stacks)   (needs py-spy: `pip install py-spy`)
 """
 from __future__ import annotations
 
@@ -73,6 +73,7 @@ def opcounters(store) -> dict[str, int]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--tasks", type=int, default=3000)
+    parser.add_argument("--stacks", help="save the worker daemon's collapsed stacks (py-spy raw format) here")
     args = parser.parse_args()
     spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
     if not Path(spy).exists():
@@ -105,6 +106,8 @@ def main() -> None:
         for line in raw.read_text().splitlines():
             stack, _, count = line.rpartition(" ")
             phases[phase_of(stack.split(";"))] += int(count)
+        if args.stacks:
+            shutil.copyfile(raw, args.stacks)
     finally:
         system.stop()
         mongo.stop()

@@ -29,6 +29,8 @@ import threading
 import time
 from multiprocessing.connection import wait as wait_ready
 
+import psutil
+
 from fsm.states import AttemptState
 from worker import context, proctree
 from worker.childio import LOG_TAIL, read_tail  # noqa: F401 - LOG_TAIL: part of this module's interface
@@ -145,6 +147,7 @@ class Child:
         self._ctx = ctx or _context()
         self._lock = threading.Lock()
         self._proc = None
+        self._ps: psutil.Process | None = None  # the child as psutil sees it (its CPU time per attempt)
         self._conn = None
         self._lifeline = None
         self._ready = False
@@ -243,7 +246,7 @@ class Child:
             self._replace()
             return Outcome(AttemptState.CRASHED, error=problem, logs=self._read_logs())
         began = time.monotonic()
-        cpu_before = proctree.cpu_seconds(self._proc.pid)
+        cpu_before = proctree.cpu_seconds(self._measured())
         with self._lock:
             self._attempt, self._kill_reason, self.progress = attempt_id, None, None
         try:
@@ -255,7 +258,7 @@ class Child:
         # The child answered: it lives on, and psutil reads what this attempt used. A child that had
         # to die (timeout, crash, kill) is gone, replaced: its wall time stands for its CPU time.
         answered = outcome.state in (AttemptState.SUCCEEDED, AttemptState.FAILED) and self._proc is not None
-        cpu_after = proctree.cpu_seconds(self._proc.pid) if answered else None
+        cpu_after = proctree.cpu_seconds(self._measured()) if answered else None
         outcome.cpu_s = round(cpu_after - cpu_before if cpu_before is not None and cpu_after is not None
                               else outcome.seconds, 6)
         outcome.gpu_s = round(len((meta or {}).get("gpus") or []) * outcome.seconds, 6)
@@ -263,6 +266,16 @@ class Child:
         workdir = attempt_workdir(self.log_dir, attempt_id)
         outcome.workdir = workdir if os.path.isdir(workdir) else None
         return outcome
+
+    def _measured(self):
+        """The child as psutil sees it, kept while the child lives (its CPU time is read per attempt)."""
+        pid = self._proc.pid
+        if self._ps is None or self._ps.pid != pid:
+            try:
+                self._ps = psutil.Process(pid)
+            except psutil.Error:
+                return pid
+        return self._ps
 
     def _exchange(self, attempt_id: str, message: tuple, timeout_s: float, began: float) -> Outcome:
         conn, proc = self._conn, self._proc

@@ -48,10 +48,13 @@ def _kill(proc: psutil.Process, sig: int) -> None:
         pass
 
 
-def cpu_seconds(pid: int) -> float | None:
-    """CPU seconds (user + system) ``pid`` and the children it waited for have used; None when gone."""
+def cpu_seconds(process: "int | psutil.Process") -> float | None:
+    """CPU seconds (user + system) a process and the children it waited for have used; None when gone.
+
+    Pass a kept ``psutil.Process`` to read one /proc file instead of two (a pid is looked up anew).
+    """
     try:
-        t = psutil.Process(pid).cpu_times()
+        t = (process if isinstance(process, psutil.Process) else psutil.Process(process)).cpu_times()
     except psutil.Error:
         return None
     return t.user + t.system + t.children_user + t.children_system

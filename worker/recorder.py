@@ -7,6 +7,7 @@ this worker fenced itself as lost, and frees what the attempt held.
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 
 from fsm.errors import Conflict, InvalidTransition, LeaseLost
@@ -37,7 +38,10 @@ class Recorder:
         finally:
             self._release(claim)
             if outcome.workdir:
-                shutil.rmtree(outcome.workdir, ignore_errors=True)
+                try:
+                    os.rmdir(outcome.workdir)  # most attempts leave it empty: one system call
+                except OSError:
+                    shutil.rmtree(outcome.workdir, ignore_errors=True)
             self.done += 1
             if leave:
                 self._leave(recorded=True)

@@ -65,10 +65,10 @@ class NotifyStore:
         items = list(self.subscriptions.find(query).sort("created_at", -1).skip(skip).limit(limit))
         return items, self.subscriptions.count_documents(query)
 
-    def task_subscriptions(self, events: list[str], task_id: str, function: str | None) -> list[dict]:
-        """Subscriptions to ``events`` scoped to this task, its function, or to any task."""
-        return list(self.subscriptions.find({"event": {"$in": events}, "$and": [
-            {"task_id": {"$in": [None, task_id]}}, {"function": {"$in": [None, function]}}]}))
+    def task_subscriptions(self, events: list[str], task_id: str) -> list[dict]:
+        """Subscriptions to ``events`` scoped to this task or to any task (the caller checks a
+        subscription's ``function`` against the task's)."""
+        return list(self.subscriptions.find({"event": {"$in": events}, "task_id": {"$in": [None, task_id]}}))
 
     def check_subscriptions(self, events: list[str]) -> list[dict]:
         return list(self.subscriptions.find({"event": {"$in": events}}))

@@ -24,7 +24,7 @@ log = logging.getLogger("suanwang.store")
 
 MAX_RACE_RETRIES = 50
 #: What the counters need back from a write (``fsm.store.counters``).
-WRITTEN = {"function": 1, "started_at": 1, "finished_at": 1}
+WRITTEN = {"function": 1, "started_at": 1, "finished_at": 1, "has_dependents": 1}
 
 
 def _measured(plan: Plan, attempt_id: str, usage: dict | None) -> None:
@@ -59,8 +59,9 @@ class PlanWriter:
             # The common case in one round trip: a task run once succeeds (no read needed).
             plan = decide_lone_success(attempt_id, result, logs=logs, result_ref=result_ref)
             _measured(plan, attempt_id, usage)
-            if self.apply(plan, task_id, by=worker or "worker", attempt=(attempt_id, worker), fence=fence):
-                self._settle(task_id, plan)
+            written = self.apply(plan, task_id, by=worker or "worker", attempt=(attempt_id, worker), fence=fence)
+            if written:
+                self._settle(task_id, plan, written)
                 return plan
         for _ in range(MAX_RACE_RETRIES):
             filt = {"_id": task_id, "attempts": {"$elemMatch": {"id": attempt_id, "state": "running"}}}
@@ -79,17 +80,22 @@ class PlanWriter:
             plan = decide_attempt_end(task, attempt_id, state, result=result, error=error,
                                       traceback=traceback, logs=logs, result_ref=result_ref, permanent=permanent)
             _measured(plan, attempt_id, usage)
-            if self._write(task, plan, by=worker or "worker", fence=fence):
-                self._settle(task_id, plan)
+            written = self._write(task, plan, by=worker or "worker", fence=fence)
+            if written:
+                self._settle(task_id, plan, written)
                 return plan
         raise Conflict(f"task {task_id} kept changing; gave up after {MAX_RACE_RETRIES} tries")
 
-    def _settle(self, task_id: str, plan: Plan) -> None:
+    def _settle(self, task_id: str, plan: Plan, written: dict | None = None) -> None:
         """Right after a final write: release or cancel dependents, cancel children (``Workflows``).
 
+        ``written``: the task as the write returned it; one without ``has_dependents`` that did
+        not end cancelled (which cancels children) has nothing to settle: no query is made.
         A failure here is only logged: the housekeeping sweep finishes the job.
         """
         if plan.to not in FINAL:
+            return
+        if written is not None and not written.get("has_dependents") and plan.to != Status.CANCELLED:
             return
         try:
             self.flow.settle(task_id, plan.to.value)
@@ -105,14 +111,14 @@ class PlanWriter:
         raise Conflict(f"task {task_id} kept changing; gave up after {MAX_RACE_RETRIES} tries")
 
     # ---------------------------------------------------------------- writes
-    def _write(self, task: dict, plan: Plan, by: str, fence: dict | None = None) -> bool:
+    def _write(self, task: dict, plan: Plan, by: str, fence: dict | None = None) -> dict | None:
         """Apply a plan iff the task is still at the revision (and status) it was read at
         (and, with ``fence``, that ``$expr`` still holds)."""
         return self.apply(plan, task["_id"], by=by, rev=task.get("rev", 0), fence=fence)
 
     def apply(self, plan: Plan, task_id: str, *, by: str, rev: int | None = None,
-              attempt: tuple[str, str | None] | None = None, fence: dict | None = None) -> bool:
-        """The one compare-and-set writer: True when the plan was written.
+              attempt: tuple[str, str | None] | None = None, fence: dict | None = None) -> dict | None:
+        """The one compare-and-set writer: the written task's ``WRITTEN`` fields, None when nothing was.
 
         The filter: the task's id and the plan's ``frm`` status, its ``assumes``, and either
         ``rev`` (the revision the plan was decided from) or ``attempt`` (id, worker) still running.
@@ -130,9 +136,9 @@ class PlanWriter:
         doc = self.tasks.find_one_and_update(filt, [{"$set": self._stage(plan, by)}], projection=WRITTEN,
                                              return_document=ReturnDocument.AFTER)
         if doc is None:
-            return False
+            return None
         self.counters.record(doc, plan)
-        return True
+        return doc
 
     @staticmethod
     def _stage(plan: Plan, by: str) -> dict[str, Any]:
