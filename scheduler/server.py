@@ -35,7 +35,7 @@ from fsm.store import Store
 from scheduler.app import create_app, open_store
 from scheduler.config import ServerConfig
 from scheduler.leader_loop import Leader
-from scheduler.upload_stream import StreamingUploadChannel
+from scheduler.upload_stream import StreamingUploadChannel, streams_allowed
 
 log = logging.getLogger("suanwang.server")
 #: Response bytes buffered per connection before the app waits for the client to read.
@@ -120,6 +120,7 @@ def http_server(app, config: ServerConfig):
         data_adj.max_request_body_size = max(config.max_data_bytes, config.max_body_bytes) + 1
         parser = type("Parser", (DataUploadParser,), {"data_adj": data_adj})
         listener.channel_class = type("Channel", (JSONErrorChannel,), {"parser_class": parser})
+        listener.upload_streams = streams_allowed(config.threads)
     return server
 
 

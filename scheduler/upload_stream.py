@@ -8,9 +8,12 @@ through a ``BodyPipe`` (a few MiB at most: the channel stops reading from the so
 pipe is full). Chunked uploads and every other request keep waitress's own behaviour.
 
 Nothing changes for the app: it reads ``wsgi.input`` as before. A client that disconnects or
-stalls mid-body makes that read raise, so the upload aborts and nothing is stored. If the app
-answers before reading the whole body (a refused upload), the rest is read and dropped, so
-the client still gets the answer and the connection stays usable.
+stalls mid-body (``STALL_S``) makes that read raise, so the upload aborts and nothing is stored.
+If the app answers before reading the whole body (a refused upload), the rest is read and
+dropped, so the client still gets the answer and the connection stays usable. A streamed
+upload holds one of the server's threads while its body arrives, so at most half of them
+stream at once (``upload_streams`` on the listener); further uploads are spooled as before,
+and slow or stalled clients can never take every thread.
 """
 from __future__ import annotations
 
@@ -22,6 +25,13 @@ from waitress.channel import ClientDisconnected, HTTPChannel
 
 #: Body bytes held between the socket and the app: the channel stops reading above it.
 PIPE_HIGH_BYTES = 4 << 20
+#: A streamed body that sends nothing for this long fails the upload (the thread is freed).
+STALL_S = 30.0
+
+
+def streams_allowed(threads: int) -> threading.BoundedSemaphore:
+    """The room for uploads streamed at once (half the threads): put on each listener as ``upload_streams``."""
+    return threading.BoundedSemaphore(max(1, threads // 2))
 
 
 class BodyPipe:
@@ -31,7 +41,7 @@ class BodyPipe:
     is the app's ``wsgi.input`` (``read``, ``readinto``).
     """
 
-    def __init__(self, wake, stall_s: float):
+    def __init__(self, wake, stall_s: float, done=lambda: None):
         self._pieces: deque[bytes] = deque()
         self._held = 0
         self._received = 0
@@ -41,6 +51,7 @@ class BodyPipe:
         self.ended = False  # every byte arrived
         self._failed: str | None = None  # the client went away
         self._dropping = False  # the app is done with the body: what still comes is dropped
+        self._done = done  # called once: every byte arrived, the client went away, or the app is done
 
     # ------------------------------------------------ waitress's side (loop thread)
     def append(self, data: bytes) -> None:
@@ -65,12 +76,19 @@ class BodyPipe:
         with self._cond:
             self.ended = True
             self._cond.notify()
+        self._finished()
 
     def fail(self, why: str) -> None:
         with self._cond:
             if not self.ended:
                 self._failed = why
             self._cond.notify()
+        self._finished()
+
+    def _finished(self) -> None:
+        done, self._done = self._done, None
+        if done is not None:
+            done()
 
     def close(self) -> None:
         """The request is over for the app (waitress calls this when its task ends)."""
@@ -78,6 +96,7 @@ class BodyPipe:
             self._dropping = True
             self._pieces.clear()
             self._held = 0
+        self._finished()
         self._wake()
 
     def prune(self) -> None:  # waitress's buffer interface; nothing to give back
@@ -145,8 +164,10 @@ class StreamingUploadChannel(HTTPChannel):
                         and not self.sent_continue):
                     self.send_continue()
                 if (self._pipe is None and request.headers_finished and not request.completed
-                        and getattr(request, "streamable", False) and not self.requests):
-                    self._pipe = BodyPipe(self.server.pull_trigger, float(self.adj.channel_timeout))
+                        and getattr(request, "streamable", False) and not self.requests
+                        and getattr(request, "body_bytes_received", 1) == 0 and self._stream_room()):
+                    self._pipe = BodyPipe(self.server.pull_trigger, min(STALL_S, float(self.adj.channel_timeout)),
+                                          self.server.upload_streams.release)
                     request.body_rcv.buf = self._pipe
                     self.requests.append(request)
                     self.server.add_task(self)
@@ -164,6 +185,10 @@ class StreamingUploadChannel(HTTPChannel):
                     break
                 data = data[n:]
         return True
+
+    def _stream_room(self) -> bool:
+        room = getattr(self.server, "upload_streams", None)
+        return room is not None and room.acquire(blocking=False)
 
     def handle_close(self) -> None:
         pipe = self._pipe

@@ -157,3 +157,27 @@ def test_streamed_uploads_share_a_connection_and_early_refusals_are_answered(api
         assert bad.status_code == 422
     assert api.store.data.files.count_documents({}) == 1
     assert api.store.data.chunks.count_documents({}) == 24
+
+
+def test_stalled_uploads_never_take_every_thread(store, db_uri, db_name):
+    """Clients that send headers and then nothing hold at most half the threads (the rest of their
+    uploads are spooled by the loop, holding none); the API keeps answering."""
+    srv = start(store, db_uri, db_name, threads=4)
+    host, port = srv.base.split("//")[1].split(":")
+    stalled = []
+    try:
+        for i in range(6):
+            sock = socket.create_connection((host, int(port)))
+            sock.sendall(f"POST /api/v1/data?name=s{i} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer "
+                         f"{srv.tokens['super']}\r\nContent-Type: application/octet-stream\r\n"
+                         f"Content-Length: {1 << 20}\r\n\r\n".encode() + b"x" * 1000)
+            stalled.append(sock)
+        for _ in range(5):
+            assert srv.call("GET", "/data", "super").status_code == 200
+        body = os.urandom(3 << 20)
+        assert put(srv, body).status_code == 201  # spooled: no streaming room left, still stored
+    finally:
+        for sock in stalled:
+            sock.close()
+        srv.server.stop()
+    assert store.data.files.count_documents({"filename": {"$regex": "^s[0-9]"}}) == 0
