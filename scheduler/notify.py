@@ -56,6 +56,8 @@ log = logging.getLogger("suanwang.notify")
 CHANGE_STREAM_HISTORY_LOST = 286
 #: What the notifier reads of the task itself (one indexed lookup per event; the change stream
 #: carries only status, reason and error: see ``fsm.store.notify.TASK_PIPELINE``).
+#: Longest a sender goes without looking for due deliveries (they are normally woken when one is queued).
+IDLE_LOOK_S = 10.0
 #: How often the change stream's position is saved while events flow, and while none come.
 TOKEN_SAVE_S, TOKEN_IDLE_SAVE_S = 1.0, 10.0
 TASK_FIELDS = {"function": 1, "version": 1, "submitted_by": 1, "finished_at": 1, "reason": 1, "attempts.id": 1}
@@ -133,7 +135,10 @@ class Notifier:
         self.notify = store.notify
         self.config = config
         self._runner: JobRunner | None = None
-        self._quiet_until = 0.0  # monotonic time before which senders need not look for due deliveries
+        # Senders look for due deliveries when this process queued one (``_queued``), when the
+        # earliest retry comes due, and at the latest every ``IDLE_LOOK_S`` (monotonic times).
+        self._queued = threading.Event()
+        self._next_look = 0.0
         ensure_indexes(store)
 
     # --------------------------------------------------------------- queueing
@@ -142,12 +147,15 @@ class Notifier:
         did = f"{sub['_id']}:{key}"
         channel = sub["channel"]
         payload = {"event": event, "delivery": did, "subscription": sub["_id"], "at": now.isoformat(), **payload}
-        return self.notify.queue_delivery({
+        stored = self.notify.queue_delivery({
             "_id": did, "subscription_id": sub["_id"], "owner": sub["owner"], "event": event,
             "channel_type": channel["type"],
             "target": target(channel) if channel["type"] in GATEWAY_TYPES else channel.get("url") or channel.get("to"),
             "payload": payload, "status": "pending", "attempts": 0, "next_try_at": now, "last_error": None,
             "errors": [], "created_at": now, "sent_at": None})
+        if stored:
+            self._queued.set()
+        return stored
 
     def on_task_change(self, change: dict) -> int:
         """A task became succeeded or failed: queue its deliveries; returns how many."""
@@ -189,7 +197,8 @@ class Notifier:
     def check_once(self, now: datetime | None = None) -> int:
         """One round of the periodic checks; returns how many deliveries it queued."""
         now = now or self.store.now()
-        self.notify.release_stale_sending(now)
+        if self.notify.release_stale_sending(now):
+            self._queued.set()
         workers = self.store.workers.list()
         queued = 0
         for sub in self.notify.check_subscriptions(list(CHECK_EVENTS)):
@@ -331,15 +340,20 @@ class Notifier:
     def _check_round(self, _stop) -> None:
         self.check_once()
 
-    def _send_round(self, _stop) -> float | None:
-        now = time.monotonic()
-        if now < self._quiet_until:  # another sender looks this round: one empty look suffices
-            return None
-        self._quiet_until = now + 0.9 * self.config.poll_s
+    def _send_round(self, _stop) -> float:
+        wait = self._next_look - time.monotonic()
+        if wait > 0 and not self._queued.wait(min(wait, self.config.poll_s)):
+            return 0  # nothing queued meanwhile: wait again (a stop is noticed within poll_s)
+        self._queued.clear()  # before the look: a delivery queued after it sets it again
+        self._next_look = time.monotonic() + IDLE_LOOK_S
         if self.deliver_once() is not None:
-            self._quiet_until = 0.0
-            return 0  # more may be due: every sender looks again at once
-        return None
+            self._queued.set()  # more may be due: every sender looks again at once
+            return 0
+        due = self.notify.next_retry_at()  # the earliest retry waiting for its time, if any
+        if due is not None:
+            self._next_look = min(self._next_look,
+                                  time.monotonic() + max(0.0, (due - self.store.now()).total_seconds()))
+        return 0
 
     def _stream_round(self, stop) -> float:
         try:

@@ -88,9 +88,15 @@ class NotifyStore:
             return False
         return True
 
-    def release_stale_sending(self, now: datetime) -> None:
-        """Deliveries whose sender died mid-send become pending again."""
-        self.deliveries.update_many({"status": "sending", "lease_until": {"$lt": now}}, {"$set": {"status": "pending"}})
+    def release_stale_sending(self, now: datetime) -> int:
+        """Deliveries whose sender died mid-send become pending again; returns how many."""
+        return self.deliveries.update_many({"status": "sending", "lease_until": {"$lt": now}},
+                                           {"$set": {"status": "pending"}}).modified_count
+
+    def next_retry_at(self) -> datetime | None:
+        """When the earliest pending delivery is next due (None when none is pending)."""
+        doc = self.deliveries.find_one({"status": "pending"}, {"next_try_at": 1}, sort=[("next_try_at", 1)])
+        return doc and doc["next_try_at"]
 
     def claim_delivery(self, now: datetime, lease_s: float) -> dict | None:
         """Take the most overdue pending delivery for one try."""
