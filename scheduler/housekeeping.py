@@ -29,8 +29,10 @@ def tick(store: Store, offline_after_s: float, full: bool = True) -> dict:
     dependents), which the job runs every ``FULL_EVERY`` rounds.
     """
     offline = store.workers.mark_offline(offline_after_s) if full else []
-    lost = store.tasks.requeue_expired()
-    due = store.tasks.promote_due()
+    lost = due = 0
+    if full or store.tasks.anything_due():  # (the full round asks each part itself)
+        lost = store.tasks.requeue_expired()
+        due = store.tasks.promote_due()
     settled = store.tasks.flow.sweep() if full else 0  # dependents a crash left waiting on an ended task
     if lost or due or settled:
         store.wakeups.signal(n=lost + due + settled)

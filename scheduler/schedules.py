@@ -238,7 +238,7 @@ def fire_once(store: Store, schedule_id: str, fire_time: datetime) -> str | None
             log.warning("schedule %s: %s", schedule_id, message)
             store.schedules.record_error(schedule_id, message)
         return None
-    store.wakeups.signal()
+    store.wakeups.signal(lanes=[doc["lane"]])
     store.schedules.record_fired(schedule_id, doc["scheduled_for"], tid)
     return tid
 

@@ -119,7 +119,8 @@ def publish(store: Store, bodies: Any, user: dict, priority_caps: dict | None = 
             if external:  # dependencies that may have ended already: resolve their new dependents now
                 store.tasks.flow.settle_published(external)
         finally:
-            store.wakeups.signal(n=len(docs))  # also after a partial insert: what was stored can run
+            # also after a partial insert: what was stored can run
+            store.wakeups.signal(n=len(docs), lanes=[doc["lane"] for doc in docs])
     return docs
 
 

@@ -69,7 +69,7 @@ def test_config_defaults_follow_the_machine_and_the_heartbeat(tmp_path):
     assert config.name
     assert config.gpus == stats.gpu_count()
     assert config.mem_gb > 0
-    assert config.poll_max_s == 1.0 and config.drain_timeout_s == 30 and config.distinct_grace_s == 30
+    assert config.poll_max_s == 3.0 and config.drain_timeout_s == 30 and config.distinct_grace_s == 30
     assert WorkerConfig(URI, tags="b, a,a").tags == ("a", "b")
     assert WorkerConfig(URI).cache_dir.endswith(os.path.join(".suanwang", "cache"))
 

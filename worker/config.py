@@ -19,7 +19,7 @@ from fsm.identifiers import TAG, WORKER_NAME
 #: Defaults, in one place.
 HEARTBEAT_S = 2.0
 LEASE_HEARTBEATS = 3.0
-POLL_MAX_S = 1.0
+POLL_MAX_S = 3.0
 DRAIN_TIMEOUT_S = 30.0
 DISTINCT_GRACE_S = 30.0
 SAMPLE_EVERY_S = 10.0

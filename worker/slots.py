@@ -78,7 +78,7 @@ class Slots:
             else:
                 try:
                     # a wait that says "nothing new" is followed by another, not by a claim
-                    while not self._idle_wait(min(idle_s, self.config.io_timeout_s() / 2)):  # within the socket timeout
+                    while not self._idle_wait(idle_s):
                         pass
                 except Exception:
                     log.exception("slot %d: idle wait failed", slot)
@@ -180,6 +180,29 @@ class Slots:
             self._cv.wait(0.5)
             return self._burst_over
 
+    def _tail_wakeups(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` for a wake-up signal (True when one came), in waits that each end
+        within the socket timeout: an idle worker asks MongoDB once a second and claims once
+        per ``timeout`` (up to ``poll_max_s``), not once per wait."""
+        deadline = time.monotonic() + timeout
+        step = min(timeout, self.config.io_timeout_s() / 2)  # one await for every wait: the cursor is kept
+        while not self._stopping.is_set():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            began = time.monotonic()
+            try:
+                if self.store.wakeups.wait(step):
+                    return True
+            except Exception as exc:  # wake-ups are an optimisation: fall back to polling
+                if not self._wakeups_broken:
+                    self._wakeups_broken = True
+                    log.warning("wake-up signals unavailable (%s: %s); polling every %gs at most",
+                                type(exc).__name__, exc, self.config.poll_max_s)
+            # a dead cursor answers at once: never spin on it
+            self._stopping.wait(max(0.0, step - (time.monotonic() - began)))
+        return False
+
     def _idle_wait(self, timeout: float) -> bool:
         """Wait for work; True when this slot should claim now.
 
@@ -189,17 +212,7 @@ class Slots:
         """
         if self._waiter.acquire(blocking=False):
             try:
-                began = time.monotonic()
-                try:
-                    got = self.store.wakeups.wait(timeout)
-                except Exception as exc:  # wake-ups are an optimisation: fall back to polling
-                    got = False
-                    if not self._wakeups_broken:
-                        self._wakeups_broken = True
-                        log.warning("wake-up signals unavailable (%s: %s); polling every %gs at most",
-                                    type(exc).__name__, exc, self.config.poll_max_s)
-                if not got:  # a dead cursor answers at once: never spin on it
-                    self._stopping.wait(max(0.0, timeout - (time.monotonic() - began)))
+                got = self._tail_wakeups(timeout)
             finally:
                 self._waiter.release()
             with self._cv:

@@ -59,6 +59,7 @@ class Store:
             self.data.ensure_indexes()
         self.live = LiveReports(db)
         self.tasks.flow.wake = lambda n: self.wakeups.signal(n=n)
+        self.wakeups.on_lanes = self.tasks.lanes.heard_of
         self.functions = FunctionStore(db)
         self.repos = RepoStore(db)
         self.locks = LockStore(db)

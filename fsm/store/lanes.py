@@ -15,7 +15,7 @@ from pymongo.write_concern import WriteConcern
 
 from fsm.lanes import can_serve, lane_name, lane_requires
 
-#: How stale a claimant's list of lanes may be: a task in a brand-new lane waits at most this long.
+#: How stale a claimant's list of lanes may be when no wake-up names a new lane (a lost signal).
 REFRESH_S = 1.0
 
 
@@ -25,6 +25,7 @@ class LaneStore:
         self.lanes = db.get_collection("lanes", write_concern=WriteConcern(w="majority"))
         self._known: set[str] = set()
         self._served: dict[tuple, tuple[float, list[str]]] = {}
+        self._listed: set[str] = set()  # every lane the last read found
         self._lock = threading.Lock()
 
     def register(self, requires_list: Iterable[dict]) -> None:
@@ -45,10 +46,18 @@ class LaneStore:
         cached = self._served.get(key)
         if cached and now - cached[0] < REFRESH_S:
             return cached[1]
-        names = sorted(doc["_id"] for doc in self.lanes.find({}, {"requires": 1})
+        docs = list(self.lanes.find({}, {"requires": 1}))
+        self._listed = {doc["_id"] for doc in docs}
+        names = sorted(doc["_id"] for doc in docs
                        if can_serve(doc["requires"], gpus=gpus, mem_gb=mem_gb, tags=key[2], gpu_mem_gb=gpu_mem_gb))
         self._served[key] = (now, names)
         return names
+
+    def heard_of(self, names: Iterable[str]) -> None:
+        """New tasks were published in these lanes: one this process has not read yet makes the
+        next claim read the lanes again, instead of waiting up to ``REFRESH_S``."""
+        if not set(names) <= self._listed:
+            self._served = {}
 
     def all(self) -> list[dict]:
         return list(self.lanes.find().sort("_id", 1))

@@ -47,6 +47,15 @@ class LeaseVerbs:
                         and a["state"] == AttemptState.RUNNING.value and a["lease_until"] > doc["now"])
         return held
 
+    def anything_due(self) -> bool:
+        """Whether ``requeue_expired`` or ``promote_due`` would change anything now: one read
+        (through the status indexes) instead of their two on an idle system."""
+        now = server_now(self.db)
+        return self.tasks.find_one({"$or": [
+            {"status": Status.RUNNING.value,
+             "attempts": {"$elemMatch": {"state": AttemptState.RUNNING.value, "lease_until": {"$lt": now}}}},
+            {"status": Status.PENDING.value, "run_after": {"$lte": now}}]}, {"_id": 1}) is not None
+
     def requeue_expired(self) -> int:
         """Attempts whose lease passed (server clock) count as lost; returns how many."""
         now = server_now(self.db)

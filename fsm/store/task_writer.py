@@ -83,8 +83,16 @@ class PlanWriter:
             written = self._write(task, plan, by=worker or "worker", fence=fence)
             if written:
                 self._settle(task_id, plan, written)
+                if state != AttemptState.SUCCEEDED and plan.to in (Status.QUEUED, Status.RUNNING, None):
+                    self._claimable_again()
                 return plan
         raise Conflict(f"task {task_id} kept changing; gave up after {MAX_RACE_RETRIES} tries")
+
+    def _claimable_again(self) -> None:
+        """An attempt failed and its task can be claimed again at once (a retry without delay, an
+        open redundant slot): idle workers are woken instead of finding it at their next poll."""
+        if self.flow.wake is not None:
+            self.flow.wake(1)
 
     def _settle(self, task_id: str, plan: Plan, written: dict | None = None) -> None:
         """Right after a final write: release or cancel dependents, cancel children (``Workflows``).

@@ -20,10 +20,16 @@ class Wakeups:
         self._last = None
         self._cursor = None
         self._await_ms = 0
+        #: Called with the lanes a signal names (new tasks' claim lanes), so a claimant's list of
+        #: lanes is re-read at once when one is new to it (``Store`` wires ``LaneStore.heard_of``).
+        self.on_lanes = None
 
-    def signal(self, kind: str = "task", n: int = 1) -> None:
+    def signal(self, kind: str = "task", n: int = 1, lanes: list[str] | None = None) -> None:
+        doc = {"kind": kind, "n": n}
+        if lanes:
+            doc["lanes"] = sorted(set(lanes))
         try:
-            self.coll.insert_one({"kind": kind, "n": n})
+            self.coll.insert_one(doc)
         except PyMongoError:
             pass  # workers fall back to polling
 
@@ -51,6 +57,8 @@ class Wakeups:
                 except StopIteration:
                     continue
                 self._last = doc["_id"]
+                if doc.get("lanes") and self.on_lanes is not None:
+                    self.on_lanes(doc["lanes"])
                 return True
             return False
         except PyMongoError:
