@@ -69,6 +69,26 @@ def test_a_new_lane_is_seen_by_a_running_claimant(store):
     assert claims[-1].task_id == tid
 
 
+def test_a_wake_up_naming_a_new_lane_makes_the_next_claim_see_it(store, db):
+    """A publish's wake-up names its tasks' lanes: a claimant that has not read one re-reads the
+    lanes at once (no wait for the cache to expire); one that knows them all keeps its cache."""
+    from fsm.store import Store
+
+    worker = Store(db)  # the worker's own store: its lane cache and its wake-up cursor
+    who = Claimant("w", gpus=1)
+    assert worker.tasks.claim_next(who) is None  # lanes now cached: the empty queue's only lane
+    worker.wakeups.wait(0.05)  # the cursor starts here
+    (tid,) = publish(store, [{"function": "noop", "requires": {"gpus": 1}}])
+    assert worker.tasks.claim_next(who) is None  # cached: the new lane is not read yet
+    store.wakeups.signal(lanes=[lane_of({"gpus": 1})])
+    assert worker.wakeups.wait(2)
+    claim = worker.tasks.claim_next(who)
+    assert claim is not None and claim.task_id == tid
+    listed = worker.tasks.lanes._served
+    worker.tasks.lanes.heard_of([lane_of({"gpus": 1})])  # known: the cache stays
+    assert worker.tasks.lanes._served is listed
+
+
 def test_distinct_hosts_never_runs_twice_on_one_machine(store):
     (tid,) = publish(store, [{"function": "noop", "redundancy": 2, "distinct_hosts": True}])
     first = store.tasks.claim_next(Claimant("w1", host="box-a", distinct_grace_s=0))

@@ -40,6 +40,9 @@ def test_a_chain_waits_and_is_released_one_edge_at_a_time(api):
     assert status(api.store, b) == status(api.store, c) == ("pending", "waiting_for_dependencies")
     got = api.call("GET", f"/tasks/{b}", "admin").json()
     assert got["depends_on"] == ["a"] and got["reason"] == "waiting_for_dependencies"
+    # Only a task something depends on settles dependents when it ends (the rest skip that query)
+    flags = {t: api.store.tasks.get(t).get("has_dependents", False) for t in (a, b, c)}
+    assert flags == {a: True, b: True, c: False}
     # When a succeeds, b is queued (c still waits); when b succeeds, c is queued
     run(api.store, a, result=1)
     assert status(api.store, b) == ("queued", None) and status(api.store, c)[0] == "pending"
