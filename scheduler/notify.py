@@ -54,12 +54,13 @@ from scheduler.subscriptions import (CHECK_EVENTS, EVENTS, TASK_EVENTS, delivery
 log = logging.getLogger("suanwang.notify")
 
 CHANGE_STREAM_HISTORY_LOST = 286
-#: What the notifier reads of the task itself (one indexed lookup per event; the change stream
-#: carries only status, reason and error: see ``fsm.store.notify.TASK_PIPELINE``).
 #: Longest a sender goes without looking for due deliveries (they are normally woken when one is queued).
 IDLE_LOOK_S = 10.0
 #: How often the change stream's position is saved while events flow, and while none come.
 TOKEN_SAVE_S, TOKEN_IDLE_SAVE_S = 1.0, 10.0
+#: What the notifier reads of the task itself (one indexed lookup, only for an event someone
+#: subscribed to; the change stream carries only status, reason and error: see
+#: ``fsm.store.notify.TASK_PIPELINE``).
 TASK_FIELDS = {"function": 1, "version": 1, "submitted_by": 1, "finished_at": 1, "reason": 1, "attempts.id": 1}
 
 

@@ -165,7 +165,7 @@ class StreamingUploadChannel(HTTPChannel):
                     self.send_continue()
                 if (self._pipe is None and request.headers_finished and not request.completed
                         and getattr(request, "streamable", False) and not self.requests
-                        and getattr(request, "body_bytes_received", 1) == 0 and self._stream_room()):
+                        and request.body_bytes_received == 0 and self._stream_room()):
                     self._pipe = BodyPipe(self.server.pull_trigger, min(STALL_S, float(self.adj.channel_timeout)),
                                           self.server.upload_streams.release)
                     request.body_rcv.buf = self._pipe

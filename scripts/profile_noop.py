@@ -9,7 +9,8 @@ samples) and every process's CPU time with psutil. Prints:
   2. the worker daemon's on-CPU samples by phase (claim, hand-over to the child and back,
      recording the outcome, heartbeat, idle wait, driver monitoring, other)
 
-Usage: python scripts/profile_noop.py [--tasks 3000] [--stacks FILE]  (FILE: py-spy's collapsed stacks)   (needs py-spy: `pip install py-spy`)
+Usage: python scripts/profile_noop.py [--tasks 3000] [--stacks FILE]   (needs py-spy: `pip install py-spy`)
+       --stacks FILE keeps the worker daemon's py-spy samples (collapsed stacks) for a closer look
 """
 from __future__ import annotations
 

@@ -267,14 +267,14 @@ class Child:
         outcome.workdir = workdir if os.path.isdir(workdir) else None
         return outcome
 
-    def _measured(self):
+    def _measured(self) -> psutil.Process | None:
         """The child as psutil sees it, kept while the child lives (its CPU time is read per attempt)."""
         pid = self._proc.pid
         if self._ps is None or self._ps.pid != pid:
             try:
                 self._ps = psutil.Process(pid)
             except psutil.Error:
-                return pid
+                return None
         return self._ps
 
     def _exchange(self, attempt_id: str, message: tuple, timeout_s: float, began: float) -> Outcome:

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import logging
 import threading
-from datetime import timedelta
 import time
+from datetime import timedelta
 
 from fsm.health import HealthPolicy
 from fsm.states import AttemptState

@@ -48,13 +48,15 @@ def _kill(proc: psutil.Process, sig: int) -> None:
         pass
 
 
-def cpu_seconds(process: "int | psutil.Process") -> float | None:
+def cpu_seconds(process: psutil.Process | None) -> float | None:
     """CPU seconds (user + system) a process and the children it waited for have used; None when gone.
 
-    Pass a kept ``psutil.Process`` to read one /proc file instead of two (a pid is looked up anew).
+    The caller keeps the ``psutil.Process``: reading it again costs one /proc file, a new one two.
     """
+    if process is None:
+        return None
     try:
-        t = (process if isinstance(process, psutil.Process) else psutil.Process(process)).cpu_times()
+        t = process.cpu_times()
     except psutil.Error:
         return None
     return t.user + t.system + t.children_user + t.children_system

@@ -113,15 +113,12 @@ class TaskStore(ClaimVerbs, LeaseVerbs, PlanWriter):
         it or ended before the dependent was stored, and then ``flow.settle_published`` resolves it.
         """
         wanted = {d for doc in docs for d in doc.get("depends_on") or ()}
-        if not wanted:
-            return
-        local = set()
         for doc in docs:
             if doc["_id"] in wanted:
                 doc["has_dependents"] = True
-                local.add(doc["_id"])
-        if wanted - local:
-            self.tasks.update_many({"_id": {"$in": sorted(wanted - local)}}, {"$set": {"has_dependents": True}})
+        stored = wanted - {doc["_id"] for doc in docs}
+        if stored:
+            self.tasks.update_many({"_id": {"$in": sorted(stored)}}, {"$set": {"has_dependents": True}})
 
     def import_documents(self, docs: list[dict]) -> int:
         """Store complete task documents as given, history included (benchmarks, migrations).
