@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import time
 
+import bson
+from bson.raw_bson import RawBSONDocument
 from pymongo import CursorType
 from pymongo.database import Database
 from pymongo.errors import PyMongoError
@@ -29,7 +31,10 @@ class Wakeups:
         if lanes:
             doc["lanes"] = sorted(set(lanes))
         try:
-            self.coll.insert_one(doc)
+            # Without an _id, so mongod assigns one: ids made by the publishing processes (server,
+            # workers) order by each process's random bytes within a second, and a reopened cursor
+            # (``_id > last``) would skip a later signal whose sender's bytes are lower.
+            self.coll.insert_one(RawBSONDocument(bson.encode(doc)))
         except PyMongoError:
             pass  # workers fall back to polling
 
