@@ -19,7 +19,7 @@ log = logging.getLogger("suanwang.scheduler")
 HOUSEKEEPING_JOB = "housekeeping"
 #: Every this many rounds the whole tick runs; the others only re-queue lost attempts and queue
 #: tasks whose time has come (what a user waits on).
-FULL_EVERY = 5
+FULL_EVERY = 10
 
 
 def tick(store: Store, offline_after_s: float, full: bool = True) -> dict:

@@ -44,6 +44,8 @@ class Job:
     backoff_max_s: float = 30.0
     #: Threads running this job side by side (senders).
     threads: int = 1
+    #: Set by this process when the job has new work (a schedule created here): the wait ends early.
+    wake: threading.Event | None = None
 
 
 class JobRunner:
@@ -84,10 +86,20 @@ class JobRunner:
                 else:
                     log.exception("%s failed; next try in %gs", job.name, delay)
             if delay > 0:
-                self.stopping.wait(delay)
+                self._wait(job, delay)
+
+    def _wait(self, job: Job, delay: float) -> None:
+        if job.wake is None:
+            self.stopping.wait(delay)
+            return
+        job.wake.wait(delay)  # stop() sets it too
+        job.wake.clear()
 
     def stop(self, timeout: float = 5.0) -> None:
         self.stopping.set()
+        for job in self.jobs:
+            if job.wake is not None:
+                job.wake.set()
         for thread in self._threads:
             if thread is not threading.current_thread():
                 thread.join(timeout)

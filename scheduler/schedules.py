@@ -42,7 +42,10 @@ log = logging.getLogger("suanwang.schedules")
 
 #: The leader job's name, and how long it waits at most between two looks at the due schedules.
 JOB = "schedules"
-POLL_S = 1.0
+POLL_S = 5.0
+#: Set when this process stores a schedule change, so the leader (when it is this process) looks
+#: at once; a change made through another server is seen within ``POLL_S``.
+CHANGED = threading.Event()
 #: How often the leader looks for schedules stored without ``next_fire_at`` (an upgrade, a restore).
 BACKFILL_S = 60.0
 DEFAULT_GRACE_S = 60
@@ -120,6 +123,7 @@ def create(store: Store, body: Any, user: dict) -> dict:
            "last_task_id": None, "last_error": None}
     doc["next_fire_at"] = _next_fire_at(doc, now)
     store.schedules.insert(doc)
+    CHANGED.set()
     return doc
 
 
@@ -171,6 +175,7 @@ def update(store: Store, sid: str, changes: Any, user: dict) -> dict:
     doc = store.schedules.update(sid, current["rev"], {**fields, "updated_at": now, "updated_by": user["_id"]})
     if doc is None:
         raise Conflict(f"schedule {sid!r} changed meanwhile; read it again and retry", ids=[sid])
+    CHANGED.set()
     return doc
 
 
@@ -257,9 +262,11 @@ def fire_due(store: Store, doc: dict, now: datetime) -> list[str]:
 def run_due(store: Store, stop: threading.Event | None = None, now: datetime | None = None) -> float | None:
     """One round of the leader's ``schedules`` job at ``now`` (default: the server's clock);
     returns the seconds until the next schedule is due (None when none will fire)."""
-    now = now or store.now()
     nxt = store.schedules.next_due()  # one indexed look when nothing is due (an idle server's every round)
-    if nxt is not None and nxt <= now:
+    if nxt is None:
+        return None
+    now = now or store.now()
+    if nxt <= now:
         for doc in store.schedules.due(now):
             if stop is not None and stop.is_set():
                 return None
@@ -293,7 +300,7 @@ def install(leader, *, poll_s: float = POLL_S) -> Job:
             backfilled_at[0] = time.monotonic()
         return run_due(leader.store, stop)
 
-    job = Job(JOB, poll_s, run)
+    job = Job(JOB, poll_s, run, wake=CHANGED)
     leader.add(job)
     return job
 

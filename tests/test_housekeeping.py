@@ -6,6 +6,7 @@ import pytest
 from fsm.store import Claimant, server_now
 from fsm.store.spec import validate
 import threading
+import time
 
 from scheduler import housekeeping
 from scheduler.housekeeping import HOUSEKEEPING_JOB, tick
@@ -124,6 +125,23 @@ def test_a_failing_job_is_logged_backs_off_and_goes_on(caplog):
     failures = [r for r in caplog.records if "flaky failed; next try in" in r.getMessage()]
     assert [r.getMessage().split("in ")[-1] for r in failures[:2]] == ["0.1s", "0.2s"]
     assert len(quick) == 5
+
+
+def test_a_woken_job_runs_at_once_instead_of_after_its_interval():
+    # Given a job with a long interval and a wake-up event (as the schedules' job has)
+    wake, rounds = threading.Event(), []
+    runner = JobRunner([Job("j", 30, lambda stop: rounds.append(time.monotonic()), wake=wake)]).start()
+    try:
+        wait_for(lambda: rounds, 5, what="the first round")
+        # When this process sets the event (a schedule was stored), the next round comes at once
+        woken = time.monotonic()
+        wake.set()
+        wait_for(lambda: len(rounds) == 2, 5, what="the woken round")
+        assert rounds[1] - woken < 2
+    finally:
+        began = time.monotonic()
+        runner.stop()  # and a stop ends the long wait too
+    assert time.monotonic() - began < 2 and len(rounds) == 2
 
 
 def test_jobs_pause_while_the_lease_is_not_surely_held():
