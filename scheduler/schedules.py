@@ -12,8 +12,11 @@ job of ``scheduler.leader_loop`` (``install``). Each round reads only the due sc
 ``<schedule id>@<fire time, UTC>``: a firing repeated by a hand-over or a restart is refused
 by MongoDB's unique ``_id``, never run twice. Task ids with ``@`` are reserved for these
 (``fsm.identifiers.SCHEDULED_TASK_ID``): a publish that chooses one is refused, so no caller can
-block a firing. A firing that cannot publish (its function gone, its id taken by a task
-stored before the reservation) sets the schedule's ``last_error`` (and ``last_error_at``),
+block a firing. A firing is a publish by the schedule's owner (``scheduler.service.publish``):
+a ``{"service": name}`` template runs the deployed version, a priced one reserves the owner's
+credits, quotas apply. A firing that cannot publish (its function gone, too little credit, a
+quota, its owner removed, its id taken by a task stored before the reservation) sets the
+schedule's ``last_error`` (and ``last_error_at``),
 which the ``schedule.error`` alert of ``scheduler.notify`` reports; the next firing that
 publishes clears it. A scheduler down across firings runs the missed
 ones when it is back, within ``misfire_grace_s``: once when ``coalesce`` (the default), else
@@ -32,9 +35,8 @@ from fsm.fields import json_object
 from fsm.errors import Conflict, NotFound, SuanwangError, ValidationError
 from fsm.identifiers import SCHEDULE_ID
 from fsm.store import Store
-from fsm.store.spec import validate
 from fsm import rights
-from registry import catalog
+from scheduler import service
 from scheduler.leader_loop import Job
 from scheduler.schedule_triggers import build_trigger, due_runs, first_fire, parse_trigger, shorthand
 
@@ -57,19 +59,18 @@ TEMPLATE_FORBIDDEN = {"id", "run_after", "delay_s"}
 MAX_PAGE = 500
 
 
-def check_template(store: Store, template: Any, role: str) -> dict:
-    """Validate a task template as a publish would (function known and allowed for ``role``)."""
+def check_template(store: Store, template: Any, owner: dict) -> dict:
+    """Check a task template as a publish by the schedule's ``owner`` would be checked (a
+    ``{"service": name}`` body or a function known and open to them); nothing is written."""
     if not isinstance(template, dict):
-        raise ValidationError("'task' must be a task body such as {\"function\": \"echo\", \"args\": [1]}",
-                              field="task")
+        raise ValidationError("'task' must be a task body such as {\"function\": \"echo\", \"args\": [1]} "
+                              "or {\"service\": \"name\", \"args\": [1]}", field="task")
     bad = TEMPLATE_FORBIDDEN & set(template)
     if bad:
         raise ValidationError(f"a schedule's task may not set {', '.join(sorted(bad))}: each firing gets its own "
                               "id and runs at once", field="task")
-    spec = validate(template)
-    catalog.resolve_version(store, spec.function, spec.version, role)
+    service.check_publishable(store, template, owner)
     return template
-
 
 
 # --------------------------------------------------------------- the verbs
@@ -116,7 +117,7 @@ def create(store: Store, body: Any, user: dict) -> dict:
         raise ValidationError("a schedule needs 'task': the task body each firing publishes", field="task")
     now = store.now()
     trigger = parse_trigger(raw, now)
-    template = check_template(store, body["task"], user.get("role", ""))
+    template = check_template(store, body["task"], user)
     doc = {"_id": sid, "trigger": trigger, "task": template, "misfire_grace_s": DEFAULT_GRACE_S, "coalesce": True,
            "paused": False, **_settings(body), "owner": user["_id"], "owner_role": user.get("role"),
            "created_at": now, "updated_at": now, "rev": 1, "fired": 0, "last_fire_time": None,
@@ -170,7 +171,11 @@ def update(store: Store, sid: str, changes: Any, user: dict) -> dict:
     if raw is not None:
         fields["trigger"] = parse_trigger(raw, now)
     if "task" in changes:
-        fields["task"] = check_template(store, changes["task"], current.get("owner_role") or user.get("role", ""))
+        owner = user if current["owner"] == user["_id"] else store.users.find(current["owner"])
+        if owner is None:
+            raise Conflict(f"schedule {sid!r} belongs to {current['owner']!r}, who no longer exists: its task "
+                           "cannot be checked; remove the schedule and create it again")
+        fields["task"] = check_template(store, changes["task"], owner)
     fields["next_fire_at"] = _next_fire_at({**current, **fields}, now)
     doc = store.schedules.update(sid, current["rev"], {**fields, "updated_at": now, "updated_by": user["_id"]})
     if doc is None:
@@ -211,41 +216,45 @@ def task_id(schedule_id: str, fire_time: datetime) -> str:
 def fire_once(store: Store, schedule_id: str, fire_time: datetime) -> str | None:
     """Publish the task of one firing; returns its id, or None when it already exists or cannot run.
 
-    Safe to call twice for the same fire time: the second insert is refused by MongoDB.
+    The task is published as the schedule's owner through the one publish of ``scheduler.service``:
+    a service is resolved to its deployed version, a priced function reserves the owner's
+    credits, quotas and closed partitions apply. Safe to call twice for the same fire time: the
+    second insert is refused by MongoDB (and what it reserved is given back).
     """
     sched = store.schedules.get(schedule_id)
     if sched is None or sched.get("paused"):
         log.info("schedule %s is gone or paused; firing at %s skipped", schedule_id, fire_time)
         return None
     tid = task_id(schedule_id, fire_time)
+    scheduled_for = fire_time.astimezone(timezone.utc)
+    owner = store.users.find(sched["owner"])
     try:
-        spec = validate({**sched["task"], "id": tid})
-        spec.version = catalog.resolve_version(store, spec.function, spec.version, sched.get("owner_role") or "")
-        requires = catalog.task_defaults(store, spec.function, spec.version).get("requires", {})
-        if "requires" not in sched["task"] and requires:
-            spec.requires = {**spec.requires, **requires}
-    except SuanwangError as exc:
-        log.warning("schedule %s cannot publish its task: %s", schedule_id, exc.message)
-        store.schedules.record_error(schedule_id, exc.message)
-        return None
-    doc = store.tasks.document(spec, sched["owner"])
-    doc["schedule_id"] = schedule_id
-    doc["scheduled_for"] = fire_time.astimezone(timezone.utc)
-    try:
-        store.tasks.insert([doc])
-    except Conflict:
+        if owner is None:
+            raise NotFound(f"its owner {sched['owner']!r} no longer exists")
+        (doc,) = service.publish(store, {**sched["task"], "id": tid}, owner,
+                                 firing={"schedule_id": schedule_id, "scheduled_for": scheduled_for})
+    except Conflict as exc:
+        if tid not in (exc.details.get("ids") or []):
+            return _not_published(store, schedule_id, exc)
         holder = store.tasks.get(tid, {"schedule_id": 1, "submitted_by": 1})
         if holder.get("schedule_id") == schedule_id:
             log.info("schedule %s: task %s already exists (a repeated firing); not published again", schedule_id, tid)
         else:  # a task stored before '@' was reserved (fsm.identifiers.RESERVED) holds this firing's id
-            message = (f"firing at {doc['scheduled_for']:%Y-%m-%d %H:%M:%S} UTC not published: task id {tid} is taken "
+            message = (f"firing at {scheduled_for:%Y-%m-%d %H:%M:%S} UTC not published: task id {tid} is taken "
                        f"by a task this schedule did not create (submitted by {holder.get('submitted_by')})")
             log.warning("schedule %s: %s", schedule_id, message)
             store.schedules.record_error(schedule_id, message)
         return None
-    store.wakeups.signal(lanes=[doc["lane"]])
+    except SuanwangError as exc:  # its function gone, too little credit, a quota, a closed partition, ...
+        return _not_published(store, schedule_id, exc)
     store.schedules.record_fired(schedule_id, doc["scheduled_for"], tid)
     return tid
+
+
+def _not_published(store: Store, schedule_id: str, exc: SuanwangError) -> None:
+    log.warning("schedule %s cannot publish its task: %s", schedule_id, exc.message)
+    store.schedules.record_error(schedule_id, exc.message)
+    return None
 
 
 def fire_due(store: Store, doc: dict, now: datetime) -> list[str]:

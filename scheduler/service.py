@@ -69,10 +69,12 @@ def check_priority(user: dict, priority: Any, caps: dict | None) -> None:
 
 
 def publish(store: Store, bodies: Any, user: dict, priority_caps: dict | None = None,
-            parent: str | None = None) -> list[dict]:
+            parent: str | None = None, firing: dict | None = None) -> list[dict]:
     """Publish one task body or a list of them (bulk); returns the stored documents.
 
     ``parent``: the running task that submits these (``current_task().submit``), set on each.
+    ``firing``: a schedule's firing (``{"schedule_id", "scheduled_for"}``, stored on each task),
+    published as its owner ``user`` under the firing's reserved id (``schedule@time``).
 
     Every body is validated, then every function version resolved, before anything is
     written: one bad item refuses the whole request (its index is named) and stores nothing.
@@ -89,7 +91,7 @@ def publish(store: Store, bodies: Any, user: dict, priority_caps: dict | None = 
     specs = [_each(many, index, validate, body) for index, body in enumerate(items)]
     for index, spec in enumerate(specs):
         _each(many, index, check_priority, user, spec.priority, priority_caps)
-    _check_ids(store, specs, many)
+    _check_ids(store, specs, many, firing is not None)
     external = service_flow.check_dependencies(store, specs, user, sees_all(user))
     resolved: dict[tuple, tuple[str | None, dict, dict | None]] = {}  # one registry lookup per (function, version)
     prices: dict[int, dict] = {}  # the function versions' prices (credits)
@@ -107,6 +109,8 @@ def publish(store: Store, bodies: Any, user: dict, priority_caps: dict | None = 
     for doc in docs:  # the submitter's role at publish: a worker publishes child tasks with it, never reading users
         doc["submitted_role"] = user.get("role")
     service_services.stamp(docs, pinned)
+    for doc in docs if firing else ():
+        doc.update(firing)
     credits.stamp_prices(docs, prices)
     service_data.check_references(store, docs, user)  # {"__data__": id} arguments: 404 / 403, nothing written
     from scheduler.service_explain import publish_warnings  # here: that module imports this one
@@ -122,6 +126,14 @@ def publish(store: Store, bodies: Any, user: dict, priority_caps: dict | None = 
             # also after a partial insert: what was stored can run
             store.wakeups.signal(n=len(docs), lanes=[doc["lane"] for doc in docs])
     return docs
+
+
+def check_publishable(store: Store, body: Any, user: dict) -> None:
+    """Check one task body as ``publish`` would for ``user`` (a service resolved, the function and
+    version known and open to them), writing nothing: a schedule's template at create and change."""
+    items, pinned = service_services.expand(store, [body], user)
+    spec = validate(items[0])
+    _resolve(store, spec, service_services.resolving_user(user, 0 in pinned))
 
 
 def _each(many: bool, index: int, fn, *args):
@@ -145,13 +157,13 @@ def _resolve(store: Store, spec: TaskSpec, user: dict) -> tuple[str | None, dict
     return version, defaults.get("requires", {}), defaults.get("price")
 
 
-def _check_ids(store: Store, specs: list[TaskSpec], many: bool) -> None:
+def _check_ids(store: Store, specs: list[TaskSpec], many: bool, firing: bool = False) -> None:
     """Caller-chosen ids must be new: refuse before writing so nothing is half stored."""
     ids = [s.id for s in specs if s.id is not None]
     if not ids:
         return
     for index, spec in enumerate(specs):  # '@' is reserved for schedule firings: no id can take theirs
-        if spec.id is not None:
+        if spec.id is not None and not firing:
             _each(many, index, check_chosen_task_id, spec.id)
     seen: set[str] = set()
     for index, task_id in enumerate(s.id for s in specs):

@@ -414,3 +414,38 @@ def test_the_sdk_tops_up_and_reads_credits(api):
         with pytest.raises(ApiError) as refused:
             bob.top_up(BOB, 100)
         assert refused.value.http_status == 403 and balance(api) == 7.25
+
+
+def test_a_schedule_of_a_service_fires_as_its_owner_and_pays(api):
+    """A schedule's firing is a publish by its owner: a service is resolved to its deployed version,
+    each firing reserves the owner's credits, and one that cannot be paid is not published."""
+    from datetime import timedelta
+
+    from scheduler import schedules
+
+    # Given a priced service and a business user with credit for exactly two calls
+    service(api, per_call=2)
+    top_up(api, BOB, 4)
+    resp = api.call("POST", "/schedules", "business", json={"id": "paid-daily", "cron": "0 3 * * *",
+                                                             "task": {"service": "paid", "args": ["hi"]}})
+    assert resp.status_code == 201, resp.text
+    # (a template naming an unknown service is refused at once, as a publish would be)
+    bad = api.call("POST", "/schedules", "business", json={"cron": "0 3 * * *", "task": {"service": "nope"}})
+    assert bad.status_code == 404 and "nope" in bad.json()["error"]["message"]
+    # When it fires three times
+    at = api.store.now().replace(microsecond=0)
+    fired = [schedules.fire_once(api.store, "paid-daily", at + timedelta(minutes=i)) for i in range(3)]
+    # Then two tasks of the service's deployed version were published as the owner and paid for,
+    assert fired[0] and fired[1] and fired[2] is None
+    tasks = [api.store.tasks.get(t) for t in fired[:2]]
+    assert all(t["service"] == "paid" and t["function"] == "echo" and t["submitted_by"] == BOB
+               and t["schedule_id"] == "paid-daily" and t["billing"]["reserved"] == 2 for t in tasks)
+    assert balance(api) == 0
+    # the third was refused for credit: the schedule says why, and nothing was stored for it
+    sched = api.call("GET", "/schedules/paid-daily", "business").json()
+    assert "credit" in sched["last_error"] and "user:u-business" in sched["last_error"]
+    assert api.store.db.tasks.count_documents({"schedule_id": "paid-daily"}) == 2
+    # and a repeated firing (a hand-over) publishes nothing and gives its reservation back
+    top_up(api, BOB, 2)
+    assert schedules.fire_once(api.store, "paid-daily", at) is None
+    assert balance(api) == 2 and api.store.ledger.sums(f"user:{BOB}") == pytest.approx(2)

@@ -52,6 +52,12 @@ def scheduled_tasks(store: Store, sid: str) -> list[dict]:
 
 
 @pytest.fixture
+def admin_user(store):
+    """The schedules' owner: a firing publishes as its owner, who must exist."""
+    store.users.ensure_admin()
+
+
+@pytest.fixture
 def procs():
     started: list[Proc] = []
     yield started
@@ -59,7 +65,7 @@ def procs():
         p.kill()
 
 
-def test_four_schedulers_fire_a_cron_schedule_exactly_once_per_second(store, db_uri, db_name, tmp_path, procs):
+def test_four_schedulers_fire_a_cron_schedule_exactly_once_per_second(admin_user, store, db_uri, db_name, tmp_path, procs):
     # Given four scheduler processes competing for the lease, one of them leading
     procs += [start_scheduler(db_uri, db_name, tmp_path / f"s{i}.log") for i in range(4)]
     wait_for(lambda: leader_holder(store), 60, what="a leader")
@@ -90,7 +96,7 @@ def test_four_schedulers_fire_a_cron_schedule_exactly_once_per_second(store, db_
     assert store.db.schedules.find_one({"_id": "tick"})["next_fire_at"] is None
 
 
-def test_a_restarted_scheduler_runs_missed_firings_once(store, db_uri, db_name, tmp_path, procs):
+def test_a_restarted_scheduler_runs_missed_firings_once(admin_user, store, db_uri, db_name, tmp_path, procs):
     # Given a scheduler process and a schedule every 2 seconds that coalesces missed runs
     procs.append(start_scheduler(db_uri, db_name, tmp_path / "a.log"))
     wait_for(lambda: leader_holder(store), 60, what="a leader")
@@ -117,7 +123,7 @@ def test_a_restarted_scheduler_runs_missed_firings_once(store, db_uri, db_name, 
     assert first[0]["_id"] == schedules.task_id("every2", first[0]["scheduled_for"])
 
 
-def test_the_documents_follow_pause_resume_change_and_the_leader_fires_only_due_ones(store):
+def test_the_documents_follow_pause_resume_change_and_the_leader_fires_only_due_ones(admin_user, store):
     # Given a schedule in Shanghai time, every five minutes
     schedules.create(store, {"id": "s1", "cron": "*/5 * * * *", "timezone": "Asia/Shanghai",
                              "task": {"function": "echo", "args": [1]}}, ADMIN)
@@ -157,7 +163,7 @@ def test_the_documents_follow_pause_resume_change_and_the_leader_fires_only_due_
     assert schedules.run_due(store) is not None and store.db.tasks.count_documents({"schedule_id": "s2"}) == 2
 
 
-def test_a_schedule_stored_before_next_fire_at_existed_gets_one(store):
+def test_a_schedule_stored_before_next_fire_at_existed_gets_one(admin_user, store):
     schedules.create(store, {"id": "old", "interval_s": 60, "task": {"function": "noop"}}, ADMIN)
     store.db.schedules.update_one({"_id": "old"}, {"$unset": {"next_fire_at": ""}})
     assert schedules.backfill(store) == 1 and store.db.schedules.find_one({"_id": "old"})["next_fire_at"]
@@ -325,3 +331,19 @@ def _page(api, path: str) -> str:
 
     return requests.get(f"{api.base}{path}", headers={"Authorization": f"Bearer {api.tokens['admin']}"},
                         timeout=30).text
+
+
+def test_a_firing_publishes_as_the_owner_and_stops_when_the_owner_is_gone(store):
+    # Given a business user's schedule
+    store.users.add("carol", "business")
+    carol = store.users.find("carol")
+    schedules.create(store, {"id": "c1", "cron": "0 * * * *", "task": {"function": "echo", "args": [1]}}, carol)
+    when = server_now(store.db).replace(microsecond=0)
+    # Then a firing is a task published by carol, with her role
+    tid = schedules.fire_once(store, "c1", when)
+    task = store.db.tasks.find_one({"_id": tid})
+    assert task["submitted_by"] == "carol" and task["submitted_role"] == "business" and task["schedule_id"] == "c1"
+    # and once carol is removed, a firing publishes nothing and the schedule says why
+    store.users.remove("carol")
+    assert schedules.fire_once(store, "c1", when + timedelta(hours=1)) is None
+    assert "owner 'carol' no longer exists" in store.db.schedules.find_one({"_id": "c1"})["last_error"]
