@@ -22,7 +22,7 @@ import urllib.request
 from pathlib import Path
 
 from fsm.errors import SuanwangError
-from fsm.store.embedded import EmbeddedMongo, free_port, stop_with_parent
+from fsm.store.embedded import EmbeddedMongo, EmbeddedMongoError, free_port, stop_with_parent
 
 MONGO_DEFAULT_PORT = 27017
 
@@ -173,7 +173,20 @@ def run_up(data_dir: Path, port: int, mongo_uri: str | None, host: str, bind_ip:
         for line in other_shell_lines(data_dir, url):
             echo(f"  {line}")
         echo("Press Ctrl-C to stop.")
+        mongo_restarts = 0
         while not stopping:
+            if mongo is not None and not mongo.alive():
+                # killed or crashed: its journal has every acknowledged write; the server and the
+                # worker wait for it (and retry) meanwhile
+                mongo_restarts += 1
+                echo(f"MongoDB exited; restarting it (see {mongo.data_dir / 'mongod.log'})")
+                time.sleep(min(5, mongo_restarts))
+                try:
+                    mongo.start()
+                    echo("MongoDB is back")
+                except EmbeddedMongoError as exc:
+                    echo(f"MongoDB did not start: {exc}")
+                continue
             for child in children:
                 if not child.alive() and not stopping:
                     child.restarts += 1

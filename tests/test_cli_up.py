@@ -53,6 +53,30 @@ def test_up_serves_runs_tasks_and_stops_cleanly(tmp_path):
         out = subprocess.run([sys.executable, "-m", "suanwang", "submit", "echo", "43", "--wait", "--data-dir",
                               str(tmp_path / "data")], capture_output=True, text=True, env=shell_env, timeout=60)
         assert out.returncode == 0 and json.loads(out.stdout) == 43, out.stderr
+        # killing MongoDB and the worker (-9) loses nothing: up starts both again, and a task
+        # published while the database comes back runs
+        import psutil
+
+        def child(marker):
+            for p in psutil.Process(proc.pid).children(recursive=True):
+                try:
+                    if marker in " ".join(p.cmdline()):
+                        return p
+                except psutil.Error:  # a zombie or one just gone
+                    pass
+            raise AssertionError(f"no process of up with {marker!r}")
+
+        child("--dbpath").kill()
+        child("suanwang worker").kill()
+        wait_for(lambda: "MongoDB is back" in log.read_text(), 90, what="MongoDB to be restarted")
+        resp = wait_for(lambda: http.post(f"http://127.0.0.1:{port}/api/v1/tasks",
+                                          json={"function": "echo", "args": ["again"]}), 60, what="a publish")
+        assert resp.status_code == 201, resp.text
+        again = resp.json()["id"]
+        wait_for(lambda: http.get(f"http://127.0.0.1:{port}/api/v1/tasks/{again}").json()["status"]
+                 == "succeeded", 90, what="the task after the restarts")
+        assert http.get(f"http://127.0.0.1:{port}/api/v1/tasks/{task_id}").json()["result"] == "hi"
+        assert "worker exited (code -9); restarting" in log.read_text()
     finally:
         # Ctrl-C
         os.killpg(proc.pid, signal.SIGINT)

@@ -2,6 +2,10 @@
 timeouts, crashes, cancellation, draining and idle wake-ups."""
 from __future__ import annotations
 
+import os
+import socket
+import subprocess
+import sys
 import threading
 import time
 
@@ -217,6 +221,23 @@ def test_a_second_live_worker_with_the_same_name_is_refused(store, db_uri, tmp_p
     store.workers.register("w1", {"host": "elsewhere", "pid": 1}, stale_after_s=60)
     with pytest.raises(Conflict, match="already online"):
         Daemon(make_config(db_uri, tmp_path), store).start()
+
+
+def test_a_killed_daemons_name_is_taken_over_at_once_on_its_machine(store, db_uri, tmp_path):
+    from worker import stats
+
+    # Given the document of a daemon on this machine, this boot, whose process is gone (killed -9)
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    whoami = {"host": socket.gethostname(), "pid": dead.pid, "boot_id": stats.BOOT_ID}
+    store.workers.register("w1", whoami, stale_after_s=60)
+    # Then a new daemon with that name starts at once, instead of waiting for the record to go stale
+    with Daemon(make_config(db_uri, tmp_path), store) as daemon:
+        assert daemon.start()
+        assert store.workers.workers.find_one({"_id": "w1"})["pid"] == os.getpid()
+    # while a live process's name stays refused
+    store.workers.register("w2", {**whoami, "pid": os.getppid()}, stale_after_s=60)
+    assert not stats.left_by_a_dead_daemon(store.workers.workers.find_one({"_id": "w2"}))
 
 
 def test_an_idle_wait_returns_on_a_wakeup_signal(store, db_uri, tmp_path):

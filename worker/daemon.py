@@ -41,6 +41,7 @@ from fsm.store.driver import StoreError as PyMongoError
 from fsm.store.workers import DRAINING, OFFLINE
 from registry.builtins import BUILTINS
 from registry.resolver import make_resolver
+from worker import stats
 from worker.config import WorkerConfig
 from worker.datacache import DataCache
 from worker.attempts import AttemptRunner
@@ -127,7 +128,8 @@ class Daemon(Slots, AttemptRunner, Recorder):
             try:
                 ensure_indexes_if_allowed(self.store)  # a least-privilege worker leaves them to the server
                 self.store.workers.register(self.config.name, self.heartbeat.whoami(),
-                                            stale_after_s=self.config.lease_s)
+                                            stale_after_s=self.config.lease_s,
+                                            holder_gone=stats.left_by_a_dead_daemon)
                 break
             except PyMongoError as exc:
                 self.trouble.failed("start", exc)

@@ -86,7 +86,8 @@ class Heartbeat:
         doc = self.store.workers.heartbeat(name, self.whoami(snapshot))
         if doc is None:  # the document was removed (an admin cleaned up): claim the name again
             log.warning("worker %s: its document disappeared; registering again", name)
-            doc = self.store.workers.register(name, self.whoami(snapshot), stale_after_s=self.config.lease_s)
+            doc = self.store.workers.register(name, self.whoami(snapshot), stale_after_s=self.config.lease_s,
+                                              holder_gone=stats.left_by_a_dead_daemon)
         state = doc.get("state")
         if state == OFFLINE and not d.stopping:
             # marked offline while we were unreachable (a long pause, a partition): we are back

@@ -156,6 +156,24 @@ def _section(name: str, reader, default):
         return default
 
 
+def _boot_id() -> str | None:
+    """This machine's current boot (Linux): a worker record with it and a pid not running is stale."""
+    try:
+        return Path("/proc/sys/kernel/random/boot_id").read_text().strip() or None
+    except OSError:
+        return None
+
+
+BOOT_ID = _boot_id()
+
+
+def left_by_a_dead_daemon(record: dict) -> bool:
+    """A worker document written on this very boot of this machine by a process that is gone
+    (the daemon was killed): its name may be taken over at once."""
+    return (BOOT_ID is not None and record.get("boot_id") == BOOT_ID and isinstance(record.get("pid"), int)
+            and record["pid"] != os.getpid() and not psutil.pid_exists(record["pid"]))
+
+
 def collect(cache_dir: str | None = None) -> dict[str, Any]:
     """A snapshot of this machine for the worker's whoami (JSON/BSON data only)."""
     def cpu():
@@ -171,6 +189,7 @@ def collect(cache_dir: str | None = None) -> dict[str, Any]:
         "host": socket.gethostname(),
         "addresses": addresses(),
         "pid": os.getpid(),
+        "boot_id": BOOT_ID,
         "python": platform.python_version(),
         "cpu": _section("cpu", cpu, {}),
         "load": _section("load", lambda: [round(x, 2) for x in os.getloadavg()], []),

@@ -151,6 +151,9 @@ class EmbeddedMongo:
             raise
         return self.uri
 
+    def alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
     def launch(self) -> None:
         """Run mongod only (a member of a larger set: ``fsm.store.replset`` initiates the set)."""
         binary = find_mongod()

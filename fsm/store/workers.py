@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Any
+from typing import Any, Callable
 
 from pymongo import ReturnDocument
 from pymongo.database import Database
@@ -22,14 +22,19 @@ class WorkerStore:
         self.workers = db.workers
         self.samples = db.get_collection("worker_samples", write_concern=WriteConcern(w=1))
 
-    def register(self, name: str, whoami: dict[str, Any], stale_after_s: float) -> dict:
-        """Claim the name for this process; refuse when another live daemon holds it."""
+    def register(self, name: str, whoami: dict[str, Any], stale_after_s: float,
+                 holder_gone: Callable[[dict], bool] = lambda current: False) -> dict:
+        """Claim the name for this process; refuse when another live daemon holds it.
+
+        ``holder_gone(document)``: the caller knows the holder is dead (a killed daemon on this
+        machine), so the name is taken at once instead of after ``stale_after_s``."""
         now = server_now(self.db)
         current = self.workers.find_one({"_id": name})
         if (current and current.get("state") in (ONLINE, DRAINING)
                 and current.get("last_seen") and current["last_seen"].replace(tzinfo=now.tzinfo)
                 > now - timedelta(seconds=stale_after_s)
-                and (current.get("host"), current.get("pid")) != (whoami.get("host"), whoami.get("pid"))):
+                and (current.get("host"), current.get("pid")) != (whoami.get("host"), whoami.get("pid"))
+                and not holder_gone(current)):
             raise Conflict(f"a worker named {name!r} is already online (host {current.get('host')}, pid "
                            f"{current.get('pid')}); choose another --name")
         doc = {**whoami, "state": ONLINE}
