@@ -6,6 +6,9 @@
     task = client.submit("echo", {"x": 1}, priority=5)
     print(task.result(timeout=60))        # {'x': 1}, or raises TaskFailed
     print(list(client.map("echo", range(10))))
+    meta = client.upload("train.csv")     # streamed into GridFS; tasks get it as a local path
+    task = client.submit("mymod:fit", {"__data__": meta["id"]})
+    task.save_result("model.bin")         # a large result, streamed to a file and checked
 
 ``AsyncClient`` offers the same as coroutines, on aiohttp. Keywords of ``submit`` that name a
 task field (``priority``, ``redundancy``, ``requires``, ``depends_on``, ``timeout_s``, ``id``, ...)
@@ -121,18 +124,37 @@ class TaskHandle:
     def cancel(self) -> dict:
         return self.client._call("POST", f"/tasks/{self.id}/cancel")
 
-    def result(self, timeout: float | None = None) -> Any:
-        """Wait for the end: the result, or ``TaskFailed``; ``TimeoutError`` after ``timeout`` seconds."""
+    def wait(self, timeout: float | None = None) -> dict:
+        """Wait for the end, whatever it is; returns the task. ``TimeoutError`` after ``timeout`` seconds."""
         deadline = None if timeout is None else time.monotonic() + timeout
         poll = POLL_START_S
         while True:
             task = self.info()
             if task["status"] in FINAL:
-                return _outcome(task, self.client._large_result)
+                return task
             if deadline is not None and time.monotonic() + poll > deadline:
                 raise TimeoutError(f"task {self.id} is still {task['status']} after {timeout} s")
             time.sleep(poll)
             poll = min(poll * 1.5, POLL_MAX_S)
+
+    def result(self, timeout: float | None = None) -> Any:
+        """Wait for the end: the result, or ``TaskFailed``; ``TimeoutError`` after ``timeout`` seconds.
+
+        A large result comes back whole (bytes of a returned file, or the JSON value): for one
+        that should not be held in memory, use ``save_result``."""
+        return _outcome(self.wait(timeout), self.client._large_result)
+
+    def save_result(self, path: str | os.PathLike, timeout: float | None = None) -> dict:
+        """Wait for the end and stream the result (a file the task returned, or its JSON) into
+        ``path``, checked against its sha256; returns ``{"path", "size", "sha256"}``.
+        ``TaskFailed`` when the task did not succeed; nothing is left at ``path`` then."""
+        from suanwang import transfer  # (requests: loaded only by programs that call the API)
+
+        task = self.wait(timeout)
+        if task["status"] != "succeeded":
+            raise TaskFailed(task)
+        ref = task.get("result_ref") or {}
+        return transfer.download(self.client, f"/tasks/{self.id}/result", Path(path), sha256=ref.get("sha256"))
 
 
 class Client:
@@ -194,6 +216,30 @@ class Client:
     def submit_many(self, bodies: list[dict]) -> list[TaskHandle]:
         """Publish task bodies in one request (all or none); returns their handles in order."""
         return [TaskHandle(self, item["id"]) for item in self._call("POST", "/tasks", bodies)["items"]]
+
+    # ------------------------------------------------------------- large data
+    def upload(self, path: str | os.PathLike, name: str | None = None) -> dict:
+        """Stream a file into the data store (never read whole); returns its metadata
+        ``{"id", "name", "size", "sha256", "owner", "created_at"}``, checked against the file's
+        sha256. Pass it to a task as ``{"__data__": meta["id"]}``: the function gets a local path."""
+        from suanwang import transfer
+
+        return transfer.upload(self, Path(path), name)
+
+    def download(self, data_id: str, path: str | os.PathLike) -> dict:
+        """Stream a data object into ``path`` (resumed after a lost connection, checked against its
+        sha256, written under ``path`` only when whole); returns ``{"path", "size", "sha256"}``."""
+        from suanwang import transfer
+
+        return transfer.download(self, f"/data/{data_id}/content", Path(path))
+
+    def data_info(self, data_id: str) -> dict:
+        """A data object's metadata (``GET /api/v1/data/<id>``)."""
+        return self._call("GET", f"/data/{data_id}")
+
+    def delete_data(self, data_id: str) -> dict:
+        """Delete a data object (the owner or an admin; refused while a live task uses it)."""
+        return self._call("DELETE", f"/data/{data_id}")
 
     def credits(self, user: str) -> dict:
         """A user's credits: ``{"account", "balance", "low_notified"}`` (the user themself, or admin)."""

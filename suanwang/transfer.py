@@ -96,6 +96,15 @@ def download(client: Client, url_path: str, target: Path, progress: Progress | N
     """
     target = Path(target)
     part = target.with_name(target.name + ".part")
+    try:
+        return _download(client, url_path, target, part, progress, sha256)
+    except BaseException:
+        part.unlink(missing_ok=True)  # a refused or abandoned download leaves nothing behind
+        raise
+
+
+def _download(client: Client, url_path: str, target: Path, part: Path, progress: Progress | None,
+              sha256: str | None) -> dict:
     digest, done, size, etag = hashlib.sha256(), 0, None, None
     with open(part, "wb") as out:
         for attempt in range(1, TRIES + 1):

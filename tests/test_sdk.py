@@ -1,10 +1,12 @@
 """The Python SDK (``suanwang.Client`` and ``AsyncClient``) against a live server and worker."""
 import asyncio
+import os
 import subprocess
 import sys
 
 import pytest
 
+from fsm.errors import SuanwangError
 from suanwang import AsyncClient, Client, TaskFailed
 from suanwang.sdk import ApiError
 from tests.procs import wait_for
@@ -109,3 +111,35 @@ def test_the_readme_sdk_example_runs(live, monkeypatch, capsys):
     exec(compile(code, "README.md", "exec"), {})
     assert capsys.readouterr().out.splitlines() == ["[['the', 3], ['fox', 1]]", "[0, 1, 2, 3, 4]",
                                                     "RuntimeError: boom"]
+
+
+def test_the_sync_client_moves_large_data_both_ways(live, tmp_path):
+    import hashlib
+
+    source = tmp_path / "train.bin"
+    source.write_bytes(os.urandom(3 << 20) * 2)  # 6 MiB
+    with Client(server_url(live), live.token) as client:
+        # a file streamed up, given to a task as a local path, and streamed back
+        meta = client.upload(source, name="train.bin")
+        assert meta["size"] == 6 << 20 and meta["sha256"] == hashlib.sha256(source.read_bytes()).hexdigest()
+        seen = client.submit("tests.data_functions:checksum", {"__data__": meta["id"]}).result(timeout=60)
+        assert seen["is_path"] and seen["sha256"] == meta["sha256"]
+        back = client.download(meta["id"], tmp_path / "copy.bin")
+        assert (tmp_path / "copy.bin").read_bytes() == source.read_bytes() and back["sha256"] == meta["sha256"]
+        assert client.data_info(meta["id"])["name"] == "train.bin"
+        # a large result (a file the task wrote) saved to a file, checked against its sha256
+        made = client.submit("tests.data_functions:write_file", 3)
+        saved = made.save_result(tmp_path / "out.bin", timeout=60)
+        assert saved["size"] == (tmp_path / "out.bin").stat().st_size == made.info()["result_ref"]["size"]
+        assert saved["sha256"] == made.info()["result_ref"]["sha256"]
+        # a failed task's result cannot be saved: TaskFailed, and no file
+        with pytest.raises(TaskFailed):
+            client.submit(f"{F}:fail", "no file", max_retries=0).save_result(tmp_path / "none.bin", timeout=60)
+        assert not (tmp_path / "none.bin").exists()
+        # unknown ids are clear errors
+        with pytest.raises(SuanwangError, match="404"):
+            client.download("0" * 24, tmp_path / "missing.bin")
+        assert not list(tmp_path.glob("missing.bin*"))  # not even a partial file
+        assert client.delete_data(meta["id"])["deleted"]["id"] == meta["id"]
+        with pytest.raises(ApiError, match="no data object"):
+            client.data_info(meta["id"])
