@@ -2,7 +2,8 @@
 """Suanwang's throughput and latency, against the raw MongoDB ceiling and Celery on Redis.
 
 Starts its own mongod (the embedded one), then prints one table:
-  1. raw ceiling: bare pymongo find_one_and_update claim + update_one complete, 1 and 2 clients
+  1. raw ceiling: bare pymongo find_one_and_update claim + update_one complete, 1 and 2 clients,
+     and the same in batches of 8 tasks per round trip (the room a batched worker would have)
   2. Suanwang store: claim_next + finish_attempt cycles, 1 and 2 clients (ratio to the ceiling)
   3. end to end: N no-op tasks published in bulk over HTTP to all done, one worker with 2 slots
   4. publish-to-start latency for an idle worker, p50 / p99 (server clock on both ends)
@@ -38,6 +39,10 @@ from fsm.store.spec import validate  # noqa: E402
 
 
 # ---------------------------------------------------------------- 1. raw ceiling
+#: Tasks per round trip in the batched raw ceiling.
+RAW_BATCH = 8
+
+
 def _raw_client(uri: str, db_name: str, n: int, out) -> None:
     from pymongo import MongoClient, ReturnDocument
     from pymongo.write_concern import WriteConcern
@@ -56,16 +61,47 @@ def _raw_client(uri: str, db_name: str, n: int, out) -> None:
     out.put((done, time.perf_counter() - start))
 
 
-def raw_ceiling(uri: str, clients: int, cycles: int, claim_w1: bool = False) -> float:
-    """Bare claim + complete cycles/s; ``claim_w1``: claims acknowledged at w:1 as Suanwang's are."""
+def _raw_batch_client(uri: str, db_name: str, n: int, out, batch: int = RAW_BATCH) -> None:
+    """Claims and completes ``batch`` tasks per round trip: find the ids, claim them with one
+    ``update_many`` (w:1) stamped with a token, read the claimed ones back, complete them with
+    one ``bulk_write`` (majority): the ceiling of a worker that takes several tasks at once."""
+    import uuid
+
+    from pymongo import MongoClient, UpdateOne
+    from pymongo.write_concern import WriteConcern
+
+    coll = MongoClient(uri, w="majority")[db_name].raw
+    claims = coll.with_options(write_concern=WriteConcern(w=1))
+    done = 0
+    start = time.perf_counter()
+    while done < n:
+        ids = [d["_id"] for d in coll.find({"status": "queued"}, {"_id": 1}).sort(
+            [("priority", -1), ("created", 1)]).limit(batch)]
+        if not ids:
+            break
+        token = uuid.uuid4().hex
+        claims.update_many({"_id": {"$in": ids}, "status": "queued"}, {"$set": {"status": "running", "by": token}})
+        got = [d["_id"] for d in coll.find({"by": token}, {"_id": 1})]
+        if got:
+            coll.bulk_write([UpdateOne({"_id": i, "status": "running"}, {"$set": {"status": "done", "result": None}})
+                             for i in got], ordered=False)
+        done += len(got)
+    out.put((done, time.perf_counter() - start))
+
+
+def raw_ceiling(uri: str, clients: int, cycles: int, claim_w1: bool = False, batched: bool = False) -> float:
+    """Bare claim + complete cycles/s; ``claim_w1``: claims acknowledged at w:1 as Suanwang's are;
+    ``batched``: ``RAW_BATCH`` tasks per round trip (``_raw_batch_client``)."""
     from pymongo import ASCENDING, DESCENDING, MongoClient
 
-    db_name = f"raw{clients}" + ("w1" if claim_w1 else "")
+    db_name = f"raw{clients}" + ("w1" if claim_w1 else "") + ("b" if batched else "")
     coll = MongoClient(uri)[db_name].raw
     coll.drop()
     coll.create_index([("status", ASCENDING), ("priority", DESCENDING), ("created", ASCENDING)])
     coll.insert_many([{"status": "queued", "priority": 0, "created": i} for i in range(cycles)])
-    return _run_clients(_raw_client, uri, db_name, clients, cycles)
+    if batched:
+        coll.create_index("by", sparse=True)
+    return _run_clients(_raw_batch_client if batched else _raw_client, uri, db_name, clients, cycles)
 
 
 def _run_clients(target, uri: str, db_name: str, clients: int, cycles: int) -> float:
@@ -326,12 +362,15 @@ def main() -> None:
         raw2 = raw_ceiling(uri, 2, args.cycles)
         fair1 = raw_ceiling(uri, 1, args.cycles, claim_w1=True)
         fair2 = raw_ceiling(uri, 2, args.cycles, claim_w1=True)
+        batched2 = raw_ceiling(uri, 2, args.cycles, claim_w1=True, batched=True)
         st1 = store_cycles(uri, 1, args.cycles)
         st2 = store_cycles(uri, 2, args.cycles)
         rows += [("raw claim+complete, all majority, 1 client", f"{raw1:,.0f} /s", ""),
                  ("raw claim+complete, all majority, 2 clients", f"{raw2:,.0f} /s", ""),
                  ("raw, claim w:1 + complete majority, 1 client", f"{fair1:,.0f} /s", "Suanwang's write concerns"),
                  ("raw, claim w:1 + complete majority, 2 clients", f"{fair2:,.0f} /s", "Suanwang's write concerns"),
+                 (f"raw, the same in batches of {RAW_BATCH}, 2 clients", f"{batched2:,.0f} /s",
+                  f"{batched2 / fair2:.2f}x one at a time (the room a batched claim and finish would have)"),
                  ("Suanwang store claim+finish, 1 client", f"{st1:,.0f} /s",
                   f"{st1 / fair1:.0%} of raw same-concern, {st1 / raw1:.0%} of all-majority (target >= 80%)"),
                  ("Suanwang store claim+finish, 2 clients", f"{st2:,.0f} /s",
