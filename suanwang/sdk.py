@@ -286,19 +286,34 @@ class AsyncTaskHandle:
     async def cancel(self) -> dict:
         return await self.client._call("POST", f"/tasks/{self.id}/cancel")
 
-    async def result(self, timeout: float | None = None) -> Any:
+    async def wait(self, timeout: float | None = None) -> dict:
+        """Wait for the end, whatever it is; returns the task. ``TimeoutError`` after ``timeout`` seconds."""
         deadline = None if timeout is None else time.monotonic() + timeout
         poll = POLL_START_S
         while True:
             task = await self.info()
             if task["status"] in FINAL:
-                if task["status"] == "succeeded" and task.get("result") is None and task.get("result_ref"):
-                    return await self.client._large_result(self.id)
-                return _outcome(task, None)
+                return task
             if deadline is not None and time.monotonic() + poll > deadline:
                 raise TimeoutError(f"task {self.id} is still {task['status']} after {timeout} s")
             await asyncio.sleep(poll)
             poll = min(poll * 1.5, POLL_MAX_S)
+
+    async def result(self, timeout: float | None = None) -> Any:
+        task = await self.wait(timeout)
+        if task["status"] == "succeeded" and task.get("result") is None and task.get("result_ref"):
+            return await self.client._large_result(self.id)
+        return _outcome(task, None)
+
+    async def save_result(self, path: str | os.PathLike, timeout: float | None = None) -> dict:
+        """``TaskHandle.save_result`` as a coroutine: the result streamed into ``path``."""
+        from suanwang import async_transfer
+
+        task = await self.wait(timeout)
+        if task["status"] != "succeeded":
+            raise TaskFailed(task)
+        return await async_transfer.download(self.client._http(), self.client.base, f"/tasks/{self.id}/result",
+                                             Path(path), (task.get("result_ref") or {}).get("sha256"))
 
 
 class AsyncClient:
@@ -333,8 +348,8 @@ class AsyncClient:
                                                   timeout=aiohttp.ClientTimeout(total=self._timeout))
         return self._session
 
-    async def _call(self, method: str, path: str, body: Any = None) -> Any:
-        async with self._http().request(method, self.base + path, json=body) as resp:
+    async def _call(self, method: str, path: str, body: Any = None, params: dict | None = None) -> Any:
+        async with self._http().request(method, self.base + path, json=body, params=params) as resp:
             text = await resp.text()
             try:
                 payload = json.loads(text)
@@ -361,6 +376,36 @@ class AsyncClient:
 
     async def submit_many(self, bodies: list[dict]) -> list[AsyncTaskHandle]:
         return [AsyncTaskHandle(self, item["id"]) for item in (await self._call("POST", "/tasks", bodies))["items"]]
+
+    async def call_service(self, name: str, *args: Any, **kwargs: Any) -> AsyncTaskHandle:
+        body = {"service": name, "args": list(args), "kwargs": kwargs}
+        return AsyncTaskHandle(self, (await self._call("POST", "/tasks", body))["id"])
+
+    async def upload(self, path: str | os.PathLike, name: str | None = None) -> dict:
+        """``Client.upload`` as a coroutine (the server checks the file's sha256 on arrival)."""
+        from suanwang import async_transfer
+
+        return await async_transfer.upload(self._http(), self.base, Path(path), name)
+
+    async def download(self, data_id: str, path: str | os.PathLike) -> dict:
+        from suanwang import async_transfer
+
+        return await async_transfer.download(self._http(), self.base, f"/data/{data_id}/content", Path(path))
+
+    async def data_info(self, data_id: str) -> dict:
+        return await self._call("GET", f"/data/{data_id}")
+
+    async def delete_data(self, data_id: str) -> dict:
+        return await self._call("DELETE", f"/data/{data_id}")
+
+    async def credits(self, user: str) -> dict:
+        return (await self._call("GET", f"/users/{user}"))["credits"]
+
+    async def top_up(self, user: str, amount: float, note: str | None = None) -> dict:
+        return await self._call("POST", f"/users/{user}/credits", {"amount": amount, "note": note})
+
+    async def ledger(self, user: str, limit: int = 50, skip: int = 0) -> dict:
+        return await self._call("GET", f"/users/{user}/ledger", params={"limit": limit, "skip": skip})
 
     async def map(self, function: str, iterable: Iterable[Any], **options: Any) -> AsyncIterator[Any]:
         """Publish in bulk; yield the results in order (``async for``)."""

@@ -92,6 +92,32 @@ def test_the_async_client_does_the_same_as_coroutines(live, tmp_path):
     asyncio.run(asyncio.wait_for(main(), 120))
 
 
+def test_the_async_client_moves_large_data_both_ways(live, tmp_path):
+    import hashlib
+
+    source = tmp_path / "in.bin"
+    source.write_bytes(os.urandom(1 << 20) * 5)
+
+    async def main():
+        async with AsyncClient(server_url(live), live.token) as client:
+            meta = await client.upload(source)
+            assert meta["name"] == "in.bin" and meta["sha256"] == hashlib.sha256(source.read_bytes()).hexdigest()
+            seen = await (await client.submit("tests.data_functions:checksum", {"__data__": meta["id"]})).result(60)
+            assert seen["sha256"] == meta["sha256"]
+            await client.download(meta["id"], tmp_path / "copy.bin")
+            assert (tmp_path / "copy.bin").read_bytes() == source.read_bytes()
+            made = await client.submit("tests.data_functions:write_file", 2)
+            saved = await made.save_result(tmp_path / "out.bin", timeout=60)
+            assert saved["sha256"] == (await made.info())["result_ref"]["sha256"] and saved["size"] == 2 << 20
+            with pytest.raises(SuanwangError, match="404"):
+                await client.download("0" * 24, tmp_path / "missing.bin")
+            assert not list(tmp_path.glob("missing.bin*"))
+            assert (await client.delete_data(meta["id"]))["deleted"]["id"] == meta["id"]
+            with pytest.raises(ApiError, match="no data object"):
+                await client.data_info(meta["id"])
+    asyncio.run(asyncio.wait_for(main(), 120))
+
+
 def test_importing_suanwang_in_a_task_loads_no_http_client():
     code = ("import sys; from suanwang import current_task; "
             "print(sorted(m for m in ('aiohttp', 'requests', 'flask', 'pymongo') if m in sys.modules))")
