@@ -8,6 +8,10 @@ from fsm.errors import SuanwangError, Unauthorized
 FINAL = {"succeeded", "failed", "cancelled"}
 
 
+class ServerUnreachable(SuanwangError):
+    """The server did not answer, or answered that it cannot now (502/503/504): worth another try."""
+
+
 class Client:
     def __init__(self, base_url: str, token: str | None, timeout: float = 30, origin: str = ""):
         if not token:
@@ -23,15 +27,15 @@ class Client:
             resp = self.session.request(method, self.base + path, json=body, timeout=self.timeout)
         except requests.ConnectionError:
             where = f" ({self.origin})" if self.origin else ""
-            raise SuanwangError(f"cannot reach the server at {self.base}{where}: is `suanwang server` or "
-                                "`suanwang up` running?") from None
+            raise ServerUnreachable(f"cannot reach the server at {self.base}{where}: is `suanwang server` or "
+                                    "`suanwang up` running?") from None
         if resp.status_code >= 400:
             try:
                 err = resp.json()["error"]
                 message = f"{err['message']} ({resp.status_code} {err['code']})"
             except (ValueError, KeyError, TypeError):
                 message = f"HTTP {resp.status_code}: {resp.text[:200]}"
-            raise SuanwangError(message)
+            raise (ServerUnreachable if resp.status_code in (502, 503, 504) else SuanwangError)(message)
         return resp.json()
 
     def get(self, path: str):

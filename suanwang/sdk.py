@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import sys
 import time
 from pathlib import Path
 from typing import Any, AsyncIterator, Iterable, Iterator
@@ -32,6 +33,8 @@ FINAL = {"succeeded", "failed", "cancelled"}
 #: Tasks per bulk publish of ``map``.
 MAP_CHUNK = 1000
 POLL_START_S, POLL_MAX_S = 0.05, 1.0
+#: How long a wait for a task rides through a server that does not answer (a restart) before it raises.
+RECONNECT_S = 120.0
 
 
 class ApiError(SuanwangError):
@@ -100,6 +103,44 @@ def _error(status: int, payload: Any, text: str) -> ApiError:
         return ApiError(status, "http", text[:300])
 
 
+def _unreachable(exc: Exception) -> bool:
+    """The server could not answer for now (restarting, its database failing over): a wait goes on."""
+    if isinstance(exc, ApiError):
+        return exc.http_status in (502, 503, 504)
+    if isinstance(exc, (OSError, asyncio.TimeoutError)):  # requests' connection errors are OSErrors
+        return True
+    aiohttp = sys.modules.get("aiohttp")  # (loaded by AsyncClient only)
+    return aiohttp is not None and isinstance(exc, (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError))
+
+
+class _Waiting:
+    """A wait's clock: its deadline, its poll backoff, and how long the server has been unreachable."""
+
+    def __init__(self, task_id: str, timeout: float | None):
+        self.task_id, self.timeout = task_id, timeout
+        self.deadline = None if timeout is None else time.monotonic() + timeout
+        self.poll = POLL_START_S
+        self.failing_since: float | None = None
+
+    def answered(self) -> None:
+        self.failing_since = None
+
+    def unanswered(self, exc: Exception) -> None:
+        """Re-raise unless the server is only away, and not for longer than ``RECONNECT_S``."""
+        now = time.monotonic()
+        self.failing_since = self.failing_since or now
+        if not _unreachable(exc) or now - self.failing_since > RECONNECT_S:
+            raise exc
+
+    def next_sleep(self, status: str | None) -> float:
+        """The pause before the next look; ``TimeoutError`` when the deadline comes first."""
+        if self.deadline is not None and time.monotonic() + self.poll > self.deadline:
+            raise TimeoutError(f"task {self.task_id} is still {status or 'unknown (the server is not answering)'} "
+                               f"after {self.timeout} s")
+        poll, self.poll = self.poll, min(self.poll * 1.5, POLL_MAX_S)
+        return poll
+
+
 # ----------------------------------------------------------------- synchronous
 class TaskHandle:
     """One published task."""
@@ -126,16 +167,17 @@ class TaskHandle:
 
     def wait(self, timeout: float | None = None) -> dict:
         """Wait for the end, whatever it is; returns the task. ``TimeoutError`` after ``timeout`` seconds."""
-        deadline = None if timeout is None else time.monotonic() + timeout
-        poll = POLL_START_S
+        waiting, task = _Waiting(self.id, timeout), None
         while True:
-            task = self.info()
-            if task["status"] in FINAL:
+            try:
+                task = self.info()
+                waiting.answered()
+            except Exception as exc:  # noqa: BLE001 - a server restart is waited out (RECONNECT_S)
+                waiting.unanswered(exc)
+                task = None
+            if task is not None and task["status"] in FINAL:
                 return task
-            if deadline is not None and time.monotonic() + poll > deadline:
-                raise TimeoutError(f"task {self.id} is still {task['status']} after {timeout} s")
-            time.sleep(poll)
-            poll = min(poll * 1.5, POLL_MAX_S)
+            time.sleep(waiting.next_sleep(task and task["status"]))
 
     def result(self, timeout: float | None = None) -> Any:
         """Wait for the end: the result, or ``TaskFailed``; ``TimeoutError`` after ``timeout`` seconds.
@@ -288,16 +330,17 @@ class AsyncTaskHandle:
 
     async def wait(self, timeout: float | None = None) -> dict:
         """Wait for the end, whatever it is; returns the task. ``TimeoutError`` after ``timeout`` seconds."""
-        deadline = None if timeout is None else time.monotonic() + timeout
-        poll = POLL_START_S
+        waiting, task = _Waiting(self.id, timeout), None
         while True:
-            task = await self.info()
-            if task["status"] in FINAL:
+            try:
+                task = await self.info()
+                waiting.answered()
+            except Exception as exc:  # noqa: BLE001 - a server restart is waited out (RECONNECT_S)
+                waiting.unanswered(exc)
+                task = None
+            if task is not None and task["status"] in FINAL:
                 return task
-            if deadline is not None and time.monotonic() + poll > deadline:
-                raise TimeoutError(f"task {self.id} is still {task['status']} after {timeout} s")
-            await asyncio.sleep(poll)
-            poll = min(poll * 1.5, POLL_MAX_S)
+            await asyncio.sleep(waiting.next_sleep(task and task["status"]))
 
     async def result(self, timeout: float | None = None) -> Any:
         task = await self.wait(timeout)

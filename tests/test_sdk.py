@@ -3,6 +3,8 @@ import asyncio
 import os
 import subprocess
 import sys
+import threading
+import time
 
 import pytest
 
@@ -116,6 +118,53 @@ def test_the_async_client_moves_large_data_both_ways(live, tmp_path):
             with pytest.raises(ApiError, match="no data object"):
                 await client.data_info(meta["id"])
     asyncio.run(asyncio.wait_for(main(), 120))
+
+
+def test_a_wait_rides_through_a_server_restart(cluster, tmp_path):
+    # Given a task being waited for by the sync and the async client
+    server = cluster.start_server()
+    cluster.start_worker("w1", concurrency=2, heartbeat=0.3)
+    client = Client(server_url(cluster), cluster.token)
+    sync_task, async_task = client.submit("sleep", 2), client.submit("sleep", 2.5)
+    got = {}
+
+    async def async_wait():
+        async with AsyncClient(server_url(cluster), cluster.token) as aclient:
+            got["async"] = await aclient.task(async_task.id).result(timeout=90)
+
+    waiters = [threading.Thread(target=lambda: got.__setitem__("sync", sync_task.result(timeout=90))),
+               threading.Thread(target=lambda: asyncio.run(async_wait()))]
+    for w in waiters:
+        w.start()
+    # (and `suanwang submit --wait` on the command line)
+    cli = subprocess.Popen([sys.executable, "-m", "suanwang", "submit", "sleep", "2", "--wait", "--server-url",
+                            server_url(cluster), "--token", cluster.token], stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, text=True)
+    wait_for(lambda: client._call("GET", "/tasks", params={"limit": 5})["total"] == 3, 30,
+             what="the command line's task to be published")
+    # When the server is killed and comes back on its port a few seconds later
+    server.kill()
+    time.sleep(3)
+    cluster.start_server()
+    for w in waiters:
+        w.join(90)
+    # Then every wait ends with its result, not with a connection error
+    assert got == {"sync": 2, "async": 2.5}
+    out, err = cli.communicate(timeout=90)
+    assert cli.returncode == 0 and out.strip() == "2", err
+
+
+def test_a_wait_on_a_server_that_stays_away_gives_up_with_the_cause(monkeypatch):
+    import requests
+
+    from fsm.store.embedded import free_port
+    from suanwang import sdk
+
+    monkeypatch.setattr(sdk, "RECONNECT_S", 1.0)
+    began = time.monotonic()
+    with pytest.raises(requests.ConnectionError):
+        Client(f"http://127.0.0.1:{free_port()}", "token").task("t1").result(timeout=60)
+    assert time.monotonic() - began < 10
 
 
 def test_importing_suanwang_in_a_task_loads_no_http_client():
