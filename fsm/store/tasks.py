@@ -14,10 +14,12 @@ leases, run_after) come from the server's clock via ``$$NOW``.
 """
 from __future__ import annotations
 
+from typing import Callable
+
 from pymongo import ReturnDocument
 from pymongo.collection import Collection
 from pymongo.database import Database
-from pymongo.errors import BulkWriteError
+from pymongo.errors import AutoReconnect, BulkWriteError
 from pymongo.read_concern import ReadConcern
 from pymongo.write_concern import WriteConcern
 
@@ -82,9 +84,12 @@ class TaskStore(ClaimVerbs, LeaseVerbs, PlanWriter):
         return doc
 
 
-    def insert(self, docs: list[dict]) -> list[str]:
-        """Store new task documents (one round trip), stamped by the server's clock.
+    def insert(self, docs: list[dict], on_stored: Callable[[], None] | None = None) -> list[str]:
+        """Store new task documents, stamped by the server's clock; returns once they are
+        majority-committed (journaled).
 
+        ``on_stored`` (waking idle workers) is called as soon as the primary has them, before the
+        majority wait: a worker may claim a task while its publish is still being made durable.
         A duplicate id (an idempotent re-publish, a schedule firing twice) raises ``Conflict``
         naming the ids; the other documents are still stored.
         """
@@ -96,14 +101,34 @@ class TaskStore(ClaimVerbs, LeaseVerbs, PlanWriter):
         for doc in docs:
             doc["created_at"] = doc["updated_at"] = now
             doc["history"] = [{"from": None, "to": doc["status"], "at": now, "by": doc["submitted_by"]}]
+        dupes: list = []
         try:
-            self.tasks.insert_many(docs, ordered=False)
+            self._fast.insert_many(docs, ordered=False)
         except BulkWriteError as exc:
             dupes = [e["op"]["_id"] for e in exc.details.get("writeErrors", []) if e.get("code") == 11000]
-            if dupes and len(dupes) == len(exc.details["writeErrors"]):
-                raise Conflict(f"task id(s) already exist: {', '.join(map(str, dupes[:10]))}", ids=dupes) from None
-            raise
-        return [d["_id"] for d in docs]
+            if not dupes or len(dupes) != len(exc.details["writeErrors"]):
+                raise
+        if on_stored is not None:
+            on_stored()
+        stored = [d["_id"] for d in docs if d["_id"] not in set(dupes)]
+        self._made_durable(stored, now)
+        if dupes:
+            raise Conflict(f"task id(s) already exist: {', '.join(map(str, dupes[:10]))}", ids=dupes)
+        return stored
+
+    def _made_durable(self, ids: list[str], created_at) -> None:
+        """Wait until the tasks just inserted (acknowledged by the primary alone) are majority-committed.
+
+        A no-op update with write concern majority: MongoDB waits for everything this primary has
+        applied, the inserts included, and the matched count proves they are on the primary that
+        answers (a failover between the insert and this wait may have rolled them back).
+        """
+        if not ids:
+            return
+        found = self.tasks.update_many({"_id": {"$in": ids}}, {"$min": {"created_at": created_at}}).matched_count
+        if found != len(ids):
+            raise AutoReconnect(f"{len(ids) - found} of {len(ids)} new task(s) were lost in a failover before "
+                                "they were durable; nothing was acknowledged: publish again")
 
     def _mark_dependencies(self, docs: list[dict]) -> None:
         """Flag every task that new documents depend on (``has_dependents``), before they are stored.
