@@ -42,7 +42,11 @@ def _line(s: dict) -> str:
             "date": lambda: f"at {trig.get('run_date')}"}[trig["type"]]()
     state = "paused" if s.get("paused") else f"next {s.get('next_run_time') or '-'}"
     return (f"{s['id']:<24} {trig['type']:<8} {what} ({trig.get('timezone', 'UTC')})  "
-            f"{s['task']['function']}  {state}  fired {s.get('fired', 0)}")
+            f"{_what_runs(s['task'])}  {state}  fired {s.get('fired', 0)}")
+
+
+def _what_runs(task: dict) -> str:
+    return task["function"] if "function" in task else f"service {task.get('service')}"
 
 
 @click.group("schedule", cls=Group)
@@ -51,8 +55,10 @@ def schedule_group():
 
 
 @schedule_group.command("add", context_settings={"ignore_unknown_options": True})
-@click.argument("function")
+@click.argument("function", required=False)
 @click.argument("args", nargs=-1)
+@click.option("--service", help="call this service (its deployed version at each firing) instead of FUNCTION; "
+                                "ARGS follow")
 @click.option("--cron", help="crontab: 'm h dom mon dow', or 6 fields with seconds first")
 @click.option("--every", help="an interval: 30s, 5m, 2h, 1d")
 @click.option("--at", "run_at", help="one run at this ISO 8601 time")
@@ -67,16 +73,21 @@ def schedule_group():
 @click.option("--no-coalesce", is_flag=True, help="run every missed firing, not just the last")
 @click.option("--paused", is_flag=True, help="create it paused")
 @api_options
-def add(function, args, cron, every, run_at, tz, schedule_id, kwargs, fn_version, priority, gpus, tags,
+def add(function, args, service, cron, every, run_at, tz, schedule_id, kwargs, fn_version, priority, gpus, tags,
         misfire_grace, no_coalesce, paused, server_url, token, data_dir):
-    """Schedule FUNCTION [ARGS...] (each ARG is JSON if it parses, else a string).
+    """Schedule FUNCTION [ARGS...] (each ARG is JSON if it parses, else a string), or --service NAME [ARGS...].
 
     Example: suanwang schedule add echo '"hello"' --cron '0 3 * * *' --tz Asia/Shanghai --id nightly
     """
     given = [name for name, value in (("--cron", cron), ("--every", every), ("--at", run_at)) if value]
     if len(given) != 1:
         raise click.UsageError("give exactly one of --cron, --every, --at")
-    task: dict = {"function": function, "args": [_parse_value(a) for a in args]}
+    if service:  # FUNCTION, when given, is the first argument
+        args = ((function,) if function is not None else ()) + tuple(args)
+    elif function is None:
+        raise click.UsageError("name a FUNCTION, or a service with --service NAME")
+    task: dict = {"service": service} if service else {"function": function}
+    task["args"] = [_parse_value(a) for a in args]
     for item in kwargs:
         key, sep, value = item.partition("=")
         if not sep:

@@ -266,6 +266,17 @@ def test_schedule_cli(api, store):
     bad = runner.invoke(main, ["schedule", "add", "echo", "--every", "5m", "--tz", "Nowhere/Land", *opts])
     assert bad.exit_code == 2 and "unknown time zone" in bad.output
     assert store.db.schedules.count_documents({}) == 1
+    # a service's schedule: its arguments follow, and the listing names the service
+    resp = api.call("POST", "/services", "admin", json={"name": "greet", "function": "echo", "version": "builtin"})
+    assert resp.status_code == 201, resp.text
+    out = runner.invoke(main, ["schedule", "add", "--service", "greet", "hi", "--every", "1h", "--id", "hourly",
+                               *opts])
+    assert out.exit_code == 0, out.output
+    assert store.db.schedules.find_one({"_id": "hourly"})["task"] == {"service": "greet", "args": ["hi"]}
+    assert "service greet" in runner.invoke(main, ["schedule", "list", *opts]).output
+    bad = runner.invoke(main, ["schedule", "add", "--service", "nope", "--every", "1h", *opts])
+    assert bad.exit_code == 2 and "nope" in bad.output
+    assert runner.invoke(main, ["schedule", "add", "--every", "1h", *opts]).exit_code == 2
 
 
 def test_task_ids_with_at_are_reserved_for_schedule_firings(api, store):

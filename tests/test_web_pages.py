@@ -170,7 +170,9 @@ def test_schedules_show_their_owner_s_own_and_their_last_run(app, store):
         {"_id": "nightly", "trigger": {"type": "cron", "hour": 3}, "task": {"function": "echo", "args": [1]},
          "paused": False, "owner": "super1"},
         {"_id": "hourly", "trigger": {"type": "interval", "seconds": 3600}, "task": {"function": "noop"},
-         "paused": True, "owner": "general1"}])
+         "paused": True, "owner": "general1"},
+        {"_id": "greeting", "trigger": {"type": "interval", "seconds": 60}, "task": {"service": "greet"},
+         "paused": False, "owner": "super1"}])
     doc = store.tasks.document(validate({"function": "echo", "args": [1]}), "super1")
     doc.update({"_id": "nightly@2026-11-24T03:00:00Z", "schedule_id": "nightly",
                 "scheduled_for": server_now(store.db)})
@@ -178,6 +180,7 @@ def test_schedules_show_their_owner_s_own_and_their_last_run(app, store):
     client, _ = logged_in(app, "super1")
     html = client.get("/schedules").get_data(as_text=True)
     assert "nightly" in html and "hourly" in html and "/tasks/nightly@2026-11-24T03:00:00Z" in html
+    assert "service greet" in html  # a service's schedule names it
     client, _ = logged_in(app, "general1")
     html = client.get("/schedules").get_data(as_text=True)
     assert "hourly" in html and "nightly" not in html and "paused" in html
