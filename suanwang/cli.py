@@ -16,7 +16,7 @@ import click
 
 from scheduler.config import TLS_MODES, default as server_default
 from suanwang import settings
-from suanwang.cli_common import Group, api_client, api_options, mongo_option
+from suanwang.cli_common import Group, api_client, api_options, mongo_option, task_call
 from worker.config import default as worker_default
 
 SUBCOMMANDS = ["up", "mongo", "server", "worker", "submit", "status", "user", "function", "repo", "schedule", "why",
@@ -234,13 +234,6 @@ def worker(mongo, name, tags, concurrency, heartbeat, cache_dir, drain_timeout, 
     sys.exit(run_worker(WorkerConfig(**options)) or 0)
 
 
-def _parse_value(text: str):
-    """A command-line argument is JSON when it parses as JSON, else a plain string."""
-    try:
-        return json.loads(text)
-    except ValueError:
-        return text
-
 
 @main.command(context_settings={"ignore_unknown_options": True})
 @click.argument("function", required=False)
@@ -265,19 +258,7 @@ def submit(function, args, service, kwargs, fn_version, priority, redundancy, qu
 
     Example: suanwang submit echo '{"x": 1}' --wait
     """
-    if service:  # FUNCTION, when given, is the first argument
-        args = ((function,) if function is not None else ()) + tuple(args)
-    elif function is None:
-        raise click.UsageError("name a FUNCTION, or a service with --service NAME")
-    body: dict = {"service": service} if service else {"function": function}
-    body["args"] = [_parse_value(a) for a in args]
-    if kwargs:
-        body["kwargs"] = {}
-        for item in kwargs:
-            key, sep, value = item.partition("=")
-            if not sep:
-                raise click.BadParameter(f"{item!r} is not NAME=VALUE", param_hint="--kwarg")
-            body["kwargs"][key] = _parse_value(value)
+    body = task_call(function, args, service, kwargs)
     for key, value in (("version", fn_version), ("priority", priority), ("redundancy", redundancy),
                        ("quorum", quorum), ("timeout_s", timeout_s), ("max_retries", max_retries)):
         if value is not None:

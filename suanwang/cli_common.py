@@ -1,6 +1,7 @@
 """Pieces every `suanwang` command group shares: error handling and the common options."""
 from __future__ import annotations
 
+import json
 import sys
 
 import click
@@ -66,3 +67,27 @@ def action_command(group: click.Group, verb: str, path: str, line, help_text: st
 
     command.__doc__ = help_text
     return group.command(verb)(click.argument(argument)(api_options(command)))
+
+
+def parse_value(text: str):
+    """A command-line argument is JSON when it parses as JSON, else a plain string."""
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+def task_call(function: str | None, args: tuple, service: str | None, kwargs: tuple) -> dict:
+    """The start of a task body from ``FUNCTION ARGS... -k NAME=VALUE`` or ``--service NAME ARGS...``."""
+    if service:  # FUNCTION, when given, is the first argument
+        args = ((function,) if function is not None else ()) + tuple(args)
+    elif function is None:
+        raise click.UsageError("name a FUNCTION, or a service with --service NAME")
+    body: dict = {"service": service} if service else {"function": function}
+    body["args"] = [parse_value(a) for a in args]
+    for item in kwargs:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise click.BadParameter(f"{item!r} is not NAME=VALUE", param_hint="--kwarg")
+        body.setdefault("kwargs", {})[key] = parse_value(value)
+    return body

@@ -9,16 +9,9 @@ import json
 
 import click
 
-from suanwang.cli_common import Group, action_command, api_client, api_options
+from suanwang.cli_common import Group, action_command, api_client, api_options, task_call
 
 _client = api_client
-
-
-def _parse_value(text: str):
-    try:
-        return json.loads(text)
-    except ValueError:
-        return text
 
 
 def _duration(text: str) -> float:
@@ -82,17 +75,7 @@ def add(function, args, service, cron, every, run_at, tz, schedule_id, kwargs, f
     given = [name for name, value in (("--cron", cron), ("--every", every), ("--at", run_at)) if value]
     if len(given) != 1:
         raise click.UsageError("give exactly one of --cron, --every, --at")
-    if service:  # FUNCTION, when given, is the first argument
-        args = ((function,) if function is not None else ()) + tuple(args)
-    elif function is None:
-        raise click.UsageError("name a FUNCTION, or a service with --service NAME")
-    task: dict = {"service": service} if service else {"function": function}
-    task["args"] = [_parse_value(a) for a in args]
-    for item in kwargs:
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise click.BadParameter(f"{item!r} is not NAME=VALUE", param_hint="--kwarg")
-        task.setdefault("kwargs", {})[key] = _parse_value(value)
+    task = task_call(function, args, service, kwargs)
     if fn_version:
         task["version"] = fn_version
     if priority is not None:
