@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import secrets
 import sys
 import time
 from pathlib import Path
@@ -38,11 +39,13 @@ RECONNECT_S = 120.0
 
 
 class ApiError(SuanwangError):
-    """The server refused a request; ``code`` and ``http_status`` are the server's."""
+    """The server refused a request; ``code``, ``http_status`` and the error's other fields
+    (``details``, e.g. the ``ids`` a 409 names) are the server's."""
 
-    def __init__(self, http_status: int, code: str, message: str):
+    def __init__(self, http_status: int, code: str, message: str, details: dict | None = None):
         super().__init__(f"{message} ({http_status} {code})")
         self.http_status, self.code = http_status, code
+        self.details = details or {}
 
 
 class TaskFailed(Exception):
@@ -98,7 +101,8 @@ def _outcome(task: dict, fetch_large) -> Any:
 def _error(status: int, payload: Any, text: str) -> ApiError:
     try:
         err = payload["error"]
-        return ApiError(status, err["code"], err["message"])
+        return ApiError(status, err["code"], err["message"],
+                        {k: v for k, v in err.items() if k not in ("code", "message")})
     except (TypeError, KeyError):
         return ApiError(status, "http", text[:300])
 
@@ -139,6 +143,42 @@ class _Waiting:
                                f"after {self.timeout} s")
         poll, self.poll = self.poll, min(self.poll * 1.5, POLL_MAX_S)
         return poll
+
+
+class _Publishing:
+    """One publish, retried while the server is away (up to ``RECONNECT_S``).
+
+    Each body without an ``id`` gets one chosen here, so a retry is safe: a task stored by a try
+    whose answer was lost comes back as a 409 naming its id, and only the others are sent again.
+    """
+
+    def __init__(self, bodies: list[dict], single: bool):
+        self.bodies = [body if body.get("id") else {**body, "id": secrets.token_hex(12)} for body in bodies]
+        self.pending, self.single = self.bodies, single
+        self.retried = False
+        self.failing_since: float | None = None
+
+    def request(self) -> dict | list[dict]:
+        return self.pending[0] if self.single else self.pending
+
+    def ids(self) -> list[str]:
+        return [body["id"] for body in self.bodies]
+
+    def failed(self, exc: Exception) -> float | None:
+        """The pause before the next try; None when everything turned out stored; re-raises when hopeless."""
+        if isinstance(exc, ApiError) and exc.http_status == 409 and self.retried:
+            taken = set(exc.details.get("ids") or ())
+            if not taken & {body["id"] for body in self.pending}:
+                raise exc
+            self.pending = [body for body in self.pending if body["id"] not in taken]
+            self.single = self.single and len(self.pending) == 1
+            return None if not self.pending else 0.0
+        now = time.monotonic()
+        self.failing_since = self.failing_since or now
+        if not _unreachable(exc) or now - self.failing_since > RECONNECT_S:
+            raise exc
+        self.retried = True
+        return POLL_MAX_S
 
 
 # ----------------------------------------------------------------- synchronous
@@ -246,18 +286,30 @@ class Client:
         """A handle on a task published before."""
         return TaskHandle(self, task_id)
 
+    def _publish(self, bodies: list[dict], single: bool = False) -> list[TaskHandle]:
+        publishing = _Publishing(bodies, single)
+        while True:
+            try:
+                self._call("POST", "/tasks", publishing.request())
+                break
+            except Exception as exc:  # noqa: BLE001 - a server restart is waited out, safely (_Publishing)
+                pause = publishing.failed(exc)
+                if pause is None:
+                    break
+                time.sleep(pause)
+        return [TaskHandle(self, task_id) for task_id in publishing.ids()]
+
     def submit(self, function: str, *args: Any, **options: Any) -> TaskHandle:
-        """Publish one task; returns its handle."""
-        return TaskHandle(self, self._call("POST", "/tasks", _body(function, args, options))["id"])
+        """Publish one task; returns its handle (retried safely while the server restarts)."""
+        return self._publish([_body(function, args, options)], single=True)[0]
 
     def call_service(self, name: str, *args: Any, **kwargs: Any) -> TaskHandle:
         """Call service ``name`` (its deployed version) with ``args`` and ``kwargs``; returns the task's handle."""
-        return TaskHandle(self, self._call("POST", "/tasks", {"service": name, "args": list(args),
-                                                              "kwargs": kwargs})["id"])
+        return self._publish([{"service": name, "args": list(args), "kwargs": kwargs}], single=True)[0]
 
     def submit_many(self, bodies: list[dict]) -> list[TaskHandle]:
         """Publish task bodies in one request (all or none); returns their handles in order."""
-        return [TaskHandle(self, item["id"]) for item in self._call("POST", "/tasks", bodies)["items"]]
+        return self._publish(bodies)
 
     # ------------------------------------------------------------- large data
     def upload(self, path: str | os.PathLike, name: str | None = None) -> dict:
@@ -414,15 +466,27 @@ class AsyncClient:
     def task(self, task_id: str) -> AsyncTaskHandle:
         return AsyncTaskHandle(self, task_id)
 
+    async def _publish(self, bodies: list[dict], single: bool = False) -> list[AsyncTaskHandle]:
+        publishing = _Publishing(bodies, single)
+        while True:
+            try:
+                await self._call("POST", "/tasks", publishing.request())
+                break
+            except Exception as exc:  # noqa: BLE001 - a server restart is waited out, safely (_Publishing)
+                pause = publishing.failed(exc)
+                if pause is None:
+                    break
+                await asyncio.sleep(pause)
+        return [AsyncTaskHandle(self, task_id) for task_id in publishing.ids()]
+
     async def submit(self, function: str, *args: Any, **options: Any) -> AsyncTaskHandle:
-        return AsyncTaskHandle(self, (await self._call("POST", "/tasks", _body(function, args, options)))["id"])
+        return (await self._publish([_body(function, args, options)], single=True))[0]
 
     async def submit_many(self, bodies: list[dict]) -> list[AsyncTaskHandle]:
-        return [AsyncTaskHandle(self, item["id"]) for item in (await self._call("POST", "/tasks", bodies))["items"]]
+        return await self._publish(bodies)
 
     async def call_service(self, name: str, *args: Any, **kwargs: Any) -> AsyncTaskHandle:
-        body = {"service": name, "args": list(args), "kwargs": kwargs}
-        return AsyncTaskHandle(self, (await self._call("POST", "/tasks", body))["id"])
+        return (await self._publish([{"service": name, "args": list(args), "kwargs": kwargs}], single=True))[0]
 
     async def upload(self, path: str | os.PathLike, name: str | None = None) -> dict:
         """``Client.upload`` as a coroutine (the server checks the file's sha256 on arrival)."""

@@ -155,6 +155,42 @@ def test_a_wait_rides_through_a_server_restart(cluster, tmp_path):
     assert cli.returncode == 0 and out.strip() == "2", err
 
 
+def test_a_publish_rides_through_a_server_restart(cluster):
+    # Given a server that is down when a program publishes, and back two seconds later
+    server = cluster.start_server()
+    cluster.start_worker("w1", concurrency=2, heartbeat=0.3)
+    client = Client(server_url(cluster), cluster.token)
+    server.kill()
+    threading.Timer(2.0, cluster.start_server).start()
+    # Then the publishes wait for it (ids chosen by the client make a retry safe) and run
+    task = client.submit("echo", "once")
+    many = client.submit_many([{"function": "echo", "args": [i]} for i in range(3)])
+    assert task.result(timeout=60) == "once" and [h.result(timeout=60) for h in many] == [0, 1, 2]
+    assert client._call("GET", "/tasks", params={"limit": 10})["total"] == 4  # each stored once
+
+
+def test_a_retried_publish_sends_only_what_a_lost_answer_did_not_store():
+    from suanwang.sdk import POLL_MAX_S, _Publishing
+
+    publishing = _Publishing([{"function": "echo"}, {"function": "echo", "id": "mine"}], single=False)
+    first, second = publishing.ids()
+    assert second == "mine" and len(first) == 24
+    # a 409 before any try was lost is a real conflict
+    with pytest.raises(ApiError):
+        publishing.failed(ApiError(409, "conflict", "taken", {"ids": [first]}))
+    # the server went away (the answer may have been lost): try again, then a 409 naming ours
+    assert publishing.failed(OSError("connection refused")) == POLL_MAX_S
+    assert publishing.failed(ApiError(409, "conflict", "taken", {"ids": [first]})) == 0.0
+    assert publishing.request() == [{"function": "echo", "id": "mine"}]
+    assert publishing.failed(ApiError(409, "conflict", "taken", {"ids": ["mine"]})) is None  # all stored
+    # a refusal of another kind, or a 409 naming someone else's task, is raised
+    for refusal in (ApiError(422, "invalid", "bad"), ApiError(409, "conflict", "taken", {"ids": ["other"]})):
+        again = _Publishing([{"function": "echo"}], single=True)
+        again.failed(OSError("reset"))
+        with pytest.raises(ApiError):
+            again.failed(refusal)
+
+
 def test_a_wait_on_a_server_that_stays_away_gives_up_with_the_cause(monkeypatch):
     import requests
 
