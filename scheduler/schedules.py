@@ -228,9 +228,9 @@ def fire_once(store: Store, schedule_id: str, fire_time: datetime) -> str | None
     tid = task_id(schedule_id, fire_time)
     scheduled_for = fire_time.astimezone(timezone.utc)
     owner = store.users.find(sched["owner"])
+    if owner is None:
+        return _not_published(store, schedule_id, NotFound(f"its owner {sched['owner']!r} no longer exists"))
     try:
-        if owner is None:
-            raise NotFound(f"its owner {sched['owner']!r} no longer exists")
         (doc,) = service.publish(store, {**sched["task"], "id": tid}, owner,
                                  firing={"schedule_id": schedule_id, "scheduled_for": scheduled_for})
     except Conflict as exc:

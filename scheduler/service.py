@@ -117,20 +117,12 @@ def publish(store: Store, bodies: Any, user: dict, priority_caps: dict | None = 
 
     publish_warnings(store, docs)
     quotas.check_publish(store, user, len(docs))  # 429 past a queued quota, nothing written
-    woken: list[bool] = []
-
-    def wake() -> None:  # idle workers: as soon as the primary has the tasks, once
-        if not woken:
-            woken.append(True)
-            store.wakeups.signal(n=len(docs), lanes=[doc["lane"] for doc in docs])
-
     with credits.reserved(store, docs, items, user):  # priced tasks: 402 and nothing written when unpaid
-        try:
-            store.tasks.insert(docs, on_stored=wake)
-            if external:  # dependencies that may have ended already: resolve their new dependents now
-                store.tasks.flow.settle_published(external)
-        finally:
-            wake()  # also after a partial insert: what was stored can run
+        # idle workers are woken as soon as the primary has the tasks (also after a partial insert)
+        store.tasks.insert(docs, on_stored=lambda: store.wakeups.signal(n=len(docs),
+                                                                        lanes=[doc["lane"] for doc in docs]))
+        if external:  # dependencies that may have ended already: resolve their new dependents now
+            store.tasks.flow.settle_published(external)
     return docs
 
 

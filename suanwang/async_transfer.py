@@ -10,14 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import json
-import os
 from pathlib import Path
 
 from fsm.errors import SuanwangError
+from suanwang.transfer import PIECE, TRIES, finish_download, refusal
 
-PIECE = 1 << 20
-TRIES = 5
 #: No total limit for a transfer of any size; a silent connection fails after this.
 READ_TIMEOUT_S = 60
 
@@ -37,12 +34,7 @@ def _timeout():
 
 
 async def _refused(resp) -> SuanwangError:
-    text = await resp.text()
-    try:
-        err = json.loads(text)["error"]
-        return SuanwangError(f"{err['message']} ({resp.status} {err['code']})")
-    except (ValueError, KeyError, TypeError):
-        return SuanwangError(f"HTTP {resp.status}: {text[:200]}")
+    return refusal(resp.status, await resp.text())
 
 
 async def upload(session, base: str, path: Path, name: str | None = None) -> dict:
@@ -110,9 +102,4 @@ async def _download(session, base: str, url_path: str, target: Path, part: Path,
             await asyncio.sleep(min(2 ** attempt * 0.25, 5))
     finally:
         await asyncio.to_thread(out.close)
-    expected = sha256 or (etag.strip('"') if etag and len(etag.strip('"')) == 64 else None)
-    if (size is not None and done != size) or (expected and digest.hexdigest() != expected):
-        raise SuanwangError(f"the download of {url_path} is incomplete or corrupt ({done} of {size} bytes, "
-                            f"sha256 {digest.hexdigest()}, expected {expected}); nothing was saved")
-    os.replace(part, target)
-    return {"path": str(target), "size": done, "sha256": digest.hexdigest()}
+    return finish_download(part, target, url_path, done, size, etag, digest, sha256)

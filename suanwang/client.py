@@ -11,6 +11,8 @@ FINAL = {"succeeded", "failed", "cancelled"}
 class ServerUnreachable(SuanwangError):
     """The server did not answer, or answered that it cannot now (502/503/504): worth another try."""
 
+    http_status = 503
+
 
 class Client:
     def __init__(self, base_url: str, token: str | None, timeout: float = 30, origin: str = ""):

@@ -11,11 +11,9 @@ from typing import Callable
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-from suanwang.client import ServerUnreachable
+from suanwang.sdk import Outage, attempt
 
 FINAL = {"succeeded", "failed", "cancelled"}
-#: How long ``--wait`` rides through a server that does not answer (a restart) before it gives up.
-RECONNECT_S = 120.0
 
 
 def describe(task: dict) -> str:
@@ -38,18 +36,15 @@ def follow(get_task: Callable[[str], dict], task_id: str, poll_s: float = 0.1, c
                TimeElapsedColumn(), TextColumn("{task.description}"))
     with Progress(*columns, console=console, transient=False) as bar:
         row = bar.add_task("queued", total=1.0)
-        failing_since = None
+        outage = Outage()
         while True:
-            try:
-                task = get_task(task_id)
-                failing_since = None
-            except ServerUnreachable as exc:  # a server restart is waited out, for a while
-                failing_since = failing_since or time.monotonic()
-                if time.monotonic() - failing_since > RECONNECT_S:
-                    raise
-                bar.update(row, description=f"server not answering, retrying ({str(exc)[:60]})")
+            task = attempt(get_task, task_id)
+            if isinstance(task, Exception):  # a server restart is waited out (sdk.RECONNECT_S), others raised
+                outage.endure(task)
+                bar.update(row, description=f"server not answering, retrying ({str(task)[:60]})")
                 time.sleep(max_poll_s)
                 continue
+            outage.over()
             fraction = (task.get("progress") or {}).get("fraction")
             done = task["status"] == "succeeded"
             bar.update(row, description=describe(task), completed=1.0 if done else (fraction or 0.0))

@@ -108,39 +108,78 @@ def _error(status: int, payload: Any, text: str) -> ApiError:
 
 
 def _unreachable(exc: Exception) -> bool:
-    """The server could not answer for now (restarting, its database failing over): a wait goes on."""
-    if isinstance(exc, ApiError):
-        return exc.http_status in (502, 503, 504)
+    """The server could not answer for now (restarting, its database failing over): worth another try.
+
+    Any error with an ``http_status`` of 502, 503 or 504 (the SDK's ``ApiError``, the command
+    line's ``ServerUnreachable``), or a connection error of requests or aiohttp."""
+    if getattr(exc, "http_status", None) in (502, 503, 504):
+        return True
     if isinstance(exc, (OSError, asyncio.TimeoutError)):  # requests' connection errors are OSErrors
         return True
     aiohttp = sys.modules.get("aiohttp")  # (loaded by AsyncClient only)
     return aiohttp is not None and isinstance(exc, (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError))
 
 
+def attempt(call, *args) -> Any:
+    """``call(*args)``'s answer, or the exception it raised (judged by ``Outage`` and its users)."""
+    try:
+        return call(*args)
+    except Exception as exc:  # noqa: BLE001 - returned, and re-raised unless the server is only away
+        return exc
+
+
+async def _attempt_async(call, *args) -> Any:
+    try:
+        return await call(*args)
+    except Exception as exc:  # noqa: BLE001 - as in attempt
+        return exc
+
+
+class Outage:
+    """How long the server has gone unanswered: an error is endured while the server is only
+    away, for up to ``RECONNECT_S`` in a row; any other error, or a longer silence, is raised."""
+
+    def __init__(self):
+        self.since: float | None = None
+
+    def endure(self, exc: Exception) -> None:
+        now = time.monotonic()
+        self.since = self.since or now
+        if not _unreachable(exc) or now - self.since > RECONNECT_S:
+            raise exc
+
+    def over(self) -> None:
+        self.since = None
+
+
 class _Waiting:
-    """A wait's clock: its deadline, its poll backoff, and how long the server has been unreachable."""
+    """One wait for a task to end: its deadline, its poll backoff and the server's outages.
+
+    ``final(answer)`` takes each look's answer (the task, or the error the look raised) and
+    returns the task once it is final, else None; ``next_sleep()`` is the pause before the next look.
+    """
 
     def __init__(self, task_id: str, timeout: float | None):
         self.task_id, self.timeout = task_id, timeout
         self.deadline = None if timeout is None else time.monotonic() + timeout
         self.poll = POLL_START_S
-        self.failing_since: float | None = None
+        self.outage = Outage()
+        self.status: str | None = None
 
-    def answered(self) -> None:
-        self.failing_since = None
+    def final(self, answer: dict | Exception) -> dict | None:
+        if isinstance(answer, Exception):
+            self.outage.endure(answer)
+            self.status = None
+            return None
+        self.outage.over()
+        self.status = answer["status"]
+        return answer if self.status in FINAL else None
 
-    def unanswered(self, exc: Exception) -> None:
-        """Re-raise unless the server is only away, and not for longer than ``RECONNECT_S``."""
-        now = time.monotonic()
-        self.failing_since = self.failing_since or now
-        if not _unreachable(exc) or now - self.failing_since > RECONNECT_S:
-            raise exc
-
-    def next_sleep(self, status: str | None) -> float:
+    def next_sleep(self) -> float:
         """The pause before the next look; ``TimeoutError`` when the deadline comes first."""
         if self.deadline is not None and time.monotonic() + self.poll > self.deadline:
-            raise TimeoutError(f"task {self.task_id} is still {status or 'unknown (the server is not answering)'} "
-                               f"after {self.timeout} s")
+            raise TimeoutError(f"task {self.task_id} is still {self.status or 'unknown (the server is not answering)'}"
+                               f" after {self.timeout} s")
         poll, self.poll = self.poll, min(self.poll * 1.5, POLL_MAX_S)
         return poll
 
@@ -150,13 +189,16 @@ class _Publishing:
 
     Each body without an ``id`` gets one chosen here, so a retry is safe: a task stored by a try
     whose answer was lost comes back as a 409 naming its id, and only the others are sent again.
+    ``after(answer)`` takes each try's answer (or error): None when the publish is done, else
+    the pause before the next try.
     """
 
     def __init__(self, bodies: list[dict], single: bool):
         self.bodies = [body if body.get("id") else {**body, "id": secrets.token_hex(12)} for body in bodies]
         self.pending, self.single = self.bodies, single
         self.retried = False
-        self.failing_since: float | None = None
+        self.outage = Outage()
+        self.answer: Any = None  # the server's answer to the try that stored them (None: found stored)
 
     def request(self) -> dict | list[dict]:
         return self.pending[0] if self.single else self.pending
@@ -164,21 +206,28 @@ class _Publishing:
     def ids(self) -> list[str]:
         return [body["id"] for body in self.bodies]
 
-    def failed(self, exc: Exception) -> float | None:
-        """The pause before the next try; None when everything turned out stored; re-raises when hopeless."""
-        if isinstance(exc, ApiError) and exc.http_status == 409 and self.retried:
-            taken = set(exc.details.get("ids") or ())
+    def after(self, answer: Any) -> float | None:
+        if not isinstance(answer, Exception):
+            self.answer = answer
+            return None
+        if getattr(answer, "http_status", None) == 409 and self.retried:
+            taken = set(getattr(answer, "details", {}).get("ids") or ())
             if not taken & {body["id"] for body in self.pending}:
-                raise exc
+                raise answer
             self.pending = [body for body in self.pending if body["id"] not in taken]
             self.single = self.single and len(self.pending) == 1
             return None if not self.pending else 0.0
-        now = time.monotonic()
-        self.failing_since = self.failing_since or now
-        if not _unreachable(exc) or now - self.failing_since > RECONNECT_S:
-            raise exc
+        self.outage.endure(answer)
         self.retried = True
         return POLL_MAX_S
+
+
+def publish_retrying(post, bodies: list[dict], single: bool = False) -> _Publishing:
+    """Publish through ``post(body)`` (``POST /tasks``), riding out a server restart (``_Publishing``)."""
+    publishing = _Publishing(bodies, single)
+    while (pause := publishing.after(attempt(post, publishing.request()))) is not None:
+        time.sleep(pause)
+    return publishing
 
 
 # ----------------------------------------------------------------- synchronous
@@ -207,17 +256,10 @@ class TaskHandle:
 
     def wait(self, timeout: float | None = None) -> dict:
         """Wait for the end, whatever it is; returns the task. ``TimeoutError`` after ``timeout`` seconds."""
-        waiting, task = _Waiting(self.id, timeout), None
-        while True:
-            try:
-                task = self.info()
-                waiting.answered()
-            except Exception as exc:  # noqa: BLE001 - a server restart is waited out (RECONNECT_S)
-                waiting.unanswered(exc)
-                task = None
-            if task is not None and task["status"] in FINAL:
-                return task
-            time.sleep(waiting.next_sleep(task and task["status"]))
+        waiting = _Waiting(self.id, timeout)
+        while (task := waiting.final(attempt(self.info))) is None:
+            time.sleep(waiting.next_sleep())
+        return task
 
     def result(self, timeout: float | None = None) -> Any:
         """Wait for the end: the result, or ``TaskFailed``; ``TimeoutError`` after ``timeout`` seconds.
@@ -287,17 +329,8 @@ class Client:
         return TaskHandle(self, task_id)
 
     def _publish(self, bodies: list[dict], single: bool = False) -> list[TaskHandle]:
-        publishing = _Publishing(bodies, single)
-        while True:
-            try:
-                self._call("POST", "/tasks", publishing.request())
-                break
-            except Exception as exc:  # noqa: BLE001 - a server restart is waited out, safely (_Publishing)
-                pause = publishing.failed(exc)
-                if pause is None:
-                    break
-                time.sleep(pause)
-        return [TaskHandle(self, task_id) for task_id in publishing.ids()]
+        published = publish_retrying(lambda body: self._call("POST", "/tasks", body), bodies, single)
+        return [TaskHandle(self, task_id) for task_id in published.ids()]
 
     def submit(self, function: str, *args: Any, **options: Any) -> TaskHandle:
         """Publish one task; returns its handle (retried safely while the server restarts)."""
@@ -382,17 +415,10 @@ class AsyncTaskHandle:
 
     async def wait(self, timeout: float | None = None) -> dict:
         """Wait for the end, whatever it is; returns the task. ``TimeoutError`` after ``timeout`` seconds."""
-        waiting, task = _Waiting(self.id, timeout), None
-        while True:
-            try:
-                task = await self.info()
-                waiting.answered()
-            except Exception as exc:  # noqa: BLE001 - a server restart is waited out (RECONNECT_S)
-                waiting.unanswered(exc)
-                task = None
-            if task is not None and task["status"] in FINAL:
-                return task
-            await asyncio.sleep(waiting.next_sleep(task and task["status"]))
+        waiting = _Waiting(self.id, timeout)
+        while (task := waiting.final(await _attempt_async(self.info))) is None:
+            await asyncio.sleep(waiting.next_sleep())
+        return task
 
     async def result(self, timeout: float | None = None) -> Any:
         task = await self.wait(timeout)
@@ -468,15 +494,9 @@ class AsyncClient:
 
     async def _publish(self, bodies: list[dict], single: bool = False) -> list[AsyncTaskHandle]:
         publishing = _Publishing(bodies, single)
-        while True:
-            try:
-                await self._call("POST", "/tasks", publishing.request())
-                break
-            except Exception as exc:  # noqa: BLE001 - a server restart is waited out, safely (_Publishing)
-                pause = publishing.failed(exc)
-                if pause is None:
-                    break
-                await asyncio.sleep(pause)
+        while (pause := publishing.after(await _attempt_async(self._call, "POST", "/tasks",
+                                                              publishing.request()))) is not None:
+            await asyncio.sleep(pause)
         return [AsyncTaskHandle(self, task_id) for task_id in publishing.ids()]
 
     async def submit(self, function: str, *args: Any, **options: Any) -> AsyncTaskHandle:

@@ -8,6 +8,7 @@ restart) is retried: an upload from the start, a download from where it stopped 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import time
 from pathlib import Path
@@ -46,12 +47,29 @@ class _Reader:
         self.file.close()
 
 
-def _error(resp: requests.Response) -> SuanwangError:
+def refusal(status: int, text: str) -> SuanwangError:
+    """The server's refusal (its JSON error, else the start of its text) as one clear error."""
     try:
-        err = resp.json()["error"]
-        return SuanwangError(f"{err['message']} ({resp.status_code} {err['code']})")
+        err = json.loads(text)["error"]
+        return SuanwangError(f"{err['message']} ({status} {err['code']})")
     except (ValueError, KeyError, TypeError):
-        return SuanwangError(f"HTTP {resp.status_code}: {resp.text[:200]}")
+        return SuanwangError(f"HTTP {status}: {text[:200]}")
+
+
+def _error(resp: requests.Response) -> SuanwangError:
+    return refusal(resp.status_code, resp.text)
+
+
+def finish_download(part: Path, target: Path, url_path: str, done: int, size: int | None, etag: str | None,
+                    digest, sha256: str | None) -> dict:
+    """Check what ``part`` received (its size, its sha256 against ``sha256`` or a sha256 ETag) and
+    move it to ``target``; a short or corrupt download raises and is never renamed."""
+    expected = sha256 or (etag.strip('"') if etag and len(etag.strip('"')) == 64 else None)
+    if (size is not None and done != size) or (expected and digest.hexdigest() != expected):
+        raise SuanwangError(f"the download of {url_path} is incomplete or corrupt ({done} of {size} bytes, "
+                            f"sha256 {digest.hexdigest()}, expected {expected}); nothing was saved")
+    os.replace(part, target)
+    return {"path": str(target), "size": done, "sha256": digest.hexdigest()}
 
 
 def _retryable(resp: requests.Response | None) -> bool:
@@ -136,10 +154,4 @@ def _download(client: Client, url_path: str, target: Path, part: Path, progress:
                     raise SuanwangError(f"the download of {url_path} was cut off {TRIES} times; nothing was "
                                         "saved") from None
             time.sleep(min(2 ** attempt * 0.25, 5))
-    expected = sha256 or (etag.strip('"') if etag and len(etag.strip('"')) == 64 else None)
-    if (size is not None and done != size) or (expected and digest.hexdigest() != expected):
-        part.unlink(missing_ok=True)
-        raise SuanwangError(f"the download of {url_path} is incomplete or corrupt ({done} of {size} bytes, "
-                            f"sha256 {digest.hexdigest()}, expected {expected}); nothing was saved")
-    os.replace(part, target)
-    return {"path": str(target), "size": done, "sha256": digest.hexdigest()}
+    return finish_download(part, target, url_path, done, size, etag, digest, sha256)  # (the caller removes part)

@@ -136,23 +136,28 @@ def test_a_wait_rides_through_a_server_restart(cluster, tmp_path):
                threading.Thread(target=lambda: asyncio.run(async_wait()))]
     for w in waiters:
         w.start()
-    # (and `suanwang submit --wait` on the command line)
-    cli = subprocess.Popen([sys.executable, "-m", "suanwang", "submit", "sleep", "2", "--wait", "--server-url",
-                            server_url(cluster), "--token", cluster.token], stdout=subprocess.PIPE,
-                           stderr=subprocess.PIPE, text=True)
-    wait_for(lambda: client._call("GET", "/tasks", params={"limit": 5})["total"] == 3, 30,
-             what="the command line's task to be published")
-    time.sleep(0.5)  # (and the answer to reach it: a publish whose answer is lost is not retried)
+    # (and `suanwang submit --wait` on the command line, for a task that ends when a marker appears)
+    marker = tmp_path / "go"
+    cli = subprocess.Popen([sys.executable, "-m", "suanwang", "submit", f"{F}:slow_progress", str(marker), "-k",
+                            "steps=2", "-k", "step_s=0.05", "--wait", "--server-url", server_url(cluster),
+                            "--token", cluster.token], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+    def cli_task_reported():  # its progress comes a heartbeat after the publish was answered
+        items = client._call("GET", "/tasks", params={"function": f"{F}:slow_progress"})["items"]
+        return items and client.get(items[0]["id"]).get("progress")
+
+    wait_for(cli_task_reported, 30, what="the command line's task to run and report progress")
     # When the server is killed and comes back on its port a few seconds later
     server.kill()
-    time.sleep(3)
+    time.sleep(3)  # (the server stays away this long)
     cluster.start_server()
+    marker.touch()
     for w in waiters:
         w.join(90)
     # Then every wait ends with its result, not with a connection error
     assert got == {"sync": 2, "async": 2.5}
     out, err = cli.communicate(timeout=90)
-    assert cli.returncode == 0 and out.strip() == "2", err
+    assert cli.returncode == 0 and out.strip() == "2", err  # slow_progress returns its steps
 
 
 def test_a_publish_rides_through_a_server_restart(cluster):
@@ -177,18 +182,18 @@ def test_a_retried_publish_sends_only_what_a_lost_answer_did_not_store():
     assert second == "mine" and len(first) == 24
     # a 409 before any try was lost is a real conflict
     with pytest.raises(ApiError):
-        publishing.failed(ApiError(409, "conflict", "taken", {"ids": [first]}))
+        publishing.after(ApiError(409, "conflict", "taken", {"ids": [first]}))
     # the server went away (the answer may have been lost): try again, then a 409 naming ours
-    assert publishing.failed(OSError("connection refused")) == POLL_MAX_S
-    assert publishing.failed(ApiError(409, "conflict", "taken", {"ids": [first]})) == 0.0
+    assert publishing.after(OSError("connection refused")) == POLL_MAX_S
+    assert publishing.after(ApiError(409, "conflict", "taken", {"ids": [first]})) == 0.0
     assert publishing.request() == [{"function": "echo", "id": "mine"}]
-    assert publishing.failed(ApiError(409, "conflict", "taken", {"ids": ["mine"]})) is None  # all stored
+    assert publishing.after(ApiError(409, "conflict", "taken", {"ids": ["mine"]})) is None  # all stored
     # a refusal of another kind, or a 409 naming someone else's task, is raised
     for refusal in (ApiError(422, "invalid", "bad"), ApiError(409, "conflict", "taken", {"ids": ["other"]})):
         again = _Publishing([{"function": "echo"}], single=True)
-        again.failed(OSError("reset"))
+        again.after(OSError("reset"))
         with pytest.raises(ApiError):
-            again.failed(refusal)
+            again.after(refusal)
 
 
 def test_a_wait_on_a_server_that_stays_away_gives_up_with_the_cause(monkeypatch):

@@ -71,13 +71,12 @@ server's clock (``$$NOW``) wherever a lease or a history entry depends on it.
 """
 from __future__ import annotations
 
-import bson
-from bson.raw_bson import RawBSONDocument
 from pymongo import ASCENDING, DESCENDING, IndexModel
 from pymongo.database import Database
 from pymongo.errors import CollectionInvalid, OperationFailure
 
 from fsm.lanes import lane_name, lane_requires
+from fsm.store.wakeups import without_id
 
 NAMESPACE_EXISTS = 48
 
@@ -150,8 +149,7 @@ def ensure_indexes(db: Database) -> None:
     if "wakeups" not in db.list_collection_names():
         try:
             db.create_collection("wakeups", capped=True, size=WAKEUPS_BYTES, max=1000)
-            # a tailable cursor needs one document to hold on to; its _id is mongod's, like every signal's
-            db.wakeups.insert_one(RawBSONDocument(bson.encode({"kind": "start"})))
+            db.wakeups.insert_one(without_id({"kind": "start"}))  # a tailable cursor needs one to hold on to
         except (CollectionInvalid, OperationFailure) as exc:
             if isinstance(exc, OperationFailure) and exc.code != NAMESPACE_EXISTS:
                 raise

@@ -88,10 +88,10 @@ class TaskStore(ClaimVerbs, LeaseVerbs, PlanWriter):
         """Store new task documents, stamped by the server's clock; returns once they are
         majority-committed (journaled).
 
-        ``on_stored`` (waking idle workers) is called as soon as the primary has them, before the
-        majority wait: a worker may claim a task while its publish is still being made durable.
-        A duplicate id (an idempotent re-publish, a schedule firing twice) raises ``Conflict``
-        naming the ids; the other documents are still stored.
+        ``on_stored`` (waking idle workers) is called once the insert returns, before the majority
+        wait (a worker may claim a task while its publish is still being made durable), and also
+        when it failed: what it stored can run. A duplicate id (an idempotent re-publish, a
+        schedule firing twice) raises ``Conflict`` naming the ids; the other documents are still stored.
         """
         if not docs:
             return []
@@ -108,9 +108,11 @@ class TaskStore(ClaimVerbs, LeaseVerbs, PlanWriter):
             dupes = [e["op"]["_id"] for e in exc.details.get("writeErrors", []) if e.get("code") == 11000]
             if not dupes or len(dupes) != len(exc.details["writeErrors"]):
                 raise
-        if on_stored is not None:
-            on_stored()
-        stored = [d["_id"] for d in docs if d["_id"] not in set(dupes)]
+        finally:
+            if on_stored is not None:
+                on_stored()
+        taken = set(dupes)
+        stored = [d["_id"] for d in docs if d["_id"] not in taken]
         self._made_durable(stored, now)
         if dupes:
             raise Conflict(f"task id(s) already exist: {', '.join(map(str, dupes[:10]))}", ids=dupes)

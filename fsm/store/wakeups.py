@@ -13,6 +13,13 @@ from pymongo.read_concern import ReadConcern
 from pymongo.write_concern import WriteConcern
 
 
+def without_id(doc: dict) -> RawBSONDocument:
+    """A signal as stored: without an ``_id``, so mongod assigns one in insert order. Ids made by
+    the sending processes (server, workers) order by each process's random bytes within a second,
+    and a reopened cursor (``_id > last``) would skip a later signal whose sender's bytes are lower."""
+    return RawBSONDocument(bson.encode(doc))
+
+
 class Wakeups:
     def __init__(self, db: Database):
         # w=1 and local reads: a signal is seen at once, not after the next journal flush;
@@ -31,10 +38,7 @@ class Wakeups:
         if lanes:
             doc["lanes"] = sorted(set(lanes))
         try:
-            # Without an _id, so mongod assigns one: ids made by the publishing processes (server,
-            # workers) order by each process's random bytes within a second, and a reopened cursor
-            # (``_id > last``) would skip a later signal whose sender's bytes are lower.
-            self.coll.insert_one(RawBSONDocument(bson.encode(doc)))
+            self.coll.insert_one(without_id(doc))
         except PyMongoError:
             pass  # workers fall back to polling
 
