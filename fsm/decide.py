@@ -172,6 +172,35 @@ def decide_lone_success(attempt_id: str, result: Any, *, logs: str | None = None
     return _finish(plan, {}, [], Status.SUCCEEDED, reason=None, result=result, result_ref=result_ref)
 
 
+def decide_release(task: dict, attempt_id: str, why: str) -> Plan:
+    """A worker hands back an attempt it claimed ahead (prefetched) and never started.
+
+    Not a failure: ``failures`` is unchanged and no backoff applies. The slot opens again, the
+    worker (and machine) may claim it again, and with no other attempt running the task is queued.
+    """
+    frm = Status(task["status"])
+    if frm != Status.RUNNING:
+        raise InvalidTransition(f"task {task['_id']} is {frm.value}, not running")
+    attempt = next((a for a in task.get("attempts", []) if a["id"] == attempt_id), None)
+    if attempt is None or attempt["state"] != A.RUNNING:
+        raise InvalidTransition(f"attempt {attempt_id} of task {task['_id']} is not running")
+    check_attempt(A.RUNNING, A.RELEASED)
+    plan = Plan(frm=frm, attempts={attempt_id: {"state": A.RELEASED.value, "error": why}}, ended={attempt_id})
+    workers = list(task.get("workers", []))
+    if attempt["worker"] in workers:
+        workers.remove(attempt["worker"])
+    plan.fields.update(workers=workers, open_slots=task.get("open_slots", 0) + 1)
+    if task.get("distinct_hosts"):
+        hosts = list(task.get("hosts", []))
+        if attempt.get("host") in hosts:
+            hosts.remove(attempt.get("host"))
+        plan.fields["hosts"] = hosts
+    if not _others_running(task, attempt_id):
+        plan.to, plan.reason = Status.QUEUED, "handed back unstarted"
+        check(frm, plan.to)
+    return plan
+
+
 def decide_expired(task: dict, now) -> Plan | None:
     """The first running attempt whose lease ended before ``now`` is lost (None: none has)."""
     if Status(task["status"]) != Status.RUNNING:

@@ -28,7 +28,7 @@ MAX_PRICE = 1e9
 MAX_AMOUNT = 1e12
 DECIMALS = 6
 #: Attempt states that are not charged: the system's fault, or never ran / still running.
-UNCHARGED_STATES = frozenset({"lost", "running"})
+UNCHARGED_STATES = frozenset({"lost", "running", "released"})
 
 
 def amount(value: float) -> float:

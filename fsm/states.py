@@ -44,6 +44,8 @@ class AttemptState(str, Enum):
     LOST = "lost"
     #: stopped because the task was cancelled or already decided
     CANCELLED = "cancelled"
+    #: claimed ahead with others (prefetched) and handed back before it started: not a failure
+    RELEASED = "released"
 
 
 S = Status

@@ -207,14 +207,17 @@ def _priority_caps(items: tuple[str, ...]) -> dict:
               help="each GPU's memory in GB, comma-separated (default: read by NVML)")
 @click.option("--max-temp", "max_temp_c", type=float, envvar="SUANWANG_MAX_TEMP_C",
               help="no new claims while a CPU or GPU is at or above this many °C")
+@click.option("--prefetch", type=int, default=worker_default("prefetch"), show_default=True,
+              envvar="SUANWANG_PREFETCH",
+              help="most tasks a slot claims at once when their function is measured as short (1: one at a time)")
 def worker(mongo, name, tags, concurrency, heartbeat, cache_dir, drain_timeout, burst, inline_result_bytes,
-           data_cache_bytes, cpus, gpus, gpu_mem_gb, max_temp_c):
+           data_cache_bytes, cpus, gpus, gpu_mem_gb, max_temp_c, prefetch):
     """A worker daemon: claims tasks from MongoDB and runs them in child processes."""
     from worker.config import WorkerConfig
     from worker.daemon import run_worker
 
     options = {"mongo_uri": mongo, "tags": tuple(t.strip() for t in tags.split(",") if t.strip()),
-               "heartbeat_s": heartbeat, "drain_timeout_s": drain_timeout, "burst": burst}
+               "heartbeat_s": heartbeat, "drain_timeout_s": drain_timeout, "burst": burst, "prefetch": prefetch}
     if name:
         options["name"] = name
     if concurrency:

@@ -31,6 +31,9 @@ DEFAULT_CACHE_DIR = str(Path.home() / ".suanwang" / "cache")
 MAX_CONCURRENCY = 1024
 INLINE_RESULT_BYTES = 256 << 10
 DATA_CACHE_BYTES = 20 << 30
+#: most tasks a slot claims at once when they are measured as short (``worker.prefetch``)
+PREFETCH = 8
+MAX_PREFETCH = 64
 
 
 
@@ -85,6 +88,8 @@ class WorkerConfig:
     inline_result_bytes: int = INLINE_RESULT_BYTES
     #: size limit of the data cache (``cache_dir/data``: inputs by sha256, least recently used evicted)
     data_cache_bytes: int = DATA_CACHE_BYTES
+    #: most tasks one slot claims in one go, when their functions are measured as short (1: one at a time)
+    prefetch: int = PREFETCH
 
     def __post_init__(self) -> None:
         def put(name, value):
@@ -160,6 +165,9 @@ class WorkerConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ConfigError(f"{name} must be a positive number of bytes, got {value!r}")
+        if isinstance(self.prefetch, bool) or not isinstance(self.prefetch, int) \
+                or not 1 <= self.prefetch <= MAX_PREFETCH:
+            raise ConfigError(f"prefetch must be an integer from 1 to {MAX_PREFETCH}, got {self.prefetch!r}")
         if not _number(self.cpus) or self.cpus <= 0:
             raise ConfigError(f"cpus must be a positive number, got {self.cpus!r}")
         if not isinstance(self.gpu_mem_gb, tuple) or len(self.gpu_mem_gb) != self.gpus \

@@ -47,9 +47,11 @@ from worker.datacache import DataCache
 from worker.attempts import AttemptRunner
 from worker.executor import Executor
 from worker.fence import Fence
+from worker.group_commit import GroupCommit
 from worker.health import HealthTracker
 from worker.heartbeat import Heartbeat
 from worker.live import LiveReporter
+from worker.prefetch import ShortFunctions
 from worker.recorder import RETRY_MAX_S, RETRY_START_S, Recorder
 from worker.quota_room import QuotaRoom
 from worker.requests import ChildRequests
@@ -114,6 +116,9 @@ class Daemon(Slots, AttemptRunner, Recorder):
         self._finisher = ThreadPoolExecutor(max_workers=config.concurrency * FINISH_DEPTH,
                                             thread_name_prefix="suanwang-finish")
         self._pending: list[list[Future]] = [[] for _ in range(config.concurrency)]
+        self._depth = max(FINISH_DEPTH, config.prefetch)  # outcomes of one slot being written at once
+        self.short = ShortFunctions(config.prefetch)
+        self.group = GroupCommit(self)
 
     # --------------------------------------------------------------- lifecycle
     def start(self) -> bool:
@@ -223,7 +228,8 @@ class Daemon(Slots, AttemptRunner, Recorder):
                 log.warning("drain timeout: killed %d attempt(s): %s", len(killed), ", ".join(killed))
             for thread in self._threads:
                 thread.join(15)
-        self._finisher.shutdown(wait=True)  # outcomes already computed are written (or given up)
+        self.group.close()  # outcomes already computed are written (or given up)
+        self._finisher.shutdown(wait=True)
 
     def close(self) -> None:
         """Stop the heartbeat and the children, mark the worker offline, close our client."""
@@ -231,6 +237,7 @@ class Daemon(Slots, AttemptRunner, Recorder):
             return
         self._closed = True
         self._stopping.set()
+        self.group.close()
         self._finisher.shutdown(wait=True)
         self.heartbeat.stop()
         self.fence.stop()

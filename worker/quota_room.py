@@ -26,6 +26,11 @@ class QuotaRoom:
         with self._lock:
             return any(owner in entry["owners"] for entry in self._limits)
 
+    def limited_owners(self) -> tuple[str, ...]:
+        """Everyone under a running quota (tasks claimed ahead are never theirs: those claims count one by one)."""
+        with self._lock:
+            return tuple(sorted({owner for entry in self._limits for owner in entry["owners"]}))
+
     def claimed(self, attempt_id: str, owner: str, at) -> None:
         with self._lock:
             self._mine[attempt_id] = (owner, at)

@@ -29,12 +29,23 @@ class Recorder:
     """The daemon's recording of outcomes (uses ``store``, ``config``, ``trouble``, ``health``, ``fence``)."""
 
     def _record(self, claim: Claim, outcome: Outcome, leave: bool) -> None:
+        stored = False
         try:
             self._finish(claim, outcome)
-            self.health.note(claim.task["function"], outcome.state, outcome.seconds)
+            stored = True
         except Exception:
             log.exception("task %s: recording attempt %s failed; its lease will expire", claim.task_id,
                           claim.attempt_id)
+        finally:
+            self._recorded(claim, outcome, leave, judge=stored)
+
+    def _recorded(self, claim: Claim, outcome: Outcome, leave: bool, judge: bool = True) -> None:
+        """The outcome is stored (or given up): judge the machine by it and free what the attempt held."""
+        try:
+            if judge:
+                self.health.note(claim.task["function"], outcome.state, outcome.seconds)
+                if outcome.state == A.SUCCEEDED:
+                    self.short.note(claim.task["function"], outcome.seconds)
         finally:
             self._release(claim)
             if outcome.workdir:
@@ -123,6 +134,10 @@ class Recorder:
         if self.executor.kill(attempt_id, "lease could not be renewed"):
             log.warning("attempt %s: no lease renewal for %.1f s; killed before its lease ends (self-fencing)",
                         attempt_id, silent_s)
+
+    def fenced_ids(self) -> set[str]:
+        with self._lock:
+            return set(self._fenced)
 
     def _fenced_outcome(self, attempt_id: str, outcome: Outcome) -> Outcome:
         """An attempt this worker fenced is reported as lost (retried at once), whatever it returned."""

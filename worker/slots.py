@@ -14,6 +14,7 @@ from dataclasses import replace
 from fsm.states import AttemptState
 from fsm.store import Claim
 from worker.executor import Outcome
+from worker.group_commit import groupable
 from fsm.store.driver import StoreError as PyMongoError
 from worker.recorder import RETRY_MAX_S, RETRY_START_S
 
@@ -54,19 +55,22 @@ class Slots:
 
     def _slot_loop(self, slot: int) -> None:
         idle_s, retry_s = IDLE_START_S, RETRY_START_S
+        worked = False
         while not self._stopping.is_set():
             if self._admin_draining:
                 self._stopping.wait(min(1.0, self.config.heartbeat_s))
                 continue
             try:
-                worked = self._step(slot)
+                worked = self._step(slot, ahead=worked)
                 retry_s = RETRY_START_S
             except PyMongoError as exc:
+                worked = False
                 self.trouble.failed(f"slot {slot}", exc)
                 self._stopping.wait(retry_s)
                 retry_s = min(retry_s * 2, RETRY_MAX_S)
                 continue
             except Exception:
+                worked = False
                 log.exception("slot %d: unexpected error", slot)
                 self._stopping.wait(1.0)
                 continue
@@ -85,48 +89,101 @@ class Slots:
                     self._stopping.wait(idle_s)
                 idle_s = min(idle_s * 2, self.config.poll_max_s)
 
-    def _step(self, slot: int, sync: bool = False) -> bool:
-        """Claim one task for this slot and run it; False when nothing was claimable.
+    def _step(self, slot: int, sync: bool = False, ahead: bool = False) -> bool:
+        """Claim for this slot and run what it claimed; False when nothing was claimable.
 
-        The outcome is written by the finisher pool while the slot claims its next task (at
-        most one write per slot in flight), so MongoDB round trips overlap; ``sync`` writes it
-        before returning.
+        ``ahead`` (the slot's last claim found work): tasks of functions measured as short are
+        claimed several at once (``worker.prefetch``) and run one after another; those the slot
+        cannot start (stopping, draining, too hot, no free core) are handed back unstarted.
+        Each outcome is written by the group commit or the finisher pool while the slot runs or
+        claims its next task (at most ``_depth`` writes per slot in flight), so MongoDB round
+        trips overlap; ``sync`` writes it before returning and claims one at a time.
         """
         with self._cv:
             self._busy += 1
             self._claim_gen[slot] = self._ended_gen
-        handed_off = False
+        owed = 1  # _leave() calls owed: one per claim not handed to a writer (one if nothing was claimed)
+        waiting: list[Claim] = []
         try:
             sent = time.monotonic()  # the lease the server sets starts after this
             claim, fits = self._claim_within_capacity()
             self.trouble.ok()
             if claim is None:
                 return False
-            with self._lock:
-                self._running[claim.attempt_id] = (claim.task_id, slot)
-            self.fence.hold(claim.attempt_id, sent)
-            try:
-                outcome = self._execute(slot, claim) if fits else Outcome(
-                    AttemptState.LOST, error=f"the task did not fit worker {self.config.name}'s free capacity "
-                                             "(cores or GPU memory); it is retried")
-            except BaseException:
-                self._release(claim)
-                raise
-            finally:  # its processes are gone: the cores and GPUs are free for the next claim
+            self._hold(claim, slot, sent)
+            if ahead and not sync:
+                waiting = self._claim_ahead(claim, slot, sent)
+                with self._cv:  # each is busy until recorded or handed back
+                    self._busy += len(waiting)
+                owed += len(waiting)
+            owed -= self._run_claim(slot, claim, fits, sync)
+            while waiting and not self._claiming_paused():
                 with self._capacity_lock:
-                    self.capacity.release(claim.attempt_id)
-            if sync:
-                self._record(claim, outcome, leave=False)
-            else:
-                pending = self._pending[slot]
-                while len(pending) >= FINISH_DEPTH:
-                    pending.pop(0).result()
-                pending.append(self._finisher.submit(self._record, claim, outcome, True))
-                handed_off = True
+                    if self.capacity.hold(waiting[0].attempt_id, waiting[0].task.get("requires") or {}) is None:
+                        break
+                owed -= self._run_claim(slot, waiting.pop(0), True, sync)
             return True
         finally:
-            if not handed_off:
+            if waiting:
+                self._hand_back(waiting)
+            for _ in range(owed):
                 self._leave()
+
+    def _hold(self, claim: Claim, slot: int, sent: float) -> None:
+        """The claim is this worker's: the heartbeat renews its lease, the fence watches it."""
+        with self._lock:
+            self._running[claim.attempt_id] = (claim.task_id, slot)
+        self.fence.hold(claim.attempt_id, sent)
+
+    def _run_claim(self, slot: int, claim: Claim, fits: bool, sync: bool) -> int:
+        """Run one held claim and hand its outcome on; returns 1 when a writer owns its _leave()."""
+        try:
+            outcome = self._execute(slot, claim) if fits else Outcome(
+                AttemptState.LOST, error=f"the task did not fit worker {self.config.name}'s free capacity "
+                                         "(cores or GPU memory); it is retried")
+        except BaseException:
+            self._release(claim)
+            raise
+        finally:  # its processes are gone: the cores and GPUs are free for the next claim
+            with self._capacity_lock:
+                self.capacity.release(claim.attempt_id)
+        if sync:
+            self._record(claim, outcome, leave=False)
+            return 0
+        pending = self._pending[slot]
+        while len(pending) >= self._depth:
+            pending.pop(0).result()
+        if groupable(claim, outcome):
+            pending.append(self.group.submit(claim, outcome))
+        else:
+            pending.append(self._finisher.submit(self._record, claim, outcome, True))
+        return 1
+
+    def _claim_ahead(self, claim: Claim, slot: int, sent: float) -> list[Claim]:
+        """More tasks of short functions, claimed with one round trip or two (``claim_ahead``)."""
+        count, functions = self.short.ahead(claim.task["function"])
+        if not count or self._claiming_paused():
+            return []
+        try:
+            more = self.store.tasks.claim_ahead(self.claimant, count, functions, self.quota_room.limited_owners())
+        except PyMongoError as exc:  # claiming ahead is an optimisation: run what we have
+            log.info("claiming ahead failed (%s); running the one task claimed", exc)
+            return []
+        for extra in more:
+            self._hold(extra, slot, sent)
+        return more
+
+    def _hand_back(self, claims: list[Claim]) -> None:
+        """Claimed ahead, never started: back to the queue without counting a failure."""
+        why = f"handed back unstarted by worker {self.config.name}"
+        for claim in claims:
+            try:
+                self.store.tasks.release_attempt(claim.task_id, claim.attempt_id, self.config.name, why)
+            except Exception as exc:  # noqa: BLE001 - its lease ends and it is retried
+                log.warning("task %s: could not hand back attempt %s (%s); its lease will expire", claim.task_id,
+                            claim.attempt_id, exc)
+            finally:
+                self._release(claim)
 
     def _leave(self, recorded: bool = False) -> None:
         with self._cv:

@@ -29,6 +29,7 @@ from fsm.store.schedules import ScheduleStore
 from fsm.store.schema import ensure_indexes
 from fsm.store.sessions import SessionStore
 from fsm.store.settings import SettingsStore
+from fsm.store.task_writer import Success
 from fsm.store.tasks import Claim, Claimant, TaskStore
 from fsm.store.users import UserStore
 from fsm.store.wakeups import Wakeups
@@ -115,4 +116,4 @@ class Store:
 
 __all__ = ["Store", "TaskStore", "DataStore", "FunctionStore", "RepoStore", "LockStore", "ScheduleStore",
            "SettingsStore", "NotifyStore", "TaskReads", "ResourceStats", "WorkerStore", "UserStore", "Wakeups",
-           "Claim", "Claimant", "database", "server_now", "ensure_indexes"]
+           "Claim", "Claimant", "Success", "database", "server_now", "ensure_indexes"]

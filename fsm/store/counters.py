@@ -71,6 +71,12 @@ class TaskCounters:
         if inc:
             self.counters.update_one({"_id": task["function"]}, {"$inc": inc}, upsert=True)
 
+    def record_many(self, by_function: dict[str, dict[str, float]]) -> None:
+        """Several functions' increments in one round trip (``finish_successes``)."""
+        ops = [UpdateOne({"_id": fn}, {"$inc": dict(inc)}, upsert=True) for fn, inc in by_function.items() if inc]
+        if ops:
+            self.counters.bulk_write(ops, ordered=False)
+
     def rebuild(self, tasks) -> int:
         """Recount everything from the tasks (O(history): for a database loaded or upgraded without
         the counters; live writers must be stopped meanwhile). Returns the functions counted."""

@@ -2,6 +2,7 @@
 ``alerts`` and ``notify_state`` (the resume token of the change stream on ``tasks``)."""
 from __future__ import annotations
 
+import time
 from contextlib import AbstractContextManager
 from datetime import datetime, timedelta
 
@@ -25,6 +26,10 @@ TASK_PIPELINE = [{"$match": {"operationType": "update", "updateDescription.updat
                   **{f"updateDescription.updatedFields.{name}": 1 for name in WATCHED_FIELDS}}}]
 
 
+#: How long "nobody subscribes to these task events" is believed without asking again.
+NONE_KEPT_S = 1.0
+
+
 class NotifyStore:
     def __init__(self, db: Database):
         self.db = db
@@ -32,6 +37,9 @@ class NotifyStore:
         self.deliveries = db.deliveries
         self.alerts = db.alerts
         self.state = db.notify_state
+        # events nobody (or somebody) subscribes to, believed until these monotonic times
+        self._none_until: dict[tuple[str, ...], float] = {}
+        self._some_until: dict[tuple[str, ...], float] = {}
 
     def ensure_indexes(self) -> None:
         self.subscriptions.create_indexes([IndexModel([("event", ASCENDING)], name="event"),
@@ -49,6 +57,7 @@ class NotifyStore:
     # ---------------------------------------------------------- subscriptions
     def add_subscription(self, doc: dict) -> dict:
         self.subscriptions.insert_one(doc)
+        self._none_until.clear()
         return doc
 
     def subscription(self, sid: str) -> dict | None:
@@ -67,8 +76,22 @@ class NotifyStore:
 
     def task_subscriptions(self, events: list[str], task_id: str) -> list[dict]:
         """Subscriptions to ``events`` scoped to this task or to any task (the caller checks a
-        subscription's ``function`` against the task's)."""
-        return list(self.subscriptions.find({"event": {"$in": events}, "task_id": {"$in": [None, task_id]}}))
+        subscription's ``function`` against the task's).
+
+        Asked once per finished task: when nobody subscribes to ``events`` at all, that answer is
+        kept for ``NONE_KEPT_S`` (a subscription made through this process ends it at once, one
+        made through another server counts from at most that long later).
+        """
+        key, now = tuple(sorted(events)), time.monotonic()
+        if now < self._none_until.get(key, 0.0):
+            return []
+        subs = list(self.subscriptions.find({"event": {"$in": events}, "task_id": {"$in": [None, task_id]}}))
+        if not subs and now >= self._some_until.get(key, 0.0):
+            if self.subscriptions.find_one({"event": {"$in": events}}, {"_id": 1}) is None:
+                self._none_until[key] = now + NONE_KEPT_S
+            else:
+                self._some_until[key] = now + NONE_KEPT_S
+        return subs
 
     def check_subscriptions(self, events: list[str]) -> list[dict]:
         return list(self.subscriptions.find({"event": {"$in": events}}))

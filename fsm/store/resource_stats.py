@@ -10,7 +10,9 @@ from pymongo.database import Database
 
 from fsm.states import AttemptState
 
-RUN_STATES = [s.value for s in AttemptState if s not in (AttemptState.RUNNING, AttemptState.CANCELLED)]
+#: A released attempt never started (``worker.prefetch``): it is not a run and has no duration.
+RUN_STATES = [s.value for s in AttemptState
+              if s not in (AttemptState.RUNNING, AttemptState.CANCELLED, AttemptState.RELEASED)]
 ENDED_STATES = RUN_STATES + [AttemptState.CANCELLED.value]
 
 

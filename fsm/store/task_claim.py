@@ -8,7 +8,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from pymongo import ReturnDocument
+from typing import Sequence
+
+from pymongo import ReturnDocument, UpdateOne
 
 from fsm.states import AttemptState, Status
 from fsm.store.schema import CLAIM_INDEX
@@ -23,6 +25,9 @@ CLAIM_PROJECTION = {"function": 1, "version": 1, "args": 1, "kwargs": 1, "timeou
 PREFER_WINDOW_S = 60
 #: How long a slower machine leaves a fresh task to a faster one (it then takes it: no starving).
 SLOW_YIELD_MS = 500
+#: What a task claimed ahead may ask for: one core at most, no GPU, run once.
+AHEAD_FILTER = {"requires.gpus": {"$lte": 0}, "requires.gpu_mem_gb": {"$not": {"$gt": 0}},
+                "requires.cpus": {"$not": {"$gt": 1}}, "redundancy": 1, "distinct_hosts": {"$ne": True}}
 
 
 @dataclass(frozen=True)
@@ -107,6 +112,47 @@ class ClaimVerbs:
         if doc is None and who.distinct_grace_s >= 0:
             doc = self._claim_repeat(who, attempt_id, update)
         return Claim(doc, attempt_id) if doc else None
+
+    def claim_ahead(self, who: Claimant, count: int, functions: Sequence[str],
+                    avoid_owners: Sequence[str] = ()) -> list[Claim]:
+        """Claim up to ``count`` more attempts of short, simple tasks (``AHEAD_FILTER``) of
+        ``functions``, in claim order, for a worker to run one after another (``worker.prefetch``).
+
+        Two round trips however many: read the next claimable ones, then claim each with one
+        unordered bulk write whose filters repeat the claim filter and the revision read, so a
+        task changed or taken meanwhile is skipped. Only when some were skipped is a third read
+        needed to tell which. ``avoid_owners``: owners under any running quota (counted one claim
+        at a time).
+        """
+        if count <= 0 or not functions:
+            return []
+        filt = self.claim_filter(who)
+        allowed = [f for f in functions if f not in who.avoid_functions]
+        if not allowed:
+            return []
+        filt.update(AHEAD_FILTER, function={"$in": allowed})
+        owners = sorted(set(who.avoid_owners) | set(avoid_owners))
+        if owners:
+            filt["submitted_by"] = {"$nin": owners}
+        docs = list(self._fast.find(filt, {**CLAIM_PROJECTION, "rev": 1}, sort=CLAIM_SORT, hint=CLAIM_INDEX,
+                                    limit=count))
+        if not docs:
+            return []
+        ids = {doc["_id"]: new_id() for doc in docs}
+        result = self._fast.bulk_write([UpdateOne({**filt, "_id": doc["_id"], "rev": doc["rev"]},
+                                                  self._claim_update(who, ids[doc["_id"]])) for doc in docs],
+                                       ordered=False)
+        if result.modified_count < len(docs):  # some were taken or changed meanwhile: which are ours?
+            mine = {d["_id"] for d in self._fast.find({"_id": {"$in": list(ids)}, "attempts.id": {"$in": list(ids.values())}},
+                                                     {"_id": 1})}
+            docs = [doc for doc in docs if doc["_id"] in mine]
+        claims = []
+        for doc in docs:  # as the claim wrote it (the filter held, so nothing else changed)
+            attempts = doc.get("attempts", [])
+            doc.pop("rev", None)
+            doc.update(status="running", attempts=[*attempts, {"id": ids[doc["_id"]], "number": len(attempts) + 1}])
+            claims.append(Claim(doc, ids[doc["_id"]]))
+        return claims
 
     def _claim_preferred(self, who: Claimant, update: list) -> dict | None:
         """Prefer a task whose version this worker already has checked out, without starving any:

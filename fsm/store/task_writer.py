@@ -9,22 +9,36 @@ and on the attempt still running. A lost race changes nothing and is decided aga
 from __future__ import annotations
 
 import logging
+from collections import Counter
+from dataclasses import dataclass
 from typing import Any
 
-from pymongo import ReturnDocument
+from pymongo import ReturnDocument, UpdateOne
 from pymongo.errors import PyMongoError
 
-from fsm.decide import Plan, decide_attempt_end, decide_lone_success
-from fsm.errors import Conflict, LeaseLost
+from fsm.decide import Plan, decide_attempt_end, decide_lone_success, decide_release
+from fsm.errors import Conflict, InvalidTransition, LeaseLost, TaskNotFound
 from fsm.states import FINAL, AttemptState, Status
 from fsm.store.lease_fence import lease_live, why_refused
-from fsm.store.values import lit
+from fsm.store.values import lit, new_id
 
 log = logging.getLogger("suanwang.store")
 
 MAX_RACE_RETRIES = 50
 #: What the counters need back from a write (``fsm.store.counters``).
 WRITTEN = {"function": 1, "started_at": 1, "finished_at": 1, "has_dependents": 1}
+
+
+@dataclass(frozen=True)
+class Success:
+    """A succeeded attempt, for ``finish_successes``."""
+
+    task_id: str
+    attempt_id: str
+    result: Any = None
+    logs: str | None = None
+    result_ref: dict | None = None
+    usage: dict | None = None
 
 
 def _measured(plan: Plan, attempt_id: str, usage: dict | None) -> None:
@@ -87,6 +101,61 @@ class PlanWriter:
                     self._claimable_again()
                 return plan
         raise Conflict(f"task {task_id} kept changing; gave up after {MAX_RACE_RETRIES} tries")
+
+    def finish_successes(self, ends: list[Success], worker: str) -> list[Success]:
+        """Record several succeeded attempts of tasks run once with one bulk write (group commit).
+
+        Each write is ``finish_attempt``'s lone-success write (same filter, lease fence and
+        stage); the tasks are read back once to count them and to settle their dependents, and
+        the counters get one increment per function. Returns the ends that were not written
+        (a redundant task, a lost lease, ...): their caller records them one by one, where each
+        is decided from the stored task.
+        """
+        if not ends:
+            return []
+        plans = {}
+        ops = []
+        commit = new_id()  # marks the attempts this very write ended: a repeated call counts none twice
+        for end in ends:
+            plan = plans[end.attempt_id] = decide_lone_success(end.attempt_id, end.result, logs=end.logs,
+                                                               result_ref=end.result_ref)
+            _measured(plan, end.attempt_id, end.usage)
+            plan.attempts[end.attempt_id]["commit"] = commit
+            filt = {"_id": end.task_id, "status": plan.frm.value, **plan.assumes,
+                    "attempts": {"$elemMatch": {"id": end.attempt_id, "state": "running", "worker": worker}},
+                    "$expr": lease_live(end.attempt_id)}
+            ops.append(UpdateOne(filt, [{"$set": self._stage(plan, worker)}]))
+        self.tasks.bulk_write(ops, ordered=False)
+        ours = {end.task_id: end.attempt_id for end in ends}
+        written, settle = [], []
+        inc: dict[str, Counter] = {}
+        for doc in self.tasks.find({"_id": {"$in": list(ours)}}, {**WRITTEN, "attempts.id": 1, "attempts.commit": 1}):
+            aid = ours[doc["_id"]]
+            if not any(a["id"] == aid and a.get("commit") == commit for a in doc.get("attempts", [])):
+                continue
+            written.append(aid)
+            inc.setdefault(doc["function"], Counter()).update(self.counters.increments(doc, plans[aid]))
+            if doc.get("has_dependents"):
+                settle.append(doc["_id"])
+        self.counters.record_many(inc)
+        for task_id in settle:
+            self._settle(task_id, plans[ours[task_id]])
+        done = set(written)
+        return [end for end in ends if end.attempt_id not in done]
+
+    def release_attempt(self, task_id: str, attempt_id: str, worker: str, why: str) -> Plan | None:
+        """Hand back an attempt claimed ahead and never started (``decide_release``); None when it no
+        longer runs (cancelled, lost, gone): there is nothing to hand back."""
+        def decide(task: dict) -> Plan:
+            return decide_release(task, attempt_id, why)
+
+        try:
+            plan = self._decide_loop(task_id, decide, by=worker)
+        except (InvalidTransition, TaskNotFound):
+            return None
+        if plan.to == Status.QUEUED:
+            self._claimable_again()
+        return plan
 
     def _claimable_again(self) -> None:
         """An attempt failed and its task can be claimed again at once (a retry without delay, an
