@@ -58,6 +58,10 @@ CHANGE_STREAM_HISTORY_LOST = 286
 IDLE_LOOK_S = 10.0
 #: How often the change stream's position is saved while events flow, and while none come.
 TOKEN_SAVE_S, TOKEN_IDLE_SAVE_S = 1.0, 10.0
+#: While nobody subscribes to task events the stream stays closed (it would read every change of
+#: every task for nothing); this often the notifier looks again, and an open stream asks whether
+#: anyone still listens.
+QUIET_LOOK_S = 2.0
 #: What the notifier reads of the task itself (one indexed lookup, only for an event someone
 #: subscribed to; the change stream carries only status, reason and error: see
 #: ``fsm.store.notify.TASK_PIPELINE``).
@@ -140,6 +144,8 @@ class Notifier:
         # earliest retry comes due, and at the latest every ``IDLE_LOOK_S`` (monotonic times).
         self._queued = threading.Event()
         self._next_look = 0.0
+        self._quiet_at = None  # the last cluster time nobody subscribed to task events (this process saw)
+        self._quiet_saved = float("-inf")
         ensure_indexes(store)
 
     # --------------------------------------------------------------- queueing
@@ -178,9 +184,12 @@ class Notifier:
         key = hashlib.sha1(str(change["_id"]).encode()).hexdigest()[:20]
         now = self.store.now()
         queued = 0
+        ended = fields.get("finished_at")
         for sub in subs:
             if sub.get("function") not in (None, task.get("function")):
                 continue
+            if ended is not None and sub.get("created_at") is not None and sub["created_at"] > ended:
+                continue  # made after the task ended (an event replayed from before it): not its news
             if sub["event"] == "task.disputed" and task.get("reason") != "disputed":
                 continue
             if not sub.get("sees_all") and sub["owner"] != task.get("submitted_by"):
@@ -358,13 +367,28 @@ class Notifier:
 
     def _stream_round(self, stop) -> float:
         try:
+            listening, at = self.notify.task_listeners(TASK_EVENTS)
+            if not listening:
+                self._quiet(at)
+                stop.wait(QUIET_LOOK_S)
+                return 0
             self._watch(stop)
         except OperationFailure as exc:
             if exc.code != CHANGE_STREAM_HISTORY_LOST:
                 raise
             log.warning("the saved change-stream position is too old; task events since are lost")
             self.notify.forget_token()
+            self._quiet_at = None
         return 0  # the stream ended: open it again at once
+
+    def _quiet(self, at) -> None:
+        """Nobody listens to task events: keep the time of this look (saved every
+        ``TOKEN_IDLE_SAVE_S``), so the stream opened for a new subscription starts there and
+        misses none of its events, even under a new leader."""
+        self._quiet_at = at
+        if time.monotonic() - self._quiet_saved > TOKEN_IDLE_SAVE_S:
+            self.notify.save_quiet_since(at)
+            self._quiet_saved = time.monotonic()
 
     def _handle(self, change: dict) -> None:
         """One event; one that cannot be handled is logged and skipped, never retried forever."""
@@ -376,9 +400,12 @@ class Notifier:
             log.exception("skipped a task event it could not handle: %s", str(change.get("documentKey"))[:200])
 
     def _watch(self, stop: threading.Event) -> None:
-        resumed = self.notify.resume_token()
-        saved_at, unsaved = 0.0, False
-        with self.notify.watch_finished_tasks(resumed) as stream:
+        position = self.notify.stream_position()
+        resumed = position.get("token")
+        start_at = None if resumed else (self._quiet_at or position.get("quiet_since"))
+        self._quiet_at, self._quiet_saved = None, float("-inf")
+        saved_at, unsaved, looked = 0.0, False, time.monotonic()
+        with self.notify.watch_finished_tasks(resumed, start_at=start_at) as stream:
             while not stop.is_set() and stream.alive:
                 change = stream.try_next()
                 if change is not None:
@@ -393,6 +420,10 @@ class Notifier:
                 if token is not None and (due or resumed is None):
                     self.notify.save_token(token)
                     saved_at, resumed, unsaved = time.monotonic(), token, False
+                if change is None and time.monotonic() - looked > QUIET_LOOK_S:
+                    looked = time.monotonic()
+                    if not self.notify.task_listeners(TASK_EVENTS)[0]:
+                        return  # the last listener left: the next round closes the stream
 
 
 # ------------------------------------------------------------- installing

@@ -11,7 +11,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 from aiosmtpd.controller import Controller
 
-from fsm.store import Claimant, server_now
+from fsm.store import Claimant, Store, database, server_now
 from fsm.store.embedded import free_port
 from fsm.store.spec import validate
 from scheduler import notify
@@ -171,6 +171,39 @@ def test_webhooks_are_signed_and_no_event_is_lost_across_a_restart(store, receiv
     assert all(b["task"]["function"] == "echo" for b in bodies)
     assert next(b for b in bodies if b["event"] == "task.disputed")["task"]["reason"] == "disputed"
     assert store.db.deliveries.count_documents({"status": "sent"}) == len(hook.requests) == len(bodies)
+
+
+def change_streams(store) -> list:
+    return list(store.db.client.admin.aggregate([
+        {"$currentOp": {"idleCursors": True}},
+        {"$match": {"ns": f"{store.db.name}.tasks", "cursor.originatingCommand.pipeline.0.$changeStream": {
+            "$exists": True}}}]))
+
+
+def test_without_task_subscriptions_no_stream_runs_and_a_new_one_misses_nothing(store, mongo, db_name, receiver,
+                                                                                notifiers):
+    # Given a notifier while nobody subscribes to task events: no change stream reads the tasks
+    notifiers.append(start_notifier(store, fast()))
+    assert "quiet_since" in store.notify.stream_position()
+    run(store, publish(store, "echo", args=["before"]))
+    assert change_streams(store) == []
+
+    # When a subscription is made through another server and a task ends before the notifier looks
+    hook = receiver()
+    other = Store(database(mongo.uri, db_name))
+    notify.subscribe(other, {"event": "task.succeeded", "channel": {"type": "webhook", "url": hook.url,
+                                                                     "secret": SECRET}}, ADMIN)
+    after = publish(store, "echo", args=["after"])
+    run(store, after)
+
+    # Then its event is delivered (the stream starts where the notifier last saw nobody listening)
+    wait_for(lambda: hook.requests, 20, what="the webhook")
+    assert [json.loads(body)["task"]["id"] for _, body in hook.requests] == [after]
+    assert change_streams(store)
+    # and once the last subscription is gone, the stream closes again
+    store.db.subscriptions.delete_many({})
+    wait_for(lambda: not change_streams(store), 20, what="the stream to close")
+    other.db.client.close()
 
 
 def test_a_failing_channel_is_retried_then_recorded_while_tasks_keep_running(store, receiver, notifiers):

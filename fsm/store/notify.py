@@ -19,7 +19,7 @@ DELIVERY_STATES = ("pending", "sending", "sent", "failed")
 #: Change-stream filter: a task became succeeded or failed. Only the fields the notifier needs
 #: travel (never the full document, nor a large updated field such as a result or the attempts),
 #: so no event can grow past MongoDB's 16 MB limit and stall the stream.
-WATCHED_FIELDS = ("status", "reason", "error")
+WATCHED_FIELDS = ("status", "reason", "error", "finished_at")
 TASK_PIPELINE = [{"$match": {"operationType": "update", "updateDescription.updatedFields.status": {
     "$in": [Status.SUCCEEDED.value, Status.FAILED.value]}}},
     {"$project": {"operationType": 1, "documentKey": 1, "clusterTime": 1,
@@ -158,17 +158,41 @@ class NotifyStore:
         self.alerts.delete_many({"subscription_id": sid, "subject": {"$in": subjects}})
 
     # ---------------------------------------------------------- task stream
+    def stream_position(self) -> dict:
+        """Where the task stream goes on: ``{"token": resume token}``, or ``{"quiet_since": cluster
+        time}`` while it is closed because nobody subscribes to task events (empty: from now)."""
+        state = self.state.find_one({"_id": STREAM_STATE}) or {}
+        return {k: state[k] for k in ("token", "quiet_since") if state.get(k) is not None}
+
     def resume_token(self):
-        state = self.state.find_one({"_id": STREAM_STATE})
-        return state.get("token") if state else None
+        return self.stream_position().get("token")
 
     def save_token(self, token) -> None:
-        self.state.update_one({"_id": STREAM_STATE}, {"$set": {"token": token}}, upsert=True)
+        self.state.update_one({"_id": STREAM_STATE}, {"$set": {"token": token}, "$unset": {"quiet_since": ""}},
+                              upsert=True)
+
+    def save_quiet_since(self, at) -> None:
+        self.state.update_one({"_id": STREAM_STATE}, {"$set": {"quiet_since": at}, "$unset": {"token": ""}},
+                              upsert=True)
 
     def forget_token(self) -> None:
         self.state.delete_one({"_id": STREAM_STATE})
 
-    def watch_finished_tasks(self, resume_after=None, max_await_ms: int = 2000) -> AbstractContextManager:
-        """A change stream of tasks becoming succeeded or failed (status, reason and error only)."""
+    def task_listeners(self, events) -> tuple[bool, object]:
+        """Does anyone subscribe to ``events``, and the cluster time that answer holds at (a
+        subscription made later is stored after it, so a stream started there sees its events)."""
+        with self.db.client.start_session() as session:
+            found = self.subscriptions.find_one({"event": {"$in": list(events)}}, {"_id": 1}, session=session)
+            at = session.operation_time
+        if found is not None:  # (made through another server, perhaps): believe it at once
+            self._none_until.clear()
+        return found is not None, at
+
+    def watch_finished_tasks(self, resume_after=None, max_await_ms: int = 2000,
+                             start_at=None) -> AbstractContextManager:
+        """A change stream of tasks becoming succeeded or failed (status, reason and error only),
+        after ``resume_after`` (a token) or from ``start_at`` (a cluster time), else from now."""
         resume = {"resume_after": resume_after} if resume_after else {}
+        if start_at is not None and not resume_after:
+            resume = {"start_at_operation_time": start_at}
         return self.db.tasks.watch(TASK_PIPELINE, max_await_time_ms=max_await_ms, **resume)
