@@ -76,27 +76,35 @@ def test_only_a_running_attempt_of_a_running_task_can_be_released():
 
 
 # ---------------------------------------------------------------------- the store
-def test_claim_ahead_takes_only_short_simple_tasks_in_priority_order(store):
-    # Given plain tasks at several priorities, and others that must not be claimed ahead
+def test_claim_ahead_takes_the_next_tasks_while_they_are_short_and_simple(store):
+    # Given plain noop tasks, an echo between them, a capped owner's task last, a GPU task above all
     plain = publish(store, [{"function": "noop", "priority": p} for p in (1, 5, 3)])
-    publish(store, [{"function": "noop", "priority": 9, "requires": {"gpus": 1}},
-                    {"function": "noop", "priority": 9, "redundancy": 2},
-                    {"function": "noop", "priority": 9, "requires": {"cpus": 2}},
-                    {"function": "echo", "priority": 9}])
-    publish(store, [{"function": "noop", "priority": 9}], user="capped")
+    [echo] = publish(store, [{"function": "echo", "priority": 2}])
+    publish(store, [{"function": "noop", "priority": 0}], user="capped")
+    publish(store, [{"function": "noop", "priority": 9, "requires": {"gpus": 1}}])  # not this worker's
 
-    # When a worker claims ahead for noop, avoiding an owner at its running quota
-    claims = store.tasks.claim_ahead(WHO, 10, ["noop"], avoid_owners=["capped"])
+    # When a worker claims ahead for noop, with an owner at a running quota
+    claims = store.tasks.claim_ahead(WHO, 10, ["noop"], stop_owners=["capped"])
 
-    # Then it gets the plain noop tasks, most urgent first, each as a running attempt of its own
-    assert [c.task_id for c in claims] == [plain[1], plain[2], plain[0]]
+    # Then it gets the noop tasks up to the first task it may not claim ahead: nothing urgent is passed over
+    assert [c.task_id for c in claims] == [plain[1], plain[2]]
     for claim in claims:
         stored = store.tasks.get(claim.task_id)
         assert stored["status"] == Status.RUNNING and stored["workers"] == ["w1"]
         assert [a["id"] for a in stored["attempts"]] == [claim.attempt_id]
         assert claim.task["attempts"] == [{"id": claim.attempt_id, "number": 1}]
-        assert claim.task["function"] == "noop" and "rev" not in claim.task
-    assert store.tasks.claim_ahead(WHO, 10, ["noop"], avoid_owners=["capped"]) == []
+        assert claim.task["function"] == "noop" and claim.task["status"] == "running" and "rev" not in claim.task
+    assert store.tasks.claim_ahead(WHO, 10, ["noop"], stop_owners=["capped"]) == []  # the echo comes next
+    assert store.tasks.claim_next(WHO).task_id == echo
+    assert [c.task_id for c in store.tasks.claim_ahead(WHO, 10, ["noop"], stop_owners=["capped"])] == [plain[0]]
+    assert store.tasks.claim_ahead(WHO, 10, ["noop"], stop_owners=["capped"]) == []
+    assert len(store.tasks.claim_ahead(WHO, 10, ["noop"])) == 1  # the capped owner's, once allowed
+
+    # Tasks that must run alone in a worker are never claimed ahead
+    for body in ({"redundancy": 2}, {"requires": {"cpus": 2}}, {"distinct_hosts": True, "redundancy": 2}):
+        publish(store, [{"function": "noop", "priority": 9, **body}])
+        assert store.tasks.claim_ahead(WHO, 10, ["noop"]) == []
+        assert store.tasks.claim_next(WHO) is not None
     assert store.tasks.claim_ahead(WHO, 0, ["noop"]) == [] and store.tasks.claim_ahead(WHO, 5, []) == []
 
 

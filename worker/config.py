@@ -32,7 +32,7 @@ MAX_CONCURRENCY = 1024
 INLINE_RESULT_BYTES = 256 << 10
 DATA_CACHE_BYTES = 20 << 30
 #: most tasks a slot claims at once when they are measured as short (``worker.prefetch``)
-PREFETCH = 8
+PREFETCH = 32
 MAX_PREFETCH = 64
 
 

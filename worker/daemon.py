@@ -119,6 +119,8 @@ class Daemon(Slots, AttemptRunner, Recorder):
         self._depth = max(FINISH_DEPTH, config.prefetch)  # outcomes of one slot being written at once
         self.short = ShortFunctions(config.prefetch)
         self.group = GroupCommit(self)
+        self._ahead = ThreadPoolExecutor(max_workers=config.concurrency, thread_name_prefix="suanwang-ahead")
+        self._ahead_lock = threading.Lock()
 
     # --------------------------------------------------------------- lifecycle
     def start(self) -> bool:
@@ -237,6 +239,7 @@ class Daemon(Slots, AttemptRunner, Recorder):
             return
         self._closed = True
         self._stopping.set()
+        self._ahead.shutdown(wait=True)
         self.group.close()
         self._finisher.shutdown(wait=True)
         self.heartbeat.stop()

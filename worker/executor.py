@@ -37,7 +37,7 @@ from worker.childio import LOG_TAIL, read_tail  # noqa: F401 - LOG_TAIL: part of
 from worker.childio import redirect_output as _redirect_output, watch_lifeline as _watch_lifeline
 from worker.requests import ChildRequests
 from worker.results import (INLINE_RESULT_BYTES, MAX_RESULT_BYTES, Outcome, RunSpec, attempt_workdir,  # noqa: F401
-                            classify, outcome_of, wrong_arguments)
+                            classify, outcome_of, slot_workdir, wrong_arguments)
 
 log = logging.getLogger("suanwang.worker.executor")
 
@@ -81,6 +81,30 @@ def _run_one(entrypoint: str, path: str | None, args: list, kwargs: dict,
     return classify(result, inline_bytes, workdir)
 
 
+def _enter(scratch: str) -> None:
+    try:
+        os.chdir(scratch)
+    except FileNotFoundError:  # the first attempt, or the last one removed it
+        os.makedirs(scratch, exist_ok=True)
+        os.chdir(scratch)
+
+
+def _keep_files(scratch: str, workdir: str, reply: tuple) -> tuple:
+    """Files the attempt left move to its own directory (``attempt_workdir``), where the daemon
+    uploads a returned one and removes the rest once the outcome is recorded."""
+    try:
+        with os.scandir(scratch) as entries:
+            if next(entries, None) is None:
+                return reply
+        os.rename(scratch, workdir)
+    except OSError:
+        return reply
+    if reply[0] == "ok_path":
+        inside = os.path.relpath(reply[1], os.path.realpath(scratch))
+        reply = (reply[0], os.path.join(workdir, inside), *reply[2:])
+    return reply
+
+
 def child_main(conn, lifeline, log_path: str, inline_bytes: int = INLINE_RESULT_BYTES) -> None:
     """The child's loop: one message in, one answer out, until the pipe closes."""
     os.setsid()  # its own process group: killing it kills what it started, and Ctrl-C is the daemon's
@@ -91,6 +115,11 @@ def child_main(conn, lifeline, log_path: str, inline_bytes: int = INLINE_RESULT_
     conn_lock = threading.Lock()  # the task's threads may report progress or submit at once
     threading.Thread(target=_watch_lifeline, args=(lifeline,), name="lifeline", daemon=True).start()
     out = _redirect_output(log_path)
+    # The attempts' working directory: one per slot, emptied by a fresh child (its predecessor may
+    # have been killed mid-attempt), renamed to the attempt's own only when an attempt left files
+    # there (creating a directory per attempt cost more than a no-op task itself).
+    scratch = slot_workdir(log_path)
+    shutil.rmtree(scratch, ignore_errors=True)
     conn.send(("ready", os.getpid()))
     while True:
         try:
@@ -102,15 +131,14 @@ def child_main(conn, lifeline, log_path: str, inline_bytes: int = INLINE_RESULT_
         attempt_id, entrypoint, path, args, kwargs, meta = message  # RunSpec.message()
         os.ftruncate(out, 0)
         context.begin(conn, conn_lock, attempt_id, meta or {})
-        workdir = attempt_workdir(os.path.dirname(log_path), attempt_id)  # the attempt's own cwd
-        os.makedirs(workdir, exist_ok=True)
-        os.chdir(workdir)
+        _enter(scratch)
         try:
-            reply = _run_one(entrypoint, path, args, kwargs, inline_bytes, workdir)
+            reply = _run_one(entrypoint, path, args, kwargs, inline_bytes, scratch)
         finally:
             os.chdir(os.path.dirname(log_path))
             context.end()
             proctree.kill_descendants(os.getpid())  # what the attempt started ends with it
+        reply = _keep_files(scratch, attempt_workdir(os.path.dirname(log_path), attempt_id), reply)
         try:
             sys.stdout.flush()
             sys.stderr.flush()

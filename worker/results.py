@@ -111,8 +111,13 @@ def path_result(result: os.PathLike, workdir: str | None) -> tuple:
 
 
 def attempt_workdir(log_dir: str, attempt_id: str) -> str:
-    """The attempt's own working directory (its cwd while it runs)."""
+    """Where the files an attempt left in its working directory are kept until its outcome is recorded."""
     return os.path.join(log_dir, f"work-{attempt_id}")
+
+
+def slot_workdir(log_path: str) -> str:
+    """A slot's working directory: each attempt's cwd while it runs (empty when it starts)."""
+    return os.path.splitext(log_path)[0] + ".work"
 
 
 def outcome_of(reply: tuple, logs: str) -> Outcome:

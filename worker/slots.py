@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from concurrent.futures import Future
 
 from dataclasses import replace
 
@@ -104,6 +105,7 @@ class Slots:
             self._claim_gen[slot] = self._ended_gen
         owed = 1  # _leave() calls owed: one per claim not handed to a writer (one if nothing was claimed)
         waiting: list[Claim] = []
+        more: Future | None = None  # the next tasks, claimed ahead while these run
         try:
             sent = time.monotonic()  # the lease the server sets starts after this
             claim, fits = self._claim_within_capacity()
@@ -111,23 +113,41 @@ class Slots:
             if claim is None:
                 return False
             self._hold(claim, slot, sent)
-            if ahead and not sync:
-                waiting = self._claim_ahead(claim, slot, sent)
-                with self._cv:  # each is busy until recorded or handed back
-                    self._busy += len(waiting)
-                owed += len(waiting)
+            ahead = ahead and not sync
+            if ahead:  # the next ones are claimed while this one runs
+                more = self._ahead.submit(self._claim_ahead, claim.task["function"], slot)
             owed -= self._run_claim(slot, claim, fits, sync)
-            while waiting and not self._claiming_paused():
+            while not self._claiming_paused():
+                if ahead and more is None and len(waiting) <= 1:
+                    more = self._ahead.submit(self._claim_ahead, (waiting or [claim])[-1].task["function"], slot)
+                if not waiting:
+                    got, more = (more.result() if more else []), None
+                    if not got:
+                        break
+                    waiting = got
+                    owed += self._busy_with(got)
+                claim = waiting[0]
                 with self._capacity_lock:
-                    if self.capacity.hold(waiting[0].attempt_id, waiting[0].task.get("requires") or {}) is None:
+                    if self.capacity.hold(claim.attempt_id, claim.task.get("requires") or {}) is None:
                         break
                 owed -= self._run_claim(slot, waiting.pop(0), True, sync)
             return True
         finally:
+            if more is not None:  # claimed while the slot stopped: handed back with the rest
+                got = more.result()
+                waiting += got
+                owed += self._busy_with(got)
             if waiting:
                 self._hand_back(waiting)
             for _ in range(owed):
                 self._leave()
+
+    def _busy_with(self, claims: list[Claim]) -> int:
+        """Claims made ahead count as busy until recorded or handed back; returns how many."""
+        if claims:
+            with self._cv:
+                self._busy += len(claims)
+        return len(claims)
 
     def _hold(self, claim: Claim, slot: int, sent: float) -> None:
         """The claim is this worker's: the heartbeat renews its lease, the fence watches it."""
@@ -159,15 +179,18 @@ class Slots:
             pending.append(self._finisher.submit(self._record, claim, outcome, True))
         return 1
 
-    def _claim_ahead(self, claim: Claim, slot: int, sent: float) -> list[Claim]:
-        """More tasks of short functions, claimed with one round trip or two (``claim_ahead``)."""
-        count, functions = self.short.ahead(claim.task["function"])
+    def _claim_ahead(self, function: str, slot: int) -> list[Claim]:
+        """After a task of ``function``: the next tasks, if short ones come next (``claim_ahead``)."""
+        count, functions = self.short.ahead(function)
         if not count or self._claiming_paused():
             return []
         try:
-            more = self.store.tasks.claim_ahead(self.claimant, count, functions, self.quota_room.limited_owners())
+            with self._ahead_lock:  # one at a time per worker: two slots would race for the same next tasks
+                sent = time.monotonic()
+                more = self.store.tasks.claim_ahead(self.claimant, count, functions,
+                                                    self.quota_room.limited_owners())
         except PyMongoError as exc:  # claiming ahead is an optimisation: run what we have
-            log.info("claiming ahead failed (%s); running the one task claimed", exc)
+            log.info("claiming ahead failed (%s); going on with one claim at a time", exc)
             return []
         for extra in more:
             self._hold(extra, slot, sent)

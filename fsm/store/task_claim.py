@@ -25,9 +25,16 @@ CLAIM_PROJECTION = {"function": 1, "version": 1, "args": 1, "kwargs": 1, "timeou
 PREFER_WINDOW_S = 60
 #: How long a slower machine leaves a fresh task to a faster one (it then takes it: no starving).
 SLOW_YIELD_MS = 500
-#: What a task claimed ahead may ask for: one core at most, no GPU, run once.
-AHEAD_FILTER = {"requires.gpus": {"$lte": 0}, "requires.gpu_mem_gb": {"$not": {"$gt": 0}},
-                "requires.cpus": {"$not": {"$gt": 1}}, "redundancy": 1, "distinct_hosts": {"$ne": True}}
+#: What the claim ahead reads: what a claim returns, and what tells whether it may be claimed ahead.
+AHEAD_PROJECTION = {**CLAIM_PROJECTION, "rev": 1, "distinct_hosts": 1}
+
+
+def ahead_eligible(task: dict) -> bool:
+    """A task that may wait its turn in a worker: run once, no GPU, at most one core."""
+    needs = task.get("requires") or {}
+    return (task.get("redundancy", 1) == 1 and task.get("status") == Status.QUEUED.value
+            and not task.get("distinct_hosts") and not needs.get("gpus") and not needs.get("gpu_mem_gb")
+            and (needs.get("cpus") or 1) <= 1)
 
 
 @dataclass(frozen=True)
@@ -114,43 +121,44 @@ class ClaimVerbs:
         return Claim(doc, attempt_id) if doc else None
 
     def claim_ahead(self, who: Claimant, count: int, functions: Sequence[str],
-                    avoid_owners: Sequence[str] = ()) -> list[Claim]:
-        """Claim up to ``count`` more attempts of short, simple tasks (``AHEAD_FILTER``) of
-        ``functions``, in claim order, for a worker to run one after another (``worker.prefetch``).
+                    stop_owners: Sequence[str] = ()) -> list[Claim]:
+        """Claim up to ``count`` more attempts for a worker to run one after another
+        (``worker.prefetch``): the next claimable tasks in claim order, as long as each is a
+        simple one (``ahead_eligible``) of ``functions``. The first that is not ends the run, so
+        nothing more urgent is passed over: it is left to a plain claim. ``stop_owners``: owners
+        under a running quota (their claims are counted one by one).
 
         Two round trips however many: read the next claimable ones, then claim each with one
-        unordered bulk write whose filters repeat the claim filter and the revision read, so a
-        task changed or taken meanwhile is skipped. Only when some were skipped is a third read
-        needed to tell which. ``avoid_owners``: owners under any running quota (counted one claim
-        at a time).
+        unordered bulk write that filters on the revision read, so a task changed or taken
+        meanwhile is skipped. Only when some were skipped is a third read needed to tell which.
         """
         if count <= 0 or not functions:
             return []
-        filt = self.claim_filter(who)
-        allowed = [f for f in functions if f not in who.avoid_functions]
-        if not allowed:
-            return []
-        filt.update(AHEAD_FILTER, function={"$in": allowed})
-        owners = sorted(set(who.avoid_owners) | set(avoid_owners))
-        if owners:
-            filt["submitted_by"] = {"$nin": owners}
-        docs = list(self._fast.find(filt, {**CLAIM_PROJECTION, "rev": 1}, sort=CLAIM_SORT, hint=CLAIM_INDEX,
-                                    limit=count))
+        wanted, stop = set(functions) - set(who.avoid_functions), set(stop_owners)
+        docs = []
+        for doc in self._fast.find(self.claim_filter(who), AHEAD_PROJECTION, sort=CLAIM_SORT, hint=CLAIM_INDEX,
+                                   limit=count):
+            if doc["function"] not in wanted or doc.get("submitted_by") in stop or not ahead_eligible(doc):
+                break
+            docs.append(doc)
         if not docs:
             return []
         ids = {doc["_id"]: new_id() for doc in docs}
-        result = self._fast.bulk_write([UpdateOne({**filt, "_id": doc["_id"], "rev": doc["rev"]},
-                                                  self._claim_update(who, ids[doc["_id"]])) for doc in docs],
-                                       ordered=False)
+        result = self._fast.bulk_write(
+            [UpdateOne({"_id": doc["_id"], "rev": doc["rev"], "status": Status.QUEUED.value, "open_slots": {"$gt": 0},
+                        "is_enabled": True}, self._claim_update(who, ids[doc["_id"]])) for doc in docs],
+            ordered=False)
         if result.modified_count < len(docs):  # some were taken or changed meanwhile: which are ours?
-            mine = {d["_id"] for d in self._fast.find({"_id": {"$in": list(ids)}, "attempts.id": {"$in": list(ids.values())}},
-                                                     {"_id": 1})}
+            mine = {d["_id"] for d in self._fast.find({"_id": {"$in": list(ids)},
+                                                       "attempts.id": {"$in": list(ids.values())}}, {"_id": 1})}
             docs = [doc for doc in docs if doc["_id"] in mine]
         claims = []
-        for doc in docs:  # as the claim wrote it (the filter held, so nothing else changed)
+        for doc in docs:  # as the claim wrote it (the revision held, so nothing else changed)
             attempts = doc.get("attempts", [])
-            doc.pop("rev", None)
-            doc.update(status="running", attempts=[*attempts, {"id": ids[doc["_id"]], "number": len(attempts) + 1}])
+            for name in ("rev", "distinct_hosts"):
+                doc.pop(name, None)
+            doc.update(status=Status.RUNNING.value,
+                       attempts=[*attempts, {"id": ids[doc["_id"]], "number": len(attempts) + 1}])
             claims.append(Claim(doc, ids[doc["_id"]]))
         return claims
 
