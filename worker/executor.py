@@ -176,6 +176,7 @@ class Child:
         self._lock = threading.Lock()
         self._proc = None
         self._ps: psutil.Process | None = None  # the child as psutil sees it (its CPU time per attempt)
+        self._cpu_mark: tuple[int, float] | None = None  # (pid, its CPU seconds after its last attempt)
         self._conn = None
         self._lifeline = None
         self._ready = False
@@ -274,7 +275,11 @@ class Child:
             self._replace()
             return Outcome(AttemptState.CRASHED, error=problem, logs=self._read_logs())
         began = time.monotonic()
-        cpu_before = proctree.cpu_seconds(self._measured())
+        # the reading after this child's last attempt still holds: it waited idle since
+        measured = self._measured()
+        mark = self._cpu_mark
+        cpu_before = mark[1] if mark and measured is not None and mark[0] == measured.pid \
+            else proctree.cpu_seconds(measured)
         with self._lock:
             self._attempt, self._kill_reason, self.progress = attempt_id, None, None
         try:
@@ -287,6 +292,7 @@ class Child:
         # to die (timeout, crash, kill) is gone, replaced: its wall time stands for its CPU time.
         answered = outcome.state in (AttemptState.SUCCEEDED, AttemptState.FAILED) and self._proc is not None
         cpu_after = proctree.cpu_seconds(self._measured()) if answered else None
+        self._cpu_mark = (self._proc.pid, cpu_after) if cpu_after is not None else None
         outcome.cpu_s = round(cpu_after - cpu_before if cpu_before is not None and cpu_after is not None
                               else outcome.seconds, 6)
         outcome.gpu_s = round(len((meta or {}).get("gpus") or []) * outcome.seconds, 6)

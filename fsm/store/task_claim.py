@@ -146,7 +146,8 @@ class ClaimVerbs:
         ids = {doc["_id"]: new_id() for doc in docs}
         result = self._fast.bulk_write(
             [UpdateOne({"_id": doc["_id"], "rev": doc["rev"], "status": Status.QUEUED.value, "open_slots": {"$gt": 0},
-                        "is_enabled": True}, self._claim_update(who, ids[doc["_id"]])) for doc in docs],
+                        "is_enabled": True}, self._claim_update(who, ids[doc["_id"]], len(doc.get("attempts", [])) + 1))
+             for doc in docs],
             ordered=False)
         if result.modified_count < len(docs):  # some were taken or changed meanwhile: which are ours?
             mine = {d["_id"] for d in self._fast.find({"_id": {"$in": list(ids)},
@@ -201,25 +202,31 @@ class ClaimVerbs:
                                               hint=CLAIM_INDEX, return_document=ReturnDocument.AFTER)
 
     @staticmethod
-    def _claim_update(who: Claimant, attempt_id: str) -> list:
+    def _claim_update(who: Claimant, attempt_id: str, number: int | None = None) -> list:
+        """The claim's write. ``number``: the attempt's number, known because the task was read as a
+        queued, run-once task at the revision the write filters on (``claim_ahead``): the parts that
+        depend on what the task holds then need no evaluating."""
         lease_ms = int(who.lease_s * 1000)
         attempt = {"id": lit(attempt_id), "worker": lit(who.name), "host": lit(who.host),
                    "state": AttemptState.RUNNING.value,
-                   "number": {"$add": [{"$size": "$attempts"}, 1]},
+                   "number": number or {"$add": [{"$size": "$attempts"}, 1]},
                    "started_at": "$$NOW", "lease_until": {"$add": ["$$NOW", lease_ms]}}
         entry = {"from": Status.QUEUED.value, "to": Status.RUNNING.value, "at": "$$NOW", "by": lit(who.name)}
-        return [{"$set": {
+        history = {"$concatArrays": ["$history", [entry]]}
+        stage = {
             "status": Status.RUNNING.value,
             "open_slots": {"$subtract": ["$open_slots", 1]},
             "slot_open_since": "$$NOW",
             "workers": {"$concatArrays": ["$workers", [lit(who.name)]]},
-            "hosts": {"$cond": [{"$eq": ["$distinct_hosts", True]},
-                                {"$concatArrays": [{"$ifNull": ["$hosts", []]}, [lit(who.host)]]}, "$hosts"]},
             "attempts": {"$concatArrays": ["$attempts", [attempt]]},
-            "history": {"$cond": [{"$eq": ["$status", Status.QUEUED.value]},
-                                  {"$concatArrays": ["$history", [entry]]}, "$history"]},
+            "history": history if number else {"$cond": [{"$eq": ["$status", Status.QUEUED.value]}, history,
+                                                         "$history"]},
             "started_at": {"$ifNull": ["$started_at", "$$NOW"]},
             "updated_at": "$$NOW",
             "rev": {"$add": ["$rev", 1]},
-        }}]
+        }
+        if not number:  # (a task claimed ahead never has distinct_hosts)
+            stage["hosts"] = {"$cond": [{"$eq": ["$distinct_hosts", True]},
+                                        {"$concatArrays": [{"$ifNull": ["$hosts", []]}, [lit(who.host)]]}, "$hosts"]}
+        return [{"$set": stage}]
 
