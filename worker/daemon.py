@@ -345,7 +345,10 @@ class Daemon(Slots, AttemptRunner, Recorder):
             "heartbeat_s": self.config.heartbeat_s, "lease_s": self.config.lease_s,
             "running": [aid for aid, _ in running], "quarantined": self.health.view(),
             "running_tasks": [tid for _, (tid, _s) in running],
-            "busy": len(running), "functions": sorted(BUILTINS), "versions_ready": ready,
+            # attempts held beyond one per slot were claimed ahead and wait their turn here
+            "busy": min(len(running), self.config.concurrency),
+            "claimed_ahead": max(0, len(running) - self.config.concurrency),
+            "functions": sorted(BUILTINS), "versions_ready": ready,
             "capacity": {"cpus": self.config.cpus, "gpu_mem_gb": list(self.config.gpu_mem_gb),
                          "free": self.capacity.claim_limits(), "max_temp_c": self.config.max_temp_c},
             "too_hot": {"sensor": self._too_hot[0], "celsius": self._too_hot[1]} if self._too_hot else None,
