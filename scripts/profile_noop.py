@@ -31,9 +31,9 @@ from bench import System, end_to_end  # noqa: E402  (scripts/bench.py)
 from fsm.store.embedded import EmbeddedMongo  # noqa: E402
 
 #: Phases by the frames that mark them, the innermost match winning (function names as py-spy shows them).
-PHASES = [("claim", ("claim_next", "_claim_within_capacity")),
+PHASES = [("claim", ("claim_next", "_claim_within_capacity", "claim_ahead", "_claim_ahead")),
           ("hand-over to the child and back", ("Child.run", "_exchange", "Executor.run", "_execute")),
-          ("recording the outcome", ("_record", "finish_attempt", "Recorder.")),
+          ("recording the outcome", ("_record", "finish_attempt", "Recorder.", "GroupCommit.", "finish_successes")),
           ("heartbeat", ("Heartbeat.beat",)),
           ("idle wait (wake-ups)", ("_idle_wait", "Wakeups.wait")),
           ("driver monitoring", ("PeriodicExecutor", "Monitor.")),
