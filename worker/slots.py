@@ -25,6 +25,8 @@ log = logging.getLogger("suanwang.worker")
 IDLE_START_S = 0.05
 #: Outcomes of one slot being written while it runs its next attempt.
 FINISH_DEPTH = 2
+#: Tasks claimed ahead left in a slot when it claims the next ones (the claim overlaps their runs).
+AHEAD_LOW = 8
 
 
 class Slots:
@@ -118,7 +120,7 @@ class Slots:
                 more = self._ahead.submit(self._claim_ahead, claim.task["function"], slot)
             owed -= self._run_claim(slot, claim, fits, sync)
             while not self._claiming_paused():
-                if ahead and more is None and len(waiting) <= 1:
+                if ahead and more is None and len(waiting) <= AHEAD_LOW:
                     more = self._ahead.submit(self._claim_ahead, (waiting or [claim])[-1].task["function"], slot)
                 if not waiting:
                     got, more = (more.result() if more else []), None
