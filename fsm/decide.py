@@ -101,6 +101,17 @@ def decide_attempt_end(task: dict, attempt_id: str, state: AttemptState, *, resu
         agreed[update["digest"]] += 1
         if agreed[update["digest"]] >= quorum:
             return _finish(plan, task, others, Status.SUCCEEDED, result=result, reason=None, result_ref=result_ref)
+    elif state in FAILED_ATTEMPTS and _never_ran(task, attempt_id, state):
+        # A lease lost by an attempt claimed ahead: its worker died or was cut off, most likely
+        # before the attempt's turn came. Not the task's fault, so not counted, and queued at once;
+        # the task is never claimed ahead again, so a task that kills its workers is still counted.
+        plan.fields.update(workers=[w for w in task.get("workers", []) if w != _worker_of(task, attempt_id)],
+                           open_slots=open_slots + 1)
+        if not others:
+            plan.to, plan.reason = Status.QUEUED, f"retry after {state.value} (claimed ahead, not counted)"
+            check(frm, plan.to)
+            return plan
+        open_slots += 1
     elif state in FAILED_ATTEMPTS:
         failures += 1
         plan.fields["failures"] = failures
@@ -136,6 +147,15 @@ def decide_attempt_end(task: dict, attempt_id: str, state: AttemptState, *, resu
         plan.fields["open_slots"] = 0
         return _finish(plan, task, others, Status.FAILED, reason="disputed")
     return plan
+
+
+def _never_ran(task: dict, attempt_id: str, state: AttemptState) -> bool:
+    """A lost attempt that was claimed ahead (``ahead`` on the attempt): it may never have started."""
+    return state == A.LOST and any(a["id"] == attempt_id and a.get("ahead") for a in task.get("attempts", []))
+
+
+def _worker_of(task: dict, attempt_id: str) -> str | None:
+    return next((a.get("worker") for a in task.get("attempts", []) if a["id"] == attempt_id), None)
 
 
 def _finish(plan: Plan, task: dict, others: list[str], to: Status, *, reason: str | None,

@@ -31,16 +31,17 @@ def publish(store, bodies, user="tester") -> list[str]:
 # ------------------------------------------------------------------ pure decisions
 def test_only_functions_measured_short_are_claimed_ahead():
     short = ShortFunctions(prefetch=8)
+    short.note("quick", 5.0)  # the first run imports the code: not counted
     for _ in range(MIN_RUNS - 1):
         short.note("quick", 0.001)
     assert short.ahead("quick") == (0, [])  # not enough runs yet
     short.note("quick", 0.001)
-    for _ in range(MIN_RUNS):
+    for _ in range(MIN_RUNS + 1):
         short.note("slow", 10 * SHORT_S)
     assert short.ahead("quick") == (7, ["quick"])
     assert short.ahead("slow") == (0, [])  # a long task never brings others with it
     # a short function near the limit bounds how many wait behind one another
-    for _ in range(MIN_RUNS):
+    for _ in range(MIN_RUNS + 1):
         short.note("medium", SHORT_S * 0.9)
     assert short.ahead("quick") == (int(WINDOW_S / (SHORT_S * 0.9)), ["medium", "quick"])
     assert ShortFunctions(prefetch=1).ahead("quick") == (0, [])
@@ -198,6 +199,32 @@ def test_a_released_attempt_is_claimable_again_and_costs_no_retry(store):
     assert store.db.task_counters.find_one({"_id": "noop"})["attempts"]["released"] == 1
 
 
+def test_a_lost_lease_of_a_task_claimed_ahead_is_not_counted_once(store):
+    # Given a task that may not be retried, claimed ahead by a worker that then dies
+    [task_id] = publish(store, [{"function": "noop", "max_retries": 0}])
+    [claim] = store.tasks.claim_ahead(WHO, 3, ["noop"])
+    assert store.tasks.get(task_id)["attempts"][0]["ahead"] is True
+
+    def expire():
+        store.db.tasks.update_one({"_id": task_id, "attempts.state": "running"}, {"$set": {
+            "attempts.$.lease_until": datetime.now(timezone.utc) - timedelta(seconds=5)}})
+        return store.tasks.requeue_expired()
+
+    # When its lease expires, the task is queued again at once, no failure counted
+    assert expire() == 1
+    task = store.tasks.get(task_id)
+    assert task["status"] == Status.QUEUED and task.get("failures", 0) == 0 and task["workers"] == []
+    assert task["attempts"][0]["state"] == "lost" and "lease expired" in task["attempts"][0]["error"]
+    assert "not counted" in task["history"][-1]["reason"]
+    # It is never claimed ahead again: its next attempt is a plain claim, and that loss counts
+    assert store.tasks.claim_ahead(WHO, 3, ["noop"]) == []
+    again = store.tasks.claim_next(WHO)
+    assert again.task_id == task_id and "ahead" not in store.tasks.get(task_id)["attempts"][1]
+    assert expire() == 1
+    task = store.tasks.get(task_id)
+    assert task["status"] == Status.FAILED and task["failures"] == 1 and task["reason"] == "retries_exhausted"
+
+
 # --------------------------------------------------------------------- the worker
 def make_config(db_uri, tmp_path, **overrides) -> WorkerConfig:
     options = dict(mongo_uri=db_uri, name="w1", concurrency=2, heartbeat_s=0.2, burst=False,
@@ -247,7 +274,7 @@ def test_a_draining_worker_hands_back_what_it_claimed_ahead(store, db_uri, tmp_p
     marker = tmp_path / "started"
     daemon = Daemon(make_config(db_uri, tmp_path, concurrency=1), store)
     function = f"{TF}:sleep_marked"
-    for _ in range(MIN_RUNS):
+    for _ in range(MIN_RUNS + 1):
         daemon.short.note(function, 0.001)
     runner = threading.Thread(target=daemon.run, daemon=True)
     runner.start()
@@ -274,3 +301,36 @@ def test_a_draining_worker_hands_back_what_it_claimed_ahead(store, db_uri, tmp_p
         assert "handed back unstarted by worker w1" in task["attempts"][-1]["error"]
     assert all(t["status"] in (Status.SUCCEEDED, Status.QUEUED) for t in tasks)
     assert handed_back, "tasks claimed ahead were handed back"
+
+
+def test_a_killed_worker_loses_none_of_the_tasks_it_claimed_ahead(store, cluster, tmp_path):
+    # Given tasks that may not be retried: quick ones first (the worker measures the function as
+    # short), then one that blocks its only slot, then ten more it claims ahead meanwhile
+    def body(marker, seconds, priority):
+        return {"function": f"{TF}:sleep_once", "args": [str(tmp_path / marker), seconds], "priority": priority,
+                "max_retries": 0}
+
+    quick = publish(store, [body(f"warm{i}", 0, 9) for i in range(5)])
+    [blocker] = publish(store, [body("blocker", 60, 5)])
+    after = publish(store, [body(f"after{i}", 0, 1) for i in range(10)])
+    w1 = cluster.start_worker("w1", concurrency=1)
+    wait_for((tmp_path / "blocker").exists, 30, what="the blocking task to start")
+    ahead = lambda: store.db.tasks.count_documents({"_id": {"$in": after}, "attempts.ahead": True})  # noqa: E731
+    wait_for(lambda: ahead() > 0, 10, what="tasks claimed ahead behind the blocking one")
+    held = ahead()
+
+    # When the worker is killed, and its leases end
+    w1.kill()
+    wait_for(lambda: store.tasks.requeue_expired() == 0 and
+             store.db.tasks.count_documents({"status": "running"}) == 0, 20, what="the leases to end")
+
+    # Then another worker runs every task: none failed for the attempts the dead one held
+    cluster.start_worker("w2", concurrency=1)
+    everything = quick + [blocker] + after
+    wait_for(lambda: store.db.tasks.count_documents({"_id": {"$in": everything}, "status": "succeeded"}) == 16,
+             60, what="every task to succeed")
+    assert held >= 1
+    assert store.tasks.get(blocker)["result"] == "done on retry"
+    lost = list(store.db.tasks.find({"attempts.state": "lost"}))
+    assert len(lost) >= held and all(t.get("failures", 0) == 0 for t in lost)
+    assert all(t["attempts"][-1]["worker"] == "w2" for t in lost)

@@ -30,11 +30,14 @@ class ShortFunctions:
         self._lock = threading.Lock()
 
     def note(self, function: str, seconds: float) -> None:
+        """One successful run's time; the first run of a function here is a cold start (it imports
+        the code) and is not counted."""
         with self._lock:
-            runs = self._runs.get(function, 0)
-            mean = self._mean.get(function, seconds)
-            self._mean[function] = seconds if runs == 0 else (1 - WEIGHT) * mean + WEIGHT * seconds
+            runs = self._runs.get(function, -1)
             self._runs[function] = runs + 1
+            if runs >= 0:
+                mean = self._mean.get(function, seconds)
+                self._mean[function] = seconds if runs == 0 else (1 - WEIGHT) * mean + WEIGHT * seconds
 
     def ahead(self, function: str) -> tuple[int, list[str]]:
         """After claiming a task of ``function``: how many more to claim, and of which functions

@@ -44,8 +44,6 @@ class Recorder:
         try:
             if judge:
                 self.health.note(claim.task["function"], outcome.state, outcome.seconds)
-                if outcome.state == A.SUCCEEDED:
-                    self.short.note(claim.task["function"], outcome.seconds)
         finally:
             self._release(claim)
             if outcome.workdir:

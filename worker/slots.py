@@ -169,6 +169,8 @@ class Slots:
         finally:  # its processes are gone: the cores and GPUs are free for the next claim
             with self._capacity_lock:
                 self.capacity.release(claim.attempt_id)
+        if outcome.state == AttemptState.SUCCEEDED:  # known before the next claim decides what to take
+            self.short.note(claim.task["function"], outcome.seconds)
         if sync:
             self._record(claim, outcome, leave=False)
             return 0

@@ -30,9 +30,10 @@ AHEAD_PROJECTION = {**CLAIM_PROJECTION, "rev": 1, "distinct_hosts": 1}
 
 
 def ahead_eligible(task: dict) -> bool:
-    """A task that may wait its turn in a worker: run once, no GPU, at most one core."""
+    """A task that may wait its turn in a worker: never tried yet (a lost attempt claimed ahead is
+    not counted, so each task has one such loss at most), run once, no GPU, at most one core."""
     needs = task.get("requires") or {}
-    return (task.get("redundancy", 1) == 1 and task.get("status") == Status.QUEUED.value
+    return (not task.get("attempts") and task.get("redundancy", 1) == 1 and task.get("status") == Status.QUEUED.value
             and not task.get("distinct_hosts") and not needs.get("gpus") and not needs.get("gpu_mem_gb")
             and (needs.get("cpus") or 1) <= 1)
 
@@ -211,6 +212,8 @@ class ClaimVerbs:
                    "state": AttemptState.RUNNING.value,
                    "number": number or {"$add": [{"$size": "$attempts"}, 1]},
                    "started_at": "$$NOW", "lease_until": {"$add": ["$$NOW", lease_ms]}}
+        if number:  # claimed ahead: a lost lease may mean it never ran (``fsm.decide.decide_attempt_end``)
+            attempt["ahead"] = True
         entry = {"from": Status.QUEUED.value, "to": Status.RUNNING.value, "at": "$$NOW", "by": lit(who.name)}
         history = {"$concatArrays": ["$history", [entry]]}
         stage = {
