@@ -2,7 +2,8 @@
 ``tasks.attempts`` (``fsm.store.resource_stats``), and the service map (which online machines serve each function).
 
 A *run* is an ended attempt (succeeded, failed, timed_out, crashed or lost); cancelled
-attempts are counted apart and left out of the success rate and durations. Durations are
+attempts are counted apart and left out of the success rate and durations, and released ones
+(claimed ahead, handed back before they started) are not counted at all. Durations are
 ``ended_at - started_at`` in seconds; ``p95`` is the nearest-rank 95th percentile (the
 ⌈0.95·n⌉-th smallest), computed with ``$sortArray`` because ``$percentile`` needs MongoDB 7.
 
