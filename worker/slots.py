@@ -193,8 +193,8 @@ class Slots:
                 sent = time.monotonic()
                 more = self.store.tasks.claim_ahead(self.claimant, count, functions,
                                                     self.quota_room.limited_owners())
-        except PyMongoError as exc:  # claiming ahead is an optimisation: run what we have
-            log.info("claiming ahead failed (%s); going on with one claim at a time", exc)
+        except Exception as exc:  # noqa: BLE001 - claiming ahead is an optimisation: run what we have
+            log.info("claiming ahead failed (%s: %s); going on with one claim at a time", type(exc).__name__, exc)
             return []
         for extra in more:
             self._hold(extra, slot, sent)
