@@ -171,6 +171,18 @@ def test_finish_successes_writes_a_group_and_returns_what_it_could_not(store):
     assert store.db.task_counters.find_one({"_id": "noop"})["final"]["succeeded"] == 1
 
 
+def test_finish_successes_stores_any_json_result_as_given(store):
+    odd = [{"$set": {"status": "failed"}, "a.b": "$status", "": None}, "$$NOW", [1.5, None, {"$literal": 2}]]
+    publish(store, [{"function": "echo"} for _ in odd])
+    claims = [store.tasks.claim_next(WHO) for _ in odd]
+    assert store.tasks.finish_successes([Success(c.task_id, c.attempt_id, result=r) for c, r in zip(claims, odd)],
+                                        "w1") == []
+    for claim, result in zip(claims, odd):
+        task = store.tasks.get(claim.task_id)
+        assert task["status"] == "succeeded" and task["result"] == result == task["attempts"][0]["result"]
+        assert "_end" not in task and "_aid" not in task
+
+
 def test_finish_successes_releases_dependents(store):
     [first] = publish(store, [{"function": "noop"}])
     [second] = publish(store, [{"function": "noop", "depends_on": [first]}])

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 from typing import Sequence
 
-from pymongo import ReturnDocument, UpdateOne
+from pymongo import ReturnDocument
 
 from fsm.states import AttemptState, Status
 from fsm.store.schema import CLAIM_INDEX
@@ -26,7 +26,7 @@ PREFER_WINDOW_S = 60
 #: How long a slower machine leaves a fresh task to a faster one (it then takes it: no starving).
 SLOW_YIELD_MS = 500
 #: What the claim ahead reads: what a claim returns, and what tells whether it may be claimed ahead.
-AHEAD_PROJECTION = {**CLAIM_PROJECTION, "rev": 1, "distinct_hosts": 1}
+AHEAD_PROJECTION = {**CLAIM_PROJECTION, "distinct_hosts": 1}
 
 
 def ahead_eligible(task: dict) -> bool:
@@ -129,9 +129,11 @@ class ClaimVerbs:
         nothing more urgent is passed over: it is left to a plain claim. ``stop_owners``: owners
         under a running quota (their claims are counted one by one).
 
-        Two round trips however many: read the next claimable ones, then claim each with one
-        unordered bulk write that filters on the revision read, so a task changed or taken
-        meanwhile is skipped. Only when some were skipped is a third read needed to tell which.
+        Two round trips however many: read the next claimable ones, then claim them all with one
+        ``update_many`` whose filter repeats what makes a task claimable ahead and may change (still
+        queued, never tried, enabled), so a task taken or changed meanwhile is skipped. Each
+        attempt's id is the batch's id followed by the task's (computed in the write), so only
+        when some were skipped is a third read needed to tell which.
         """
         if count <= 0 or not functions:
             return []
@@ -144,24 +146,21 @@ class ClaimVerbs:
             docs.append(doc)
         if not docs:
             return []
-        ids = {doc["_id"]: new_id() for doc in docs}
-        result = self._fast.bulk_write(
-            [UpdateOne({"_id": doc["_id"], "rev": doc["rev"], "status": Status.QUEUED.value, "open_slots": {"$gt": 0},
-                        "is_enabled": True}, self._claim_update(who, ids[doc["_id"]], len(doc.get("attempts", [])) + 1))
-             for doc in docs],
-            ordered=False)
+        batch = new_id()
+        result = self._fast.update_many(
+            {"_id": {"$in": [doc["_id"] for doc in docs]}, "status": Status.QUEUED.value, "open_slots": {"$gt": 0},
+             "is_enabled": True, "attempts": {"$size": 0}},
+            self._claim_update(who, {"$concat": [lit(batch), "$_id"]}, ahead=True))
         if result.modified_count < len(docs):  # some were taken or changed meanwhile: which are ours?
-            mine = {d["_id"] for d in self._fast.find({"_id": {"$in": list(ids)},
-                                                       "attempts.id": {"$in": list(ids.values())}}, {"_id": 1})}
+            mine = {d["_id"] for d in self._fast.find({"_id": {"$in": [doc["_id"] for doc in docs]},
+                                                       "attempts.id": {"$in": [batch + doc["_id"] for doc in docs]}},
+                                                      {"_id": 1})}
             docs = [doc for doc in docs if doc["_id"] in mine]
         claims = []
-        for doc in docs:  # as the claim wrote it (the revision held, so nothing else changed)
-            attempts = doc.get("attempts", [])
-            for name in ("rev", "distinct_hosts"):
-                doc.pop(name, None)
-            doc.update(status=Status.RUNNING.value,
-                       attempts=[*attempts, {"id": ids[doc["_id"]], "number": len(attempts) + 1}])
-            claims.append(Claim(doc, ids[doc["_id"]]))
+        for doc in docs:  # as the claim wrote it (nothing the claim reads changed: the filter held)
+            doc.pop("distinct_hosts", None)
+            doc.update(status=Status.RUNNING.value, attempts=[{"id": batch + doc["_id"], "number": 1}])
+            claims.append(Claim(doc, batch + doc["_id"]))
         return claims
 
     def _claim_preferred(self, who: Claimant, update: list) -> dict | None:
@@ -203,16 +202,16 @@ class ClaimVerbs:
                                               hint=CLAIM_INDEX, return_document=ReturnDocument.AFTER)
 
     @staticmethod
-    def _claim_update(who: Claimant, attempt_id: str, number: int | None = None) -> list:
-        """The claim's write. ``number``: the attempt's number, known because the task was read as a
-        queued, run-once task at the revision the write filters on (``claim_ahead``): the parts that
-        depend on what the task holds then need no evaluating."""
+    def _claim_update(who: Claimant, attempt_id: str | dict, ahead: bool = False) -> list:
+        """The claim's write. ``ahead``: tasks read as queued, never tried and run once, for
+        ``claim_ahead`` (its filter holds that), whose attempt ids are computed in the write: the
+        parts that depend on what else the task may hold are left out."""
         lease_ms = int(who.lease_s * 1000)
-        attempt = {"id": lit(attempt_id), "worker": lit(who.name), "host": lit(who.host),
+        attempt = {"id": attempt_id if ahead else lit(attempt_id), "worker": lit(who.name), "host": lit(who.host),
                    "state": AttemptState.RUNNING.value,
-                   "number": number or {"$add": [{"$size": "$attempts"}, 1]},
+                   "number": 1 if ahead else {"$add": [{"$size": "$attempts"}, 1]},
                    "started_at": "$$NOW", "lease_until": {"$add": ["$$NOW", lease_ms]}}
-        if number:  # claimed ahead: a lost lease may mean it never ran (``fsm.decide.decide_attempt_end``)
+        if ahead:  # a lost lease may mean it never ran (``fsm.decide.decide_attempt_end``)
             attempt["ahead"] = True
         entry = {"from": Status.QUEUED.value, "to": Status.RUNNING.value, "at": "$$NOW", "by": lit(who.name)}
         history = {"$concatArrays": ["$history", [entry]]}
@@ -222,13 +221,13 @@ class ClaimVerbs:
             "slot_open_since": "$$NOW",
             "workers": {"$concatArrays": ["$workers", [lit(who.name)]]},
             "attempts": {"$concatArrays": ["$attempts", [attempt]]},
-            "history": history if number else {"$cond": [{"$eq": ["$status", Status.QUEUED.value]}, history,
-                                                         "$history"]},
+            "history": history if ahead else {"$cond": [{"$eq": ["$status", Status.QUEUED.value]}, history,
+                                                        "$history"]},
             "started_at": {"$ifNull": ["$started_at", "$$NOW"]},
             "updated_at": "$$NOW",
             "rev": {"$add": ["$rev", 1]},
         }
-        if not number:  # (a task claimed ahead never has distinct_hosts)
+        if not ahead:  # (a task claimed ahead never has distinct_hosts)
             stage["hosts"] = {"$cond": [{"$eq": ["$distinct_hosts", True]},
                                         {"$concatArrays": [{"$ifNull": ["$hosts", []]}, [lit(who.host)]]}, "$hosts"]}
         return [{"$set": stage}]

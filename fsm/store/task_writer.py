@@ -13,7 +13,7 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
-from pymongo import ReturnDocument, UpdateOne
+from pymongo import ReturnDocument
 from pymongo.errors import PyMongoError
 
 from fsm.decide import Plan, decide_attempt_end, decide_lone_success, decide_release
@@ -103,29 +103,49 @@ class PlanWriter:
         raise Conflict(f"task {task_id} kept changing; gave up after {MAX_RACE_RETRIES} tries")
 
     def finish_successes(self, ends: list[Success], worker: str) -> list[Success]:
-        """Record several succeeded attempts of tasks run once with one bulk write (group commit).
+        """Record several succeeded attempts of tasks run once with one write (group commit).
 
-        Each write is ``finish_attempt``'s lone-success write (same filter, lease fence and
-        stage); the tasks are read back once to count them and to settle their dependents, and
-        the counters get one increment per function. Returns the ends that were not written
-        (a redundant task, a lost lease, ...): their caller records them one by one, where each
-        is decided from the stored task.
+        Each task gets what ``finish_attempt``'s lone success would write (``decide_lone_success``),
+        under the same conditions: still running, run once, the attempt running here with its
+        lease live by the server's clock. One ``update_many`` writes them all: each task finds its
+        own attempt and values by its id. The tasks are read back once to count them and to settle
+        their dependents, and the counters get one increment per function. Returns the ends that
+        were not written (a redundant task, a lost lease, ...): their caller records them one by
+        one, where each is decided from the stored task.
         """
         if not ends:
             return []
-        plans = {}
-        ops = []
         commit = new_id()  # marks the attempts this very write ended: a repeated call counts none twice
+        plans: dict[str, Plan] = {}
+        values, attempt_ids = [], []
         for end in ends:
             plan = plans[end.attempt_id] = decide_lone_success(end.attempt_id, end.result, logs=end.logs,
                                                                result_ref=end.result_ref)
             _measured(plan, end.attempt_id, end.usage)
             plan.attempts[end.attempt_id]["commit"] = commit
-            filt = {"_id": end.task_id, "status": plan.frm.value, **plan.assumes,
-                    "attempts": {"$elemMatch": {"id": end.attempt_id, "state": "running", "worker": worker}},
-                    "$expr": lease_live(end.attempt_id)}
-            ops.append(UpdateOne(filt, [{"$set": self._stage(plan, worker)}]))
-        self.tasks.bulk_write(ops, ordered=False)
+            is_this = {"$eq": ["$_id", lit(end.task_id)]}
+            values.append({"case": is_this, "then": lit({"attempt": plan.attempts[end.attempt_id],
+                                                         "fields": plan.fields})})
+            attempt_ids.append({"case": is_this, "then": lit(end.attempt_id)})
+        first = plans[ends[0].attempt_id]
+        own_attempt = {"$switch": {"branches": attempt_ids, "default": None}}
+        live = {"$let": {"vars": {"aid": own_attempt}, "in": {"$gt": [{"$size": {"$filter": {
+            "input": "$attempts", "cond": {"$and": [
+                {"$eq": ["$$this.id", "$$aid"]}, {"$eq": ["$$this.state", AttemptState.RUNNING.value]},
+                {"$gt": ["$$this.lease_until", "$$NOW"]}]}}}}, 0]}}}
+        entry = {"from": Status.RUNNING.value, "to": Status.SUCCEEDED.value, "at": "$$NOW", "by": lit(worker)}
+        self.tasks.update_many(
+            {"_id": {"$in": [end.task_id for end in ends]}, "status": first.frm.value, **first.assumes,
+             "attempts": {"$elemMatch": {"state": AttemptState.RUNNING.value, "worker": worker}}, "$expr": live},
+            [{"$set": {"_end": {"$switch": {"branches": values, "default": None}}, "_aid": own_attempt}},
+             {"$set": {
+                 **{name: f"$_end.fields.{name}" for name in first.fields},
+                 "attempts": {"$map": {"input": "$attempts", "as": "a", "in": {"$cond": [
+                     {"$eq": ["$$a.id", "$_aid"]}, {"$mergeObjects": ["$$a", "$_end.attempt", {"ended_at": "$$NOW"}]},
+                     "$$a"]}}},
+                 "status": Status.SUCCEEDED.value, "history": {"$concatArrays": ["$history", [entry]]},
+                 "finished_at": "$$NOW", "updated_at": "$$NOW", "rev": {"$add": ["$rev", 1]}}},
+             {"$unset": ["_end", "_aid"]}])
         ours = {end.task_id: end.attempt_id for end in ends}
         written, settle = [], []
         inc: dict[str, Counter] = {}
