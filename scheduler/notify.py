@@ -61,7 +61,7 @@ TOKEN_SAVE_S, TOKEN_IDLE_SAVE_S = 1.0, 10.0
 #: While nobody subscribes to task events the stream stays closed (it would read every change of
 #: every task for nothing); this often the notifier looks again, and an open stream asks whether
 #: anyone still listens.
-QUIET_LOOK_S = 2.0
+QUIET_LOOK_S = 5.0
 #: What the notifier reads of the task itself (one indexed lookup, only for an event someone
 #: subscribed to; the change stream carries only status, reason and error: see
 #: ``fsm.store.notify.TASK_PIPELINE``).
