@@ -101,32 +101,16 @@ def decide_attempt_end(task: dict, attempt_id: str, state: AttemptState, *, resu
         agreed[update["digest"]] += 1
         if agreed[update["digest"]] >= quorum:
             return _finish(plan, task, others, Status.SUCCEEDED, result=result, reason=None, result_ref=result_ref)
-    elif state in FAILED_ATTEMPTS and _never_ran(task, attempt_id, state):
+    elif state == A.LOST and _claimed_ahead(task, attempt_id):
         # A lease lost by an attempt claimed ahead: its worker died or was cut off, most likely
         # before the attempt's turn came. Not the task's fault, so not counted, and queued at once;
         # the task is never claimed ahead again, so a task that kills its workers is still counted.
-        plan.fields.update(workers=[w for w in task.get("workers", []) if w != _worker_of(task, attempt_id)],
-                           open_slots=open_slots + 1)
-        if not others:
-            plan.to, plan.reason = Status.QUEUED, f"retry after {state.value} (claimed ahead, not counted)"
-            check(frm, plan.to)
-            return plan
-        open_slots += 1
+        return _give_back(plan, task, attempt_id, f"retry after {state.value} (claimed ahead, not counted)")
     elif state in FAILED_ATTEMPTS:
         failures += 1
         plan.fields["failures"] = failures
         # Only attempts that stand toward the result keep their worker out of the next claim.
-        worker = next(a["worker"] for a in task["attempts"] if a["id"] == attempt_id)
-        remaining = list(task.get("workers", []))
-        if worker in remaining:
-            remaining.remove(worker)
-        plan.fields["workers"] = remaining
-        if task.get("distinct_hosts"):  # a failed attempt's machine may try again, like its worker
-            hosts = list(task.get("hosts", []))
-            host = next(a.get("host") for a in task["attempts"] if a["id"] == attempt_id)
-            if host in hosts:
-                hosts.remove(host)
-            plan.fields["hosts"] = hosts
+        plan.fields.update(_without(task, attempt_id))
         plan.fields["error"] = update["error"]
         if permanent:
             return _finish(plan, task, others, Status.FAILED, reason=PERMANENT)
@@ -149,13 +133,35 @@ def decide_attempt_end(task: dict, attempt_id: str, state: AttemptState, *, resu
     return plan
 
 
-def _never_ran(task: dict, attempt_id: str, state: AttemptState) -> bool:
-    """A lost attempt that was claimed ahead (``ahead`` on the attempt): it may never have started."""
-    return state == A.LOST and any(a["id"] == attempt_id and a.get("ahead") for a in task.get("attempts", []))
+def _claimed_ahead(task: dict, attempt_id: str) -> bool:
+    """An attempt claimed ahead (``ahead`` on the attempt): lost, it may never have started."""
+    return any(a["id"] == attempt_id and a.get("ahead") for a in task.get("attempts", []))
 
 
-def _worker_of(task: dict, attempt_id: str) -> str | None:
-    return next((a.get("worker") for a in task.get("attempts", []) if a["id"] == attempt_id), None)
+def _without(task: dict, attempt_id: str) -> dict:
+    """The fields that let the attempt's worker (and, with ``distinct_hosts``, its machine) take
+    the task again."""
+    attempt = next(a for a in task["attempts"] if a["id"] == attempt_id)
+    workers = list(task.get("workers", []))
+    if attempt["worker"] in workers:
+        workers.remove(attempt["worker"])
+    fields: dict[str, Any] = {"workers": workers}
+    if task.get("distinct_hosts"):
+        hosts = list(task.get("hosts", []))
+        if attempt.get("host") in hosts:
+            hosts.remove(attempt.get("host"))
+        fields["hosts"] = hosts
+    return fields
+
+
+def _give_back(plan: Plan, task: dict, attempt_id: str, reason: str) -> Plan:
+    """The attempt's slot opens again without counting a failure; with no other attempt running
+    the task is queued at once (a task handed back, or lost before its turn)."""
+    plan.fields.update(_without(task, attempt_id), open_slots=task.get("open_slots", 0) + 1)
+    if not _others_running(task, attempt_id):
+        plan.to, plan.reason = Status.QUEUED, reason
+        check(plan.frm, plan.to)
+    return plan
 
 
 def _finish(plan: Plan, task: dict, others: list[str], to: Status, *, reason: str | None,
@@ -206,19 +212,7 @@ def decide_release(task: dict, attempt_id: str, why: str) -> Plan:
         raise InvalidTransition(f"attempt {attempt_id} of task {task['_id']} is not running")
     check_attempt(A.RUNNING, A.RELEASED)
     plan = Plan(frm=frm, attempts={attempt_id: {"state": A.RELEASED.value, "error": why}}, ended={attempt_id})
-    workers = list(task.get("workers", []))
-    if attempt["worker"] in workers:
-        workers.remove(attempt["worker"])
-    plan.fields.update(workers=workers, open_slots=task.get("open_slots", 0) + 1)
-    if task.get("distinct_hosts"):
-        hosts = list(task.get("hosts", []))
-        if attempt.get("host") in hosts:
-            hosts.remove(attempt.get("host"))
-        plan.fields["hosts"] = hosts
-    if not _others_running(task, attempt_id):
-        plan.to, plan.reason = Status.QUEUED, "handed back unstarted"
-        check(frm, plan.to)
-    return plan
+    return _give_back(plan, task, attempt_id, "handed back unstarted")
 
 
 def decide_expired(task: dict, now) -> Plan | None:

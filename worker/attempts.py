@@ -33,7 +33,7 @@ class AttemptRunner:
             return Outcome(A.FAILED, error=f"cannot prepare {task['function']}: {type(exc).__name__}: {exc}")
         if claim.attempt_id in self._doomed:
             return Outcome(A.CANCELLED, error="stopped before it started")
-        if claim.attempt_id in self.fenced_ids():  # claimed ahead, and its lease could not be renewed
+        if claim.attempt_id in self._fenced:  # claimed ahead, and its lease could not be renewed
             return Outcome(A.LOST, error="its lease could not be renewed before it started")
         with contextlib.ExitStack() as held:
             try:  # {"__data__": id} arguments become local paths, held while the attempt runs

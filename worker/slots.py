@@ -117,11 +117,11 @@ class Slots:
             self._hold(claim, slot, sent)
             ahead = ahead and not sync
             if ahead:  # the next ones are claimed while this one runs
-                more = self._ahead.submit(self._claim_ahead, claim.task["function"], slot)
+                more = self._claim_ahead_meanwhile(claim.task["function"], slot)
             owed -= self._run_claim(slot, claim, fits, sync)
             while not self._claiming_paused():
-                if ahead and more is None and len(waiting) <= AHEAD_LOW:
-                    more = self._ahead.submit(self._claim_ahead, (waiting or [claim])[-1].task["function"], slot)
+                if ahead and more is None and waiting and len(waiting) <= AHEAD_LOW:
+                    more = self._claim_ahead_meanwhile(waiting[-1].task["function"], slot)
                 if not waiting:
                     got, more = (more.result() if more else []), None
                     if not got:
@@ -183,10 +183,14 @@ class Slots:
             pending.append(self._finisher.submit(self._record, claim, outcome, True))
         return 1
 
-    def _claim_ahead(self, function: str, slot: int) -> list[Claim]:
-        """After a task of ``function``: the next tasks, if short ones come next (``claim_ahead``)."""
+    def _claim_ahead_meanwhile(self, function: str, slot: int) -> Future | None:
+        """After a task of ``function``, if it is short: the next tasks, claimed in the background
+        (``claim_ahead``) while the slot runs what it holds; None when nothing is claimed ahead."""
         count, functions = self.short.ahead(function)
-        if not count or self._claiming_paused():
+        return self._ahead.submit(self._claim_ahead, count, functions, slot) if count else None
+
+    def _claim_ahead(self, count: int, functions: list[str], slot: int) -> list[Claim]:
+        if self._claiming_paused():
             return []
         try:
             with self._ahead_lock:  # one at a time per worker: two slots would race for the same next tasks

@@ -146,15 +146,14 @@ class ClaimVerbs:
             docs.append(doc)
         if not docs:
             return []
-        batch = new_id()
+        batch, ids = new_id(), [doc["_id"] for doc in docs]
         result = self._fast.update_many(
-            {"_id": {"$in": [doc["_id"] for doc in docs]}, "status": Status.QUEUED.value, "open_slots": {"$gt": 0},
-             "is_enabled": True, "attempts": {"$size": 0}},
+            {"_id": {"$in": ids}, "status": Status.QUEUED.value, "open_slots": {"$gt": 0}, "is_enabled": True,
+             "attempts": {"$size": 0}},
             self._claim_update(who, {"$concat": [lit(batch), "$_id"]}, ahead=True))
         if result.modified_count < len(docs):  # some were taken or changed meanwhile: which are ours?
-            mine = {d["_id"] for d in self._fast.find({"_id": {"$in": [doc["_id"] for doc in docs]},
-                                                       "attempts.id": {"$in": [batch + doc["_id"] for doc in docs]}},
-                                                      {"_id": 1})}
+            mine = {d["_id"] for d in self._fast.find({"_id": {"$in": ids},
+                                                       "attempts.id": {"$in": [batch + i for i in ids]}}, {"_id": 1})}
             docs = [doc for doc in docs if doc["_id"] in mine]
         claims = []
         for doc in docs:  # as the claim wrote it (nothing the claim reads changed: the filter held)
